@@ -1,0 +1,98 @@
+use crossdeploy_protocol::RoleArn;
+
+/// The role ARNs crossdeploy may assume. Deny by default: an empty list allows nothing.
+///
+/// Entries are comma-separated ARNs; `*` matches any run of characters inside one segment
+/// (it never crosses `:` or `/`), so `arn:aws:iam::*:role/crossdeploy-target` allows that role
+/// name in every account, and a bare `*` allows nothing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AllowList {
+    patterns: Vec<String>,
+}
+
+impl AllowList {
+    pub fn parse(value: &str) -> Self {
+        Self {
+            patterns: value
+                .split(',')
+                .map(str::trim)
+                .filter(|p| !p.is_empty())
+                .map(str::to_owned)
+                .collect(),
+        }
+    }
+
+    /// From `CROSSDEPLOY_ALLOWED_TARGET_ROLES`; unset is empty.
+    pub fn from_env() -> Self {
+        Self::parse(&std::env::var(crate::ALLOWED_TARGET_ROLES_ENV).unwrap_or_default())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.patterns.is_empty()
+    }
+
+    pub fn allows(&self, role: &RoleArn) -> bool {
+        self.patterns
+            .iter()
+            .any(|p| glob_match(p.as_bytes(), role.as_str().as_bytes()))
+    }
+}
+
+/// `*` matches any run of bytes other than `:` and `/`; everything else matches itself.
+fn glob_match(pattern: &[u8], text: &[u8]) -> bool {
+    match pattern.split_first() {
+        None => text.is_empty(),
+        Some((b'*', rest)) => {
+            // Try every length of the run `*` stands for, up to the next separator.
+            let run = text
+                .iter()
+                .position(|b| *b == b':' || *b == b'/')
+                .unwrap_or(text.len());
+            (0..=run).any(|n| glob_match(rest, &text[n..]))
+        }
+        Some((c, rest)) => text.first() == Some(c) && glob_match(rest, &text[1..]),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn arn(s: &str) -> RoleArn {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn unset_or_empty_allows_nothing() {
+        let role = arn("arn:aws:iam::222222222222:role/crossdeploy-target");
+        assert!(!AllowList::parse("").allows(&role));
+        assert!(!AllowList::parse(" , ,").allows(&role));
+        assert!(!AllowList::default().allows(&role));
+    }
+
+    #[test]
+    fn exact_entries_allow_exactly_that_role() {
+        let list = AllowList::parse(
+            "arn:aws:iam::222222222222:role/crossdeploy-target, arn:aws:iam::333333333333:role/other",
+        );
+        assert!(list.allows(&arn("arn:aws:iam::222222222222:role/crossdeploy-target")));
+        assert!(list.allows(&arn("arn:aws:iam::333333333333:role/other")));
+        assert!(!list.allows(&arn("arn:aws:iam::333333333333:role/crossdeploy-target")));
+        assert!(!list.allows(&arn("arn:aws:iam::222222222222:role/crossdeploy-target2")));
+    }
+
+    #[test]
+    fn a_star_matches_within_one_segment_only() {
+        let list = AllowList::parse("arn:aws:iam::*:role/crossdeploy-*");
+        assert!(list.allows(&arn("arn:aws:iam::222222222222:role/crossdeploy-target")));
+        assert!(list.allows(&arn("arn:aws:iam::444444444444:role/crossdeploy-")));
+        assert!(!list.allows(&arn("arn:aws:iam::222222222222:role/admin")));
+        // `*` does not cross a `/`: a role under a path is not the same role name.
+        assert!(!list.allows(&arn("arn:aws:iam::222222222222:role/crossdeploy-x/admin")));
+        // A bare `*` cannot allow everything.
+        assert!(!AllowList::parse("*").allows(&arn("arn:aws:iam::222222222222:role/x")));
+        let path = AllowList::parse("arn:aws:iam::222222222222:role/*/deployer");
+        assert!(path.allows(&arn("arn:aws:iam::222222222222:role/team-a/deployer")));
+        assert!(!path.allows(&arn("arn:aws:iam::222222222222:role/a/b/deployer")));
+    }
+}

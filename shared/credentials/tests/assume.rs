@@ -1,0 +1,126 @@
+//! AssumeRole calls as STS sees them, with aws-smithy-mocks.
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_sdk_sts::operation::assume_role::{AssumeRoleError, AssumeRoleOutput};
+use aws_sdk_sts::types::Credentials;
+use aws_smithy_mocks::{mock, mock_client, RuleMode};
+use aws_smithy_types::error::ErrorMetadata;
+use aws_smithy_types::DateTime;
+use crossdeploy_credentials::{AllowList, CredentialsError, TargetSessions};
+use crossdeploy_protocol::{FailureType, RoleArn};
+use std::time::{Duration, SystemTime};
+
+const ROLE: &str = "arn:aws:iam::222222222222:role/crossdeploy-target";
+
+fn base() -> SdkConfig {
+    SdkConfig::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("eu-west-1"))
+        .build()
+}
+
+fn credentials(valid_for: Duration) -> Credentials {
+    Credentials::builder()
+        .access_key_id("ASIATARGET")
+        .secret_access_key("target-secret")
+        .session_token("target-token")
+        .expiration(DateTime::from(SystemTime::now() + valid_for))
+        .build()
+        .unwrap()
+}
+
+fn role() -> RoleArn {
+    ROLE.parse().unwrap()
+}
+
+#[tokio::test]
+async fn a_cached_session_is_reused_with_no_second_sts_call() {
+    let rule = mock!(aws_sdk_sts::Client::assume_role)
+        .match_requests(|r| {
+            r.role_arn() == Some(ROLE)
+                && r.external_id() == Some("ext-123")
+                && r.role_session_name() == Some("crossdeploy-exec-1")
+                && r.source_identity() == Some("crossdeploy-exec-1")
+        })
+        .then_output(|| {
+            AssumeRoleOutput::builder()
+                .credentials(credentials(Duration::from_secs(3600)))
+                .build()
+        });
+    let sts = mock_client!(aws_sdk_sts, RuleMode::MatchAny, [&rule]);
+    let sessions = TargetSessions::new(sts, base(), AllowList::parse(ROLE), Some("ext-123".into()));
+
+    let first = sessions.assume(&role(), None, "exec-1").await.unwrap();
+    let second = sessions
+        .assume(&role(), Some("us-east-2"), "exec-2")
+        .await
+        .unwrap();
+
+    assert_eq!(rule.num_calls(), 1, "the second deploy must not call STS");
+    assert_eq!(first.credentials.access_key_id(), "ASIATARGET");
+    assert_eq!(first.config.region().map(|r| r.as_ref()), Some("eu-west-1"));
+    assert_eq!(
+        second.config.region().map(|r| r.as_ref()),
+        Some("us-east-2")
+    );
+}
+
+#[tokio::test]
+async fn a_session_close_to_expiry_is_renewed() {
+    let rule = mock!(aws_sdk_sts::Client::assume_role).then_output(|| {
+        AssumeRoleOutput::builder()
+            .credentials(credentials(Duration::from_secs(10 * 60)))
+            .build()
+    });
+    let sts = mock_client!(aws_sdk_sts, RuleMode::MatchAny, [&rule]);
+    let sessions = TargetSessions::new(sts, base(), AllowList::parse(ROLE), None);
+    sessions.assume(&role(), None, "a").await.unwrap();
+    sessions.assume(&role(), None, "b").await.unwrap();
+    assert_eq!(rule.num_calls(), 2);
+}
+
+#[tokio::test]
+async fn a_role_off_the_allow_list_is_refused_before_any_sts_call() {
+    let rule = mock!(aws_sdk_sts::Client::assume_role).then_output(|| {
+        AssumeRoleOutput::builder()
+            .credentials(credentials(Duration::from_secs(3600)))
+            .build()
+    });
+    let sts = mock_client!(aws_sdk_sts, RuleMode::MatchAny, [&rule]);
+    let sessions = TargetSessions::new(
+        sts,
+        base(),
+        AllowList::parse("arn:aws:iam::333333333333:role/crossdeploy-target"),
+        None,
+    );
+    let err = sessions.assume(&role(), None, "a").await.unwrap_err();
+    assert!(matches!(err, CredentialsError::NotAllowed { .. }));
+    assert_eq!(err.failure_type(), FailureType::PermissionError);
+    assert!(err.to_string().contains(ROLE), "{err}");
+    assert!(
+        err.to_string().contains("CROSSDEPLOY_ALLOWED_TARGET_ROLES"),
+        "{err}"
+    );
+    assert_eq!(rule.num_calls(), 0);
+}
+
+#[tokio::test]
+async fn access_denied_by_sts_is_a_permission_error_naming_the_role() {
+    let rule = mock!(aws_sdk_sts::Client::assume_role).then_error(|| {
+        AssumeRoleError::generic(
+            ErrorMetadata::builder()
+                .code("AccessDenied")
+                .message("User is not authorized to perform: sts:AssumeRole")
+                .build(),
+        )
+    });
+    let sts = mock_client!(aws_sdk_sts, RuleMode::MatchAny, [&rule]);
+    let sessions = TargetSessions::new(sts, base(), AllowList::parse(ROLE), None);
+    let err = sessions.assume(&role(), None, "a").await.unwrap_err();
+    assert_eq!(err.failure_type(), FailureType::PermissionError);
+    let msg = err.to_string();
+    assert!(
+        msg.contains(ROLE) && msg.contains("AccessDenied") && msg.contains("222222222222"),
+        "{msg}"
+    );
+}

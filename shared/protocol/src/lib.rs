@@ -1,0 +1,279 @@
+//! The typed request and outcome that pass, as JSON through Lambda Invoke, between the
+//! pipeline-job-worker (and the rollback function) and the updaters.
+//!
+//! Shape: an [`UpdaterRequest`] names one action on one [`Target`] with the [`PipelineContext`] it
+//! comes from; the updater answers one [`Outcome`]: `Succeeded` with output variables,
+//! `InProgress` with opaque state to resume from (long work goes on in a later invocation),
+//! or `Failed` with the CodePipeline failure type. New kinds of deployment are new [`DeploySpec`]
+//! variants; rollback is a new [`UpdaterRequest`] variant; neither reshapes what is here.
+
+mod arn;
+mod strategy;
+
+pub use arn::{RoleArn, RoleArnError};
+pub use strategy::{DeploymentStrategy, StrategyError};
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// What the worker or the rollback function asks an updater to do.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "Action")]
+pub enum UpdaterRequest {
+    /// Deploy a new artifact (or resume a deployment from its `resume` state).
+    Deploy(DeployRequest),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct DeployRequest {
+    /// Idempotency key of the request: the CodePipeline job id.
+    pub request_id: String,
+    pub pipeline: PipelineContext,
+    pub target: Target,
+    /// The input artifact in the shared services account's artifact bucket.
+    pub artifact: ArtifactLocation,
+    pub spec: DeploySpec,
+    /// Alarms in the target account that gate the deployment.
+    #[serde(default)]
+    pub alarm_names: Vec<String>,
+    /// State an earlier invocation handed back in [`Outcome::InProgress`]; present when resuming.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resume: Option<serde_json::Value>,
+}
+
+/// Where a job comes from. Every field but the job id is optional: an Invoke action's event does
+/// not carry them, and `GetJobDetails` may not be allowed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct PipelineContext {
+    pub job_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pipeline_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub execution_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stage: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<String>,
+}
+
+impl PipelineContext {
+    /// "pipeline P execution E" as far as it is known, else "job J".
+    pub fn describe(&self) -> String {
+        match (&self.pipeline_name, &self.execution_id) {
+            (Some(p), Some(e)) => format!("pipeline {p} execution {e}"),
+            (Some(p), None) => format!("pipeline {p} job {}", self.job_id),
+            _ => format!("job {}", self.job_id),
+        }
+    }
+}
+
+/// The account, role and region a deployment acts in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Target {
+    pub role_arn: RoleArn,
+    /// Target region; `None`: the region the updater runs in (the pipeline's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+}
+
+impl Target {
+    pub fn account_id(&self) -> &str {
+        self.role_arn.account_id()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ArtifactLocation {
+    pub bucket: String,
+    pub key: String,
+}
+
+impl std::fmt::Display for ArtifactLocation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "s3://{}/{}", self.bucket, self.key)
+    }
+}
+
+/// What to deploy, by kind.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "Kind")]
+pub enum DeploySpec {
+    Lambda(LambdaSpec),
+    Ecs(EcsSpec),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct LambdaSpec {
+    pub function_name: String,
+    pub alias: String,
+    /// The package's path inside the artifact zip; `None`: the artifact itself is the package.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifact_path: Option<String>,
+    #[serde(default)]
+    pub strategy: DeploymentStrategy,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct EcsSpec {
+    pub cluster_name: String,
+    pub service_name: String,
+    pub file_name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container_name: Option<String>,
+    pub timeout_minutes: u32,
+}
+
+/// An updater's answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "Status")]
+pub enum Outcome {
+    Succeeded {
+        #[serde(rename = "Summary")]
+        summary: String,
+        /// CodePipeline output variables (`FunctionVersion`, `AliasArn`...).
+        #[serde(rename = "Outputs")]
+        outputs: BTreeMap<String, String>,
+    },
+    /// Work goes on: call again with `resume` set to `state`.
+    InProgress {
+        #[serde(rename = "Summary")]
+        summary: String,
+        #[serde(rename = "PercentComplete")]
+        percent_complete: u8,
+        #[serde(rename = "State")]
+        state: serde_json::Value,
+    },
+    Failed {
+        #[serde(rename = "FailureType")]
+        failure_type: FailureType,
+        #[serde(rename = "Message")]
+        message: String,
+    },
+}
+
+impl Outcome {
+    pub fn failed(failure_type: FailureType, message: impl Into<String>) -> Self {
+        Outcome::Failed {
+            failure_type,
+            message: message.into(),
+        }
+    }
+}
+
+/// CodePipeline's failure types that crossdeploy uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum FailureType {
+    /// The action's configuration is wrong: a key missing or malformed, a resource that does not exist.
+    ConfigurationError,
+    /// Access was denied: by crossdeploy's allow-list, by STS, or in the target account.
+    PermissionError,
+    /// Anything else: the AWS error code and message say what.
+    JobFailed,
+}
+
+impl FailureType {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            FailureType::ConfigurationError => "ConfigurationError",
+            FailureType::PermissionError => "PermissionError",
+            FailureType::JobFailed => "JobFailed",
+        }
+    }
+}
+
+/// Names of the output variables (AWS sees them: they are part of the contract).
+pub mod outputs {
+    pub const FUNCTION_VERSION: &str = "FunctionVersion";
+    pub const PREVIOUS_VERSION: &str = "PreviousVersion";
+    pub const ALIAS_ARN: &str = "AliasArn";
+    pub const CODE_SHA256: &str = "CodeSha256";
+    pub const TASK_DEFINITION_ARN: &str = "TaskDefinitionArn";
+    pub const PREVIOUS_TASK_DEFINITION_ARN: &str = "PreviousTaskDefinitionArn";
+    pub const DEPLOYMENT_ID: &str = "DeploymentId";
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request() -> UpdaterRequest {
+        UpdaterRequest::Deploy(DeployRequest {
+            request_id: "job-1".into(),
+            pipeline: PipelineContext {
+                job_id: "job-1".into(),
+                pipeline_name: Some("orders".into()),
+                execution_id: Some("e-1".into()),
+                stage: Some("Deploy-dev".into()),
+                action: Some("Lambda".into()),
+            },
+            target: Target {
+                role_arn: "arn:aws:iam::222222222222:role/crossdeploy-target"
+                    .parse()
+                    .unwrap(),
+                region: None,
+            },
+            artifact: ArtifactLocation {
+                bucket: "artifacts".into(),
+                key: "orders/BuildOutput/abc.zip".into(),
+            },
+            spec: DeploySpec::Lambda(LambdaSpec {
+                function_name: "orders-api".into(),
+                alias: "live".into(),
+                artifact_path: Some("lambda.zip".into()),
+                strategy: DeploymentStrategy::Canary {
+                    percent: 10,
+                    minutes: 5,
+                },
+            }),
+            alarm_names: vec!["orders-5xx".into()],
+            resume: None,
+        })
+    }
+
+    #[test]
+    fn requests_round_trip_through_json_with_readable_tags() {
+        let r = request();
+        let json = serde_json::to_value(&r).unwrap();
+        assert_eq!(json["Action"], "Deploy");
+        assert_eq!(json["Spec"]["Kind"], "Lambda");
+        assert_eq!(json["Spec"]["Strategy"], "Canary10Percent5Minutes");
+        assert_eq!(
+            json["Target"]["RoleArn"],
+            "arn:aws:iam::222222222222:role/crossdeploy-target"
+        );
+        let back: UpdaterRequest = serde_json::from_value(json).unwrap();
+        assert_eq!(back, r);
+    }
+
+    #[test]
+    fn outcomes_round_trip_through_json() {
+        for o in [
+            Outcome::Succeeded {
+                summary: "done".into(),
+                outputs: [("FunctionVersion".to_string(), "3".to_string())].into(),
+            },
+            Outcome::InProgress {
+                summary: "waiting".into(),
+                percent_complete: 40,
+                state: serde_json::json!({"Phase": "WaitingForUpdate"}),
+            },
+            Outcome::failed(FailureType::PermissionError, "denied"),
+        ] {
+            let json = serde_json::to_string(&o).unwrap();
+            assert_eq!(serde_json::from_str::<Outcome>(&json).unwrap(), o);
+        }
+    }
+
+    #[test]
+    fn a_role_arn_that_is_not_valid_is_refused_when_a_request_is_read() {
+        let mut json = serde_json::to_value(request()).unwrap();
+        json["Target"]["RoleArn"] = "arn:aws:iam::2222:role/x".into();
+        assert!(serde_json::from_value::<UpdaterRequest>(json).is_err());
+    }
+}

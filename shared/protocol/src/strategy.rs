@@ -1,0 +1,180 @@
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::fmt;
+use std::str::FromStr;
+
+/// How traffic moves to a new Lambda version, with CodeDeploy's names:
+/// `AllAtOnce`, `Canary<N>Percent<M>Minutes`, `Linear<N>PercentEvery<M>Minute(s)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DeploymentStrategy {
+    #[default]
+    AllAtOnce,
+    /// `percent` of the traffic for `minutes`, then all of it.
+    Canary { percent: u8, minutes: u32 },
+    /// `percent` more of the traffic every `minutes`.
+    Linear { percent: u8, minutes: u32 },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{value}` is not a deployment strategy ({why}); expected AllAtOnce, Canary<N>Percent<M>Minutes (e.g. Canary10Percent5Minutes) or Linear<N>PercentEvery<M>Minute(s) (e.g. Linear10PercentEvery1Minute)")]
+pub struct StrategyError {
+    pub value: String,
+    pub why: &'static str,
+}
+
+fn number<T: FromStr>(s: &str) -> Option<T> {
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    s.parse().ok()
+}
+
+impl FromStr for DeploymentStrategy {
+    type Err = StrategyError;
+
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        let err = |why| StrategyError {
+            value: value.to_owned(),
+            why,
+        };
+        if value == "AllAtOnce" {
+            return Ok(DeploymentStrategy::AllAtOnce);
+        }
+        let (percent, minutes, linear) = if let Some(rest) = value.strip_prefix("Canary") {
+            let (p, m) = rest
+                .split_once("Percent")
+                .ok_or_else(|| err("no `Percent`"))?;
+            let m = m
+                .strip_suffix("Minutes")
+                .ok_or_else(|| err("no `Minutes` at the end"))?;
+            (p, m, false)
+        } else if let Some(rest) = value.strip_prefix("Linear") {
+            let (p, m) = rest
+                .split_once("PercentEvery")
+                .ok_or_else(|| err("no `PercentEvery`"))?;
+            let m = m
+                .strip_suffix("Minutes")
+                .or_else(|| m.strip_suffix("Minute"))
+                .ok_or_else(|| err("no `Minute` or `Minutes` at the end"))?;
+            (p, m, true)
+        } else {
+            return Err(err("unknown name"));
+        };
+        let percent: u8 = number(percent).ok_or_else(|| err("the percentage is not a number"))?;
+        let minutes: u32 = number(minutes).ok_or_else(|| err("the minutes are not a number"))?;
+        if !(1..=99).contains(&percent) {
+            return Err(err("the percentage must be 1 to 99"));
+        }
+        if !(1..=2880).contains(&minutes) {
+            return Err(err("the minutes must be 1 to 2880"));
+        }
+        Ok(if linear {
+            DeploymentStrategy::Linear { percent, minutes }
+        } else {
+            DeploymentStrategy::Canary { percent, minutes }
+        })
+    }
+}
+
+impl fmt::Display for DeploymentStrategy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DeploymentStrategy::AllAtOnce => f.write_str("AllAtOnce"),
+            DeploymentStrategy::Canary { percent, minutes } => {
+                write!(f, "Canary{percent}Percent{minutes}Minutes")
+            }
+            DeploymentStrategy::Linear {
+                percent,
+                minutes: 1,
+            } => {
+                write!(f, "Linear{percent}PercentEvery1Minute")
+            }
+            DeploymentStrategy::Linear { percent, minutes } => {
+                write!(f, "Linear{percent}PercentEvery{minutes}Minutes")
+            }
+        }
+    }
+}
+
+impl Serialize for DeploymentStrategy {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for DeploymentStrategy {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use DeploymentStrategy::*;
+
+    #[test]
+    fn codedeploy_names_parse_and_print_back() {
+        for (name, s) in [
+            ("AllAtOnce", AllAtOnce),
+            (
+                "Canary10Percent5Minutes",
+                Canary {
+                    percent: 10,
+                    minutes: 5,
+                },
+            ),
+            (
+                "Canary10Percent30Minutes",
+                Canary {
+                    percent: 10,
+                    minutes: 30,
+                },
+            ),
+            (
+                "Linear10PercentEvery1Minute",
+                Linear {
+                    percent: 10,
+                    minutes: 1,
+                },
+            ),
+            (
+                "Linear10PercentEvery10Minutes",
+                Linear {
+                    percent: 10,
+                    minutes: 10,
+                },
+            ),
+        ] {
+            assert_eq!(name.parse::<DeploymentStrategy>(), Ok(s), "{name}");
+            assert_eq!(s.to_string(), name);
+        }
+        assert_eq!(
+            "Linear20PercentEvery1Minutes".parse(),
+            Ok(Linear {
+                percent: 20,
+                minutes: 1
+            })
+        );
+    }
+
+    #[test]
+    fn unknown_strategies_are_refused_naming_the_value() {
+        for bad in [
+            "",
+            "allatonce",
+            "Canary",
+            "CanaryTenPercent5Minutes",
+            "Canary10Percent5",
+            "Canary0Percent5Minutes",
+            "Canary100Percent5Minutes",
+            "Canary10Percent0Minutes",
+            "Linear10Percent1Minute",
+            "Linear-10PercentEvery1Minute",
+            "BlueGreen",
+        ] {
+            let e = bad.parse::<DeploymentStrategy>().unwrap_err();
+            assert!(e.to_string().contains(&format!("`{bad}`")), "{e}");
+        }
+    }
+}
