@@ -1,1 +1,142 @@
+//! lambda-alias-updater: deploys a Lambda package into a target account.
+//!
+//! Reads the package from the artifact bucket (with this function's own credentials), assumes the
+//! target role (allow-list first), and unless the alias already serves that code: updates the
+//! code (RevisionId precondition), waits for the update to settle, publishes a version guarded by
+//! its CodeSha256, and moves the alias. Waits stop before the deadline and hand back state to
+//! resume from.
 
+mod alias;
+mod artifact;
+mod deploy;
+mod error;
+mod function;
+mod version;
+
+pub use alias::{read_alias, upsert_alias, AliasState};
+pub use artifact::{read_package, Package, MAX_PACKAGE_BYTES};
+pub use deploy::{deploy_package, resume, LambdaState};
+pub use error::UpdaterError;
+pub use function::{code_state, update_code, wait_for_update, CodeState, FunctionRef, Settled};
+pub use version::publish_version;
+
+use aws_config::SdkConfig;
+use crossdeploy_aws::Deadline;
+use crossdeploy_credentials::TargetSessions;
+use crossdeploy_protocol::{
+    DeployRequest, DeploySpec, DeploymentStrategy, Outcome, UpdaterRequest,
+};
+use std::time::Duration;
+
+/// Time kept back from the invocation's deadline to answer.
+pub const ANSWER_MARGIN: Duration = Duration::from_secs(10);
+/// The budget when the runtime gives no usable deadline (see [`Deadline::from_epoch_millis`]).
+pub const FALLBACK_BUDGET: Duration = Duration::from_secs(300);
+
+/// Clients built once per cold start.
+pub struct Deps {
+    /// The artifact bucket, with this function's own credentials.
+    pub s3: aws_sdk_s3::Client,
+    pub sessions: TargetSessions,
+}
+
+impl Deps {
+    pub fn from_config(config: &SdkConfig) -> Self {
+        Self {
+            s3: aws_sdk_s3::Client::new(config),
+            sessions: TargetSessions::from_env(config),
+        }
+    }
+}
+
+/// Handles one request (the Lambda event, as JSON) and always answers with an [`Outcome`].
+pub async fn handle(event: serde_json::Value, deps: &Deps, deadline: Deadline) -> Outcome {
+    let request: UpdaterRequest = match serde_json::from_value(event) {
+        Ok(r) => r,
+        Err(e) => {
+            let err = UpdaterError::BadRequest(e.to_string());
+            tracing::error!(error = %err, "refused a request");
+            return Outcome::failed(err.failure_type(), err.to_string());
+        }
+    };
+    let UpdaterRequest::Deploy(request) = request;
+    let outcome = match deploy(&request, deps, deadline.less(ANSWER_MARGIN)).await {
+        Ok(o) => o,
+        Err(e) => Outcome::failed(e.failure_type(), e.to_string()),
+    };
+    match &outcome {
+        Outcome::Succeeded { summary, .. } => {
+            tracing::info!(request_id = %request.request_id, %summary, "succeeded")
+        }
+        Outcome::InProgress { summary, .. } => {
+            tracing::info!(request_id = %request.request_id, %summary, "in progress")
+        }
+        Outcome::Failed {
+            failure_type,
+            message,
+        } => {
+            tracing::error!(request_id = %request.request_id, failure_type = failure_type.as_str(), %message, "failed")
+        }
+    }
+    outcome
+}
+
+/// One deployment request, from the allow-list check to the moved alias.
+pub async fn deploy(
+    request: &DeployRequest,
+    deps: &Deps,
+    deadline: Deadline,
+) -> Result<Outcome, UpdaterError> {
+    let DeploySpec::Lambda(spec) = &request.spec else {
+        return Err(UpdaterError::Configuration(
+            "lambda-alias-updater deploys Lambda functions only; an ECS request belongs to ecs-taskdef-updater".to_owned(),
+        ));
+    };
+    if spec.strategy != DeploymentStrategy::AllAtOnce {
+        return Err(UpdaterError::Configuration(format!(
+            "DeploymentStrategy `{}` is not available in this release of crossdeploy, which deploys AllAtOnce only; remove the key or set it to AllAtOnce",
+            spec.strategy
+        )));
+    }
+    let role = &request.target.role_arn;
+    // Refuse a role off the allow-list before reading anything.
+    if !deps.sessions.allow_list().allows(role) {
+        return Err(
+            crossdeploy_credentials::CredentialsError::NotAllowed { role: role.clone() }.into(),
+        );
+    }
+    let ctx = &request.pipeline;
+    let resume_state = match &request.resume {
+        None => None,
+        Some(state) => Some(
+            serde_json::from_value::<LambdaState>(state.clone()).map_err(|e| {
+                UpdaterError::BadRequest(format!(
+                    "the state to resume from is not one this updater wrote: {e}"
+                ))
+            })?,
+        ),
+    };
+    let package = match resume_state {
+        Some(_) => None,
+        None => {
+            Some(read_package(&deps.s3, &request.artifact, spec.artifact_path.as_deref()).await?)
+        }
+    };
+    let seed = ctx.execution_id.as_deref().unwrap_or(&ctx.job_id);
+    let session = deps
+        .sessions
+        .assume(role, request.target.region.as_deref(), seed)
+        .await?;
+    let lambda = aws_sdk_lambda::Client::new(&session.config);
+    let f = FunctionRef {
+        lambda: &lambda,
+        account: role.account_id(),
+        function: &spec.function_name,
+        alias: &spec.alias,
+    };
+    match (resume_state, package) {
+        (Some(state), _) => resume(&f, state, ctx, deadline).await,
+        (None, Some(package)) => deploy_package(&f, &package, ctx, deadline).await,
+        (None, None) => unreachable!("a package is read whenever there is no state to resume from"),
+    }
+}

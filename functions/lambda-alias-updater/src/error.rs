@@ -1,0 +1,71 @@
+use crossdeploy_aws::ErrorInfo;
+use crossdeploy_credentials::CredentialsError;
+use crossdeploy_protocol::FailureType;
+
+/// Everything that can stop a Lambda deployment. Each variant knows its CodePipeline failure type,
+/// and its message says what failed, on which resource, in which account, and what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum UpdaterError {
+    #[error(transparent)]
+    Credentials(#[from] CredentialsError),
+
+    /// The action's configuration cannot work (wrong kind, function missing, package too large...).
+    #[error("{0}")]
+    Configuration(String),
+
+    /// An AWS call failed.
+    #[error("failed to {action} {resource}: {error}")]
+    Aws {
+        action: &'static str,
+        /// e.g. "function orders-api in account 222222222222"
+        resource: String,
+        error: ErrorInfo,
+        /// The resource does not exist: the configuration names the wrong thing.
+        not_found: bool,
+    },
+
+    /// Lambda reported the code update as Failed.
+    #[error("the code update of function {function} in account {account} failed: {reason}")]
+    UpdateFailed {
+        function: String,
+        account: String,
+        reason: String,
+    },
+
+    /// A precondition (RevisionId, CodeSha256) did not hold: someone else changed the function.
+    #[error("{what} of function {function} in account {account} changed while crossdeploy was deploying ({error}); another deployment is probably running: let it finish, then retry this action")]
+    Changed {
+        what: &'static str,
+        function: String,
+        account: String,
+        error: ErrorInfo,
+    },
+
+    /// The artifact could not be read or is not a deployable package.
+    #[error("{0}")]
+    Artifact(String),
+
+    /// The update request itself is not one this updater understands.
+    #[error("the updater could not read its request: {0}")]
+    BadRequest(String),
+}
+
+impl UpdaterError {
+    pub fn failure_type(&self) -> FailureType {
+        match self {
+            UpdaterError::Credentials(e) => e.failure_type(),
+            UpdaterError::Configuration(_) => FailureType::ConfigurationError,
+            UpdaterError::Aws { error, .. } if error.is_access_denied() => {
+                FailureType::PermissionError
+            }
+            UpdaterError::Aws {
+                not_found: true, ..
+            } => FailureType::ConfigurationError,
+            UpdaterError::Aws { .. }
+            | UpdaterError::UpdateFailed { .. }
+            | UpdaterError::Changed { .. }
+            | UpdaterError::Artifact(_)
+            | UpdaterError::BadRequest(_) => FailureType::JobFailed,
+        }
+    }
+}

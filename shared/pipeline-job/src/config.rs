@@ -1,0 +1,457 @@
+use crossdeploy_protocol::{DeploySpec, DeploymentStrategy, EcsSpec, LambdaSpec, RoleArn, Target};
+use serde_json::Value;
+use std::collections::BTreeMap;
+
+/// What the action deploys. Custom actions take it from their provider; Invoke actions from `"Kind"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Lambda,
+    Ecs,
+}
+
+/// A job's configuration, checked against the contract (DESIGN.md, "Configuration contract").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeployConfig {
+    pub target: Target,
+    pub spec: DeploySpec,
+    pub alarm_names: Vec<String>,
+}
+
+/// A configuration problem, naming the key and what was expected. Always a `ConfigurationError`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("configuration key `{key}`: {problem}")]
+pub struct ConfigError {
+    pub key: String,
+    pub problem: String,
+}
+
+impl ConfigError {
+    fn new(key: &str, problem: impl Into<String>) -> Self {
+        Self {
+            key: key.to_owned(),
+            problem: problem.into(),
+        }
+    }
+}
+
+const LAMBDA_KEYS: &[&str] = &[
+    "TargetRoleArn",
+    "FunctionName",
+    "Alias",
+    "ArtifactPath",
+    "DeploymentStrategy",
+    "AlarmNames",
+    "Region",
+];
+const ECS_KEYS: &[&str] = &[
+    "TargetRoleArn",
+    "ClusterName",
+    "ServiceName",
+    "FileName",
+    "ContainerName",
+    "TimeoutMinutes",
+    "AlarmNames",
+    "Region",
+];
+
+/// Parses an Invoke action's `UserParameters`: a JSON object with `"Kind"` and the contract's keys.
+pub fn parse_user_parameters(raw: Option<&str>) -> Result<DeployConfig, ConfigError> {
+    const KEY: &str = "UserParameters";
+    let raw = raw
+        .map(str::trim)
+        .filter(|r| !r.is_empty())
+        .ok_or_else(|| ConfigError::new(KEY, "missing; expected a JSON object such as {\"Kind\":\"Lambda\",\"TargetRoleArn\":...}"))?;
+    let value: Value = serde_json::from_str(raw).map_err(|e| {
+        ConfigError::new(
+            KEY,
+            format!(
+                "not JSON ({}); expected a JSON object with \"Kind\" and the action's keys",
+                e
+            ),
+        )
+    })?;
+    let Value::Object(map) = value else {
+        return Err(ConfigError::new(
+            KEY,
+            "not a JSON object; expected {\"Kind\":\"Lambda\"|\"Ecs\", ...}",
+        ));
+    };
+    let mut map: BTreeMap<String, Value> = map.into_iter().collect();
+    let kind = match map.remove("Kind") {
+        None => {
+            return Err(ConfigError::new(
+                "Kind",
+                "missing; expected \"Lambda\" or \"Ecs\"",
+            ))
+        }
+        Some(Value::String(k)) if k == "Lambda" => Kind::Lambda,
+        Some(Value::String(k)) if k == "Ecs" => Kind::Ecs,
+        Some(other) => {
+            return Err(ConfigError::new(
+                "Kind",
+                format!("unknown kind {other}; expected \"Lambda\" or \"Ecs\""),
+            ))
+        }
+    };
+    parse_configuration(kind, &map)
+}
+
+/// Parses the contract's keys for one kind. Shared by Invoke actions and custom actions.
+pub fn parse_configuration(
+    kind: Kind,
+    map: &BTreeMap<String, Value>,
+) -> Result<DeployConfig, ConfigError> {
+    let known = match kind {
+        Kind::Lambda => LAMBDA_KEYS,
+        Kind::Ecs => ECS_KEYS,
+    };
+    if let Some(unknown) = map.keys().find(|k| !known.contains(&k.as_str())) {
+        return Err(ConfigError::new(
+            unknown,
+            format!(
+                "unknown key for a {kind:?} action; the keys are {}",
+                known.join(", ")
+            ),
+        ));
+    }
+    let keys = Keys(map);
+    let role_arn: RoleArn = keys.required("TargetRoleArn")?.parse().map_err(
+        |e: crossdeploy_protocol::RoleArnError| ConfigError::new("TargetRoleArn", e.to_string()),
+    )?;
+    let region = keys.optional("Region")?;
+    if let Some(r) = &region {
+        if !is_region(r) {
+            return Err(ConfigError::new(
+                "Region",
+                format!("`{r}` is not an AWS region name (e.g. eu-west-1)"),
+            ));
+        }
+    }
+    let alarm_names = keys.list("AlarmNames")?;
+    let spec = match kind {
+        Kind::Lambda => {
+            let function_name = keys.required("FunctionName")?;
+            if !is_function_name(&function_name) {
+                return Err(ConfigError::new(
+                    "FunctionName",
+                    format!("`{function_name}` is not a Lambda function name or ARN (letters, digits, - and _, up to 64; or the function's ARN)"),
+                ));
+            }
+            let alias = keys.required("Alias")?;
+            if !is_alias_name(&alias) {
+                return Err(ConfigError::new(
+                    "Alias",
+                    format!("`{alias}` is not a Lambda alias name (1 to 128 letters, digits, - and _, not only digits)"),
+                ));
+            }
+            let artifact_path = keys.optional("ArtifactPath")?;
+            if let Some(p) = &artifact_path {
+                if p.starts_with('/') || p.split('/').any(|s| s == "..") {
+                    return Err(ConfigError::new(
+                        "ArtifactPath",
+                        format!("`{p}` must be a relative path inside the artifact, without `..`"),
+                    ));
+                }
+            }
+            let strategy = match keys.optional("DeploymentStrategy")? {
+                None => DeploymentStrategy::AllAtOnce,
+                Some(s) => s
+                    .parse()
+                    .map_err(|e: crossdeploy_protocol::StrategyError| {
+                        ConfigError::new("DeploymentStrategy", e.to_string())
+                    })?,
+            };
+            DeploySpec::Lambda(LambdaSpec {
+                function_name,
+                alias,
+                artifact_path,
+                strategy,
+            })
+        }
+        Kind::Ecs => {
+            let cluster_name = keys.required("ClusterName")?;
+            let service_name = keys.required("ServiceName")?;
+            let file_name = keys
+                .optional("FileName")?
+                .unwrap_or_else(|| "imagedefinitions.json".to_owned());
+            let container_name = keys.optional("ContainerName")?;
+            let is_image_detail = file_name.rsplit('/').next() == Some("imageDetail.json");
+            if is_image_detail && container_name.is_none() {
+                return Err(ConfigError::new(
+                    "ContainerName",
+                    "missing; required with an imageDetail.json FileName (it names the container whose image changes)",
+                ));
+            }
+            let timeout_minutes = match keys.optional("TimeoutMinutes")? {
+                None => 30,
+                Some(t) => t
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|m| (1..=1440).contains(m))
+                    .ok_or_else(|| {
+                        ConfigError::new(
+                            "TimeoutMinutes",
+                            format!("`{t}` is not a whole number of minutes from 1 to 1440"),
+                        )
+                    })?,
+            };
+            DeploySpec::Ecs(EcsSpec {
+                cluster_name,
+                service_name,
+                file_name,
+                container_name,
+                timeout_minutes,
+            })
+        }
+    };
+    Ok(DeployConfig {
+        target: Target { role_arn, region },
+        spec,
+        alarm_names,
+    })
+}
+
+struct Keys<'a>(&'a BTreeMap<String, Value>);
+
+impl Keys<'_> {
+    /// A key's value as text: strings as they are, numbers written out; anything else refused.
+    fn optional(&self, key: &str) -> Result<Option<String>, ConfigError> {
+        match self.0.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) if s.trim().is_empty() => Err(ConfigError::new(
+                key,
+                "empty; give a value or leave the key out",
+            )),
+            Some(Value::String(s)) => Ok(Some(s.trim().to_owned())),
+            Some(Value::Number(n)) => Ok(Some(n.to_string())),
+            Some(_) => Err(ConfigError::new(key, "must be a string")),
+        }
+    }
+
+    fn required(&self, key: &str) -> Result<String, ConfigError> {
+        match self.0.get(key) {
+            None | Some(Value::Null) => Err(ConfigError::new(key, "missing; it is required")),
+            Some(Value::String(s)) if s.trim().is_empty() => {
+                Err(ConfigError::new(key, "empty; it is required"))
+            }
+            _ => Ok(self.optional(key)?.unwrap_or_default()),
+        }
+    }
+
+    /// A comma-separated string (the contract), or a JSON array of strings.
+    fn list(&self, key: &str) -> Result<Vec<String>, ConfigError> {
+        let items: Vec<String> = match self.0.get(key) {
+            None | Some(Value::Null) => return Ok(Vec::new()),
+            Some(Value::String(s)) => s.split(',').map(|a| a.trim().to_owned()).collect(),
+            Some(Value::Array(a)) => a
+                .iter()
+                .map(|v| {
+                    v.as_str().map(|s| s.trim().to_owned()).ok_or_else(|| {
+                        ConfigError::new(key, "must be a comma-separated string of alarm names")
+                    })
+                })
+                .collect::<Result<_, _>>()?,
+            Some(_) => {
+                return Err(ConfigError::new(
+                    key,
+                    "must be a comma-separated string of alarm names",
+                ))
+            }
+        };
+        if items.iter().any(|a| a.is_empty() || a.len() > 255) {
+            return Err(ConfigError::new(
+                key,
+                "has an empty or over-long alarm name; expected names separated by commas",
+            ));
+        }
+        Ok(items)
+    }
+}
+
+fn is_region(r: &str) -> bool {
+    let parts: Vec<&str> = r.split('-').collect();
+    parts.len() >= 3
+        && parts.iter().all(|p| {
+            !p.is_empty()
+                && p.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        })
+        && parts
+            .last()
+            .is_some_and(|p| p.bytes().all(|b| b.is_ascii_digit()))
+}
+
+fn is_function_name(f: &str) -> bool {
+    let plain = |n: &str| {
+        (1..=64).contains(&n.len())
+            && n.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    };
+    if let Some(rest) = f.strip_prefix("arn:") {
+        // arn:<partition>:lambda:<region>:<account>:function:<name>
+        let parts: Vec<&str> = rest.split(':').collect();
+        parts.len() == 6 && parts[1] == "lambda" && parts[4] == "function" && plain(parts[5])
+    } else {
+        plain(f)
+    }
+}
+
+fn is_alias_name(a: &str) -> bool {
+    (1..=128).contains(&a.len())
+        && a.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        && !a.bytes().all(|b| b.is_ascii_digit())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const ROLE: &str = "arn:aws:iam::222222222222:role/crossdeploy-target";
+
+    fn lambda_params() -> Value {
+        json!({"Kind": "Lambda", "TargetRoleArn": ROLE, "FunctionName": "orders-api", "Alias": "live", "ArtifactPath": "lambda.zip"})
+    }
+
+    fn parse(v: &Value) -> Result<DeployConfig, ConfigError> {
+        parse_user_parameters(Some(&v.to_string()))
+    }
+
+    #[test]
+    fn the_issue_example_parses_into_a_lambda_deploy() {
+        let c = parse(&lambda_params()).unwrap();
+        assert_eq!(c.target.role_arn.as_str(), ROLE);
+        assert_eq!(c.target.region, None);
+        assert_eq!(
+            c.spec,
+            DeploySpec::Lambda(LambdaSpec {
+                function_name: "orders-api".into(),
+                alias: "live".into(),
+                artifact_path: Some("lambda.zip".into()),
+                strategy: DeploymentStrategy::AllAtOnce,
+            })
+        );
+        assert!(c.alarm_names.is_empty());
+    }
+
+    #[test]
+    fn optional_keys_are_read() {
+        let mut p = lambda_params();
+        p["DeploymentStrategy"] = json!("Linear10PercentEvery1Minute");
+        p["AlarmNames"] = json!("orders-5xx, orders-latency");
+        p["Region"] = json!("eu-west-1");
+        let c = parse(&p).unwrap();
+        assert_eq!(c.alarm_names, vec!["orders-5xx", "orders-latency"]);
+        assert_eq!(c.target.region.as_deref(), Some("eu-west-1"));
+        let DeploySpec::Lambda(l) = c.spec else {
+            panic!()
+        };
+        assert_eq!(
+            l.strategy,
+            DeploymentStrategy::Linear {
+                percent: 10,
+                minutes: 1
+            }
+        );
+    }
+
+    #[test]
+    fn ecs_parameters_parse_with_their_defaults() {
+        let c = parse(&json!({"Kind": "Ecs", "TargetRoleArn": ROLE, "ClusterName": "prod", "ServiceName": "web"})).unwrap();
+        let DeploySpec::Ecs(e) = c.spec else { panic!() };
+        assert_eq!(
+            (e.file_name.as_str(), e.timeout_minutes, e.container_name),
+            ("imagedefinitions.json", 30, None)
+        );
+        let err = parse(&json!({"Kind": "Ecs", "TargetRoleArn": ROLE, "ClusterName": "prod", "ServiceName": "web", "FileName": "imageDetail.json"})).unwrap_err();
+        assert_eq!(err.key, "ContainerName");
+        let err = parse(&json!({"Kind": "Ecs", "TargetRoleArn": ROLE, "ClusterName": "prod", "ServiceName": "web", "TimeoutMinutes": "soon"})).unwrap_err();
+        assert_eq!(err.key, "TimeoutMinutes");
+        let c = parse(&json!({"Kind": "Ecs", "TargetRoleArn": ROLE, "ClusterName": "prod", "ServiceName": "web", "TimeoutMinutes": 45})).unwrap();
+        assert!(matches!(
+            c.spec,
+            DeploySpec::Ecs(EcsSpec {
+                timeout_minutes: 45,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn user_parameters_that_are_not_a_json_object_are_refused() {
+        for raw in [
+            None,
+            Some(""),
+            Some("not json"),
+            Some("[1,2]"),
+            Some("\"Lambda\""),
+        ] {
+            let e = parse_user_parameters(raw).unwrap_err();
+            assert_eq!(e.key, "UserParameters", "{raw:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn each_missing_or_empty_required_key_is_named() {
+        for key in ["TargetRoleArn", "FunctionName", "Alias"] {
+            let mut p = lambda_params();
+            p.as_object_mut().unwrap().remove(key);
+            let e = parse(&p).unwrap_err();
+            assert_eq!(e.key, key);
+            assert!(e.to_string().contains("missing"), "{e}");
+            let mut p = lambda_params();
+            p[key] = json!("  ");
+            let e = parse(&p).unwrap_err();
+            assert_eq!(e.key, key);
+            assert!(e.to_string().contains("empty"), "{e}");
+        }
+        for key in ["ClusterName", "ServiceName"] {
+            let mut p = json!({"Kind": "Ecs", "TargetRoleArn": ROLE, "ClusterName": "prod", "ServiceName": "web"});
+            p.as_object_mut().unwrap().remove(key);
+            assert_eq!(parse(&p).unwrap_err().key, key);
+        }
+    }
+
+    #[test]
+    fn bad_values_are_refused_naming_key_and_value() {
+        for (key, value) in [
+            ("Kind", json!("Lambada")),
+            ("Kind", json!(3)),
+            ("TargetRoleArn", json!("arn:aws:iam::22:role/x")),
+            ("FunctionName", json!("orders api")),
+            ("Alias", json!("123")),
+            ("DeploymentStrategy", json!("Canary10Percent")),
+            ("DeploymentStrategy", json!("BlueGreen")),
+            ("Region", json!("Ireland")),
+            ("ArtifactPath", json!("../etc/passwd")),
+            ("AlarmNames", json!("a,,b")),
+            ("Aliass", json!("live")),
+        ] {
+            let mut p = lambda_params();
+            p[key] = value.clone();
+            let e = parse(&p).unwrap_err();
+            assert_eq!(e.key, key, "{e}");
+            let shown = e.to_string();
+            if let Some(v) = value.as_str() {
+                if key != "AlarmNames" && key != "Aliass" {
+                    assert!(shown.contains(v), "{shown}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_missing_kind_is_named() {
+        let mut p = lambda_params();
+        p.as_object_mut().unwrap().remove("Kind");
+        assert_eq!(parse(&p).unwrap_err().key, "Kind");
+    }
+
+    #[test]
+    fn function_arns_are_accepted() {
+        let mut p = lambda_params();
+        p["FunctionName"] = json!("arn:aws:lambda:eu-west-1:222222222222:function:orders-api");
+        assert!(parse(&p).is_ok());
+    }
+}
