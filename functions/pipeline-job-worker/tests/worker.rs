@@ -1,0 +1,437 @@
+//! Every job gets exactly one answer: mocked CodePipeline, and a fake updater that answers,
+//! panics or never answers.
+
+use aws_sdk_codepipeline::operation::get_job_details::GetJobDetailsOutput;
+use aws_sdk_codepipeline::operation::put_job_failure_result::PutJobFailureResultOutput;
+use aws_sdk_codepipeline::operation::put_job_success_result::PutJobSuccessResultOutput;
+use aws_sdk_codepipeline::types::{
+    FailureType as CpFailure, JobData, JobDetails, PipelineContext as CpContext, StageContext,
+};
+use aws_smithy_mocks::{mock, mock_client, Rule, RuleMode};
+use crossdeploy_aws::Deadline;
+use crossdeploy_protocol::{FailureType, Outcome, UpdaterRequest};
+use pipeline_job_worker::{
+    handle_invoke_event, Invoke, InvokeError, Updaters, Worker, WorkerError,
+};
+use serde_json::json;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+type Cp = aws_sdk_codepipeline::Client;
+
+#[derive(Clone)]
+enum Behaviour {
+    Answer(Outcome),
+    Panic,
+    Hang,
+}
+
+struct FakeUpdater {
+    behaviour: Mutex<Vec<Behaviour>>,
+    seen: Mutex<Vec<UpdaterRequest>>,
+}
+
+impl FakeUpdater {
+    fn new(behaviours: Vec<Behaviour>) -> Self {
+        Self {
+            behaviour: Mutex::new(behaviours),
+            seen: Mutex::new(Vec::new()),
+        }
+    }
+    fn calls(&self) -> usize {
+        self.seen.lock().unwrap().len()
+    }
+}
+
+struct Fake(Arc<FakeUpdater>);
+
+impl Invoke for Fake {
+    async fn invoke(
+        &self,
+        _function: &str,
+        request: &UpdaterRequest,
+    ) -> Result<Outcome, InvokeError> {
+        self.0.seen.lock().unwrap().push(request.clone());
+        let b = self.0.behaviour.lock().unwrap().remove(0);
+        match b {
+            Behaviour::Answer(o) => Ok(o),
+            Behaviour::Panic => panic!("updater bug"),
+            Behaviour::Hang => {
+                tokio::time::sleep(Duration::from_secs(24 * 3600)).await;
+                unreachable!()
+            }
+        }
+    }
+}
+
+fn event(user_parameters: &str, continuation: Option<&str>) -> serde_json::Value {
+    json!({"CodePipeline.job": {
+        "id": "job-1",
+        "accountId": "111111111111",
+        "data": {
+            "actionConfiguration": {"configuration": {"FunctionName": "pipeline-job-worker", "UserParameters": user_parameters}},
+            "inputArtifacts": [{"name": "BuildOutput", "revision": null, "location": {"type": "S3", "s3Location": {"bucketName": "artifacts", "objectKey": "orders/Build/abc"}}}],
+            "outputArtifacts": [],
+            "artifactCredentials": {"accessKeyId": "ASIA", "secretAccessKey": "s", "sessionToken": "t"},
+            "continuationToken": continuation
+        }
+    }})
+}
+
+const GOOD: &str = r#"{"Kind":"Lambda","TargetRoleArn":"arn:aws:iam::222222222222:role/crossdeploy-target","FunctionName":"orders-api","Alias":"live","ArtifactPath":"lambda.zip"}"#;
+
+fn job_details() -> Rule {
+    mock!(Cp::get_job_details).then_output(|| {
+        GetJobDetailsOutput::builder()
+            .job_details(
+                JobDetails::builder()
+                    .id("job-1")
+                    .data(
+                        JobData::builder()
+                            .pipeline_context(
+                                CpContext::builder()
+                                    .pipeline_name("orders")
+                                    .pipeline_execution_id("exec-9")
+                                    .stage(StageContext::builder().name("Deploy-dev").build())
+                                    .build(),
+                            )
+                            .build(),
+                    )
+                    .build(),
+            )
+            .build()
+    })
+}
+
+fn failure_rule(kind: CpFailure, needle: &'static str) -> Rule {
+    mock!(Cp::put_job_failure_result)
+        .match_requests(move |r| {
+            let d = r.failure_details().unwrap();
+            r.job_id() == Some("job-1") && d.r#type() == &kind && d.message().contains(needle)
+        })
+        .then_output(|| PutJobFailureResultOutput::builder().build())
+}
+
+fn success_rule() -> Rule {
+    mock!(Cp::put_job_success_result).then_output(|| PutJobSuccessResultOutput::builder().build())
+}
+
+fn worker(cp: Cp, fake: &Arc<FakeUpdater>) -> Arc<Worker<Fake>> {
+    Arc::new(Worker {
+        codepipeline: cp,
+        invoker: Fake(fake.clone()),
+        updaters: Updaters {
+            lambda: Some("lambda-alias-updater".into()),
+            ecs: None,
+        },
+    })
+}
+
+#[tokio::test]
+async fn user_parameters_that_are_not_json_get_one_configuration_error_and_no_updater_call() {
+    let (details, fail, ok) = (
+        job_details(),
+        failure_rule(CpFailure::ConfigurationError, "UserParameters"),
+        success_rule(),
+    );
+    let cp = mock_client!(
+        aws_sdk_codepipeline,
+        RuleMode::MatchAny,
+        [&details, &fail, &ok]
+    );
+    let fake = Arc::new(FakeUpdater::new(vec![]));
+
+    let handled = handle_invoke_event(
+        event("{not json", None),
+        worker(cp, &fake),
+        Deadline::after(Duration::from_secs(60)),
+    )
+    .await
+    .unwrap();
+
+    assert_eq!(handled.answer, "ConfigurationError");
+    assert_eq!((fail.num_calls(), ok.num_calls(), fake.calls()), (1, 0, 0));
+}
+
+#[tokio::test]
+async fn a_successful_deploy_is_answered_once_with_its_outputs_and_the_pipeline_context() {
+    let details = job_details();
+    let ok = mock!(Cp::put_job_success_result)
+        .match_requests(|r| {
+            let d = r.execution_details().unwrap();
+            r.output_variables().unwrap()["FunctionVersion"] == "7"
+                && d.percent_complete() == Some(100)
+                && d.external_execution_id() == Some("job-1")
+                && r.continuation_token().is_none()
+        })
+        .then_output(|| PutJobSuccessResultOutput::builder().build());
+    let fail = failure_rule(CpFailure::JobFailed, "");
+    let cp = mock_client!(
+        aws_sdk_codepipeline,
+        RuleMode::MatchAny,
+        [&details, &ok, &fail]
+    );
+    let fake = Arc::new(FakeUpdater::new(vec![Behaviour::Answer(
+        Outcome::Succeeded {
+            summary: "moved".into(),
+            outputs: [("FunctionVersion".to_string(), "7".to_string())].into(),
+        },
+    )]));
+
+    handle_invoke_event(
+        event(GOOD, None),
+        worker(cp, &fake),
+        Deadline::after(Duration::from_secs(60)),
+    )
+    .await
+    .unwrap();
+
+    assert_eq!((ok.num_calls(), fail.num_calls()), (1, 0));
+    let UpdaterRequest::Deploy(req) = &fake.seen.lock().unwrap()[0];
+    assert_eq!(req.pipeline.pipeline_name.as_deref(), Some("orders"));
+    assert_eq!(req.pipeline.execution_id.as_deref(), Some("exec-9"));
+    assert_eq!(req.artifact.key, "orders/Build/abc");
+    assert!(req.resume.is_none());
+}
+
+#[tokio::test]
+async fn an_updater_that_panics_still_gets_the_job_answered_as_failed() {
+    let (details, fail, ok) = (
+        job_details(),
+        failure_rule(CpFailure::JobFailed, "panic"),
+        success_rule(),
+    );
+    let cp = mock_client!(
+        aws_sdk_codepipeline,
+        RuleMode::MatchAny,
+        [&details, &fail, &ok]
+    );
+    let fake = Arc::new(FakeUpdater::new(vec![Behaviour::Panic]));
+
+    let handled = handle_invoke_event(
+        event(GOOD, None),
+        worker(cp, &fake),
+        Deadline::after(Duration::from_secs(60)),
+    )
+    .await
+    .unwrap();
+
+    assert_eq!(handled.answer, "JobFailed");
+    assert_eq!((fail.num_calls(), ok.num_calls()), (1, 0));
+}
+
+#[tokio::test]
+async fn an_updater_that_never_answers_is_cut_at_the_deadline_and_the_job_fails() {
+    let (details, fail, ok) = (
+        job_details(),
+        failure_rule(CpFailure::JobFailed, "before the worker's deadline"),
+        success_rule(),
+    );
+    let cp = mock_client!(
+        aws_sdk_codepipeline,
+        RuleMode::MatchAny,
+        [&details, &fail, &ok]
+    );
+    let fake = Arc::new(FakeUpdater::new(vec![Behaviour::Hang]));
+
+    let started = std::time::Instant::now();
+    let handled = handle_invoke_event(
+        event(GOOD, None),
+        worker(cp, &fake),
+        Deadline::after(Duration::from_secs(7)),
+    )
+    .await
+    .unwrap();
+
+    assert_eq!(handled.answer, "JobFailed");
+    assert_eq!((fail.num_calls(), ok.num_calls()), (1, 0));
+    assert!(
+        started.elapsed() < Duration::from_secs(7),
+        "answered before the invocation's deadline"
+    );
+}
+
+#[tokio::test]
+async fn in_progress_becomes_a_continuation_and_the_next_job_resumes_from_it() {
+    let details = job_details();
+    let cont = mock!(Cp::put_job_success_result)
+        .match_requests(|r| {
+            r.continuation_token()
+                .is_some_and(|t| t.contains("WaitingForUpdate") && t.len() <= 2048)
+                && r.execution_details().unwrap().percent_complete() == Some(40)
+        })
+        .then_output(|| PutJobSuccessResultOutput::builder().build());
+    let done = mock!(Cp::put_job_success_result)
+        .match_requests(|r| r.continuation_token().is_none())
+        .then_output(|| PutJobSuccessResultOutput::builder().build());
+    let cp = mock_client!(
+        aws_sdk_codepipeline,
+        RuleMode::MatchAny,
+        [&details, &cont, &done]
+    );
+    let state = json!({"Phase": "WaitingForUpdate", "CodeSha256": "abc"});
+    let fake = Arc::new(FakeUpdater::new(vec![
+        Behaviour::Answer(Outcome::InProgress {
+            summary: "waiting".into(),
+            percent_complete: 40,
+            state: state.clone(),
+        }),
+        Behaviour::Answer(Outcome::Succeeded {
+            summary: "moved".into(),
+            outputs: Default::default(),
+        }),
+    ]));
+    let w = worker(cp, &fake);
+
+    let first = handle_invoke_event(
+        event(GOOD, None),
+        w.clone(),
+        Deadline::after(Duration::from_secs(60)),
+    )
+    .await
+    .unwrap();
+    assert_eq!(first.answer, "InProgress");
+    let token = state.to_string();
+    let second = handle_invoke_event(
+        event(GOOD, Some(&token)),
+        w,
+        Deadline::after(Duration::from_secs(60)),
+    )
+    .await
+    .unwrap();
+
+    assert_eq!(second.answer, "Succeeded");
+    assert_eq!((cont.num_calls(), done.num_calls()), (1, 1));
+    let UpdaterRequest::Deploy(resumed) = &fake.seen.lock().unwrap()[1];
+    assert_eq!(resumed.resume.as_ref(), Some(&state));
+}
+
+#[tokio::test]
+async fn a_failed_outcome_keeps_its_failure_type_and_message() {
+    let (details, fail, ok) = (
+        job_details(),
+        failure_rule(
+            CpFailure::PermissionError,
+            "not on crossdeploy's allow-list",
+        ),
+        success_rule(),
+    );
+    let cp = mock_client!(
+        aws_sdk_codepipeline,
+        RuleMode::MatchAny,
+        [&details, &fail, &ok]
+    );
+    let fake = Arc::new(FakeUpdater::new(vec![Behaviour::Answer(Outcome::failed(
+        FailureType::PermissionError,
+        "role arn:aws:iam::222222222222:role/x is not on crossdeploy's allow-list",
+    ))]));
+
+    handle_invoke_event(
+        event(GOOD, None),
+        worker(cp, &fake),
+        Deadline::after(Duration::from_secs(60)),
+    )
+    .await
+    .unwrap();
+
+    assert_eq!((fail.num_calls(), ok.num_calls()), (1, 0));
+}
+
+#[tokio::test]
+async fn an_event_that_is_not_a_job_is_answered_by_nobody() {
+    let (details, fail, ok) = (
+        job_details(),
+        failure_rule(CpFailure::JobFailed, ""),
+        success_rule(),
+    );
+    let cp = mock_client!(
+        aws_sdk_codepipeline,
+        RuleMode::MatchAny,
+        [&details, &fail, &ok]
+    );
+    let fake = Arc::new(FakeUpdater::new(vec![]));
+
+    let err = handle_invoke_event(
+        json!({"source": "aws.events"}),
+        worker(cp, &fake),
+        Deadline::after(Duration::from_secs(60)),
+    )
+    .await
+    .unwrap_err();
+
+    assert!(matches!(err, WorkerError::NotAJob(_)));
+    assert_eq!(
+        (
+            details.num_calls(),
+            fail.num_calls(),
+            ok.num_calls(),
+            fake.calls()
+        ),
+        (0, 0, 0, 0)
+    );
+}
+
+#[tokio::test]
+async fn a_malformed_job_is_answered_as_failed_naming_what_is_missing() {
+    let (details, fail, ok) = (
+        job_details(),
+        failure_rule(CpFailure::JobFailed, "inputArtifacts"),
+        success_rule(),
+    );
+    let cp = mock_client!(
+        aws_sdk_codepipeline,
+        RuleMode::MatchAny,
+        [&details, &fail, &ok]
+    );
+    let fake = Arc::new(FakeUpdater::new(vec![]));
+    let mut e = event(GOOD, None);
+    e["CodePipeline.job"]["data"]
+        .as_object_mut()
+        .unwrap()
+        .remove("inputArtifacts");
+
+    handle_invoke_event(
+        e,
+        worker(cp, &fake),
+        Deadline::after(Duration::from_secs(60)),
+    )
+    .await
+    .unwrap();
+
+    assert_eq!((fail.num_calls(), fake.calls()), (1, 0));
+}
+
+#[tokio::test]
+async fn the_lambda_invoker_turns_a_function_error_into_a_clear_failure() {
+    use aws_sdk_lambda::operation::invoke::InvokeOutput;
+    use aws_sdk_lambda::primitives::Blob;
+    let rule = mock!(aws_sdk_lambda::Client::invoke)
+        .match_requests(|r| r.function_name() == Some("lambda-alias-updater"))
+        .then_output(|| {
+            InvokeOutput::builder()
+                .status_code(200)
+                .function_error("Unhandled")
+                .payload(Blob::new(
+                    br#"{"errorType":"Runtime.ExitError","errorMessage":"signal: killed"}"#
+                        .to_vec(),
+                ))
+                .build()
+        });
+    let lambda = mock_client!(aws_sdk_lambda, RuleMode::MatchAny, [&rule]);
+    let req: UpdaterRequest = serde_json::from_value(json!({
+        "Action": "Deploy", "RequestId": "job-1", "Pipeline": {"JobId": "job-1"},
+        "Target": {"RoleArn": "arn:aws:iam::222222222222:role/crossdeploy-target"},
+        "Artifact": {"Bucket": "b", "Key": "k"},
+        "Spec": {"Kind": "Lambda", "FunctionName": "f", "Alias": "live"}
+    }))
+    .unwrap();
+
+    let err = Invoke::invoke(&lambda, "lambda-alias-updater", &req)
+        .await
+        .unwrap_err();
+
+    assert_eq!(
+        err.to_string(),
+        "the updater lambda-alias-updater failed: Runtime.ExitError: signal: killed"
+    );
+}
