@@ -1,1 +1,72 @@
+//! The local AWS that crossdeploy's tests, demo and benchmark run against:
+//!
+//! - [`Moto`]: moto's server (from the project venv, see `scripts/setup`) on a free loopback port,
+//!   ready and configured before it is handed out, killed when dropped (also when a test fails);
+//! - [`Emulator`]: crossdeploy's own CodePipeline job API emulator, speaking the real awsJson1.1
+//!   protocol to the real SDK client, recording every answer;
+//! - [`LocalLambda`]: cargo-lambda's local Lambda runtime and Invoke API, running the functions'
+//!   real binaries;
+//! - [`accounts`]: credentials acting in the shared services account and the target accounts,
+//!   and the target resources the scenarios deploy to.
 
+pub mod accounts;
+pub mod cargo_lambda;
+mod emulator;
+pub mod fixtures;
+mod http;
+mod in_process;
+mod moto;
+
+pub use cargo_lambda::LocalLambda;
+pub use emulator::{Answer, Emulator, NewJob};
+pub use in_process::InProcessUpdater;
+pub use moto::Moto;
+
+use std::path::PathBuf;
+
+pub type Error = Box<dyn std::error::Error + Send + Sync>;
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// The workspace root (this crate lives in `tests/`).
+pub fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// A tool installed by `scripts/setup` into the project venv (`CROSSDEPLOY_VENV`, default `.venv`).
+pub fn venv_bin(name: &str) -> Result<PathBuf> {
+    let venv = std::env::var_os("CROSSDEPLOY_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join(".venv"));
+    let path = venv.join("bin").join(name);
+    if path.is_file() {
+        Ok(path)
+    } else {
+        Err(format!("{} is missing: run ./scripts/setup first (it installs moto, cargo-lambda and the AWS CLI into {})", path.display(), venv.display()).into())
+    }
+}
+
+/// A free TCP port on 127.0.0.1.
+pub fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// A fresh file for a child process's output, in the system temp folder.
+pub(crate) fn log_file(name: &str) -> Result<(PathBuf, std::fs::File)> {
+    let dir = std::env::temp_dir().join("crossdeploy-local");
+    std::fs::create_dir_all(&dir)?;
+    let path = dir.join(format!("{name}-{}-{}.log", std::process::id(), unique()));
+    let file = std::fs::File::create(&path)?;
+    Ok((path, file))
+}
+
+/// A number unique within this process.
+pub(crate) fn unique() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}

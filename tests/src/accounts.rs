@@ -1,0 +1,210 @@
+//! Accounts in the local AWS: moto lets credentials from `AssumeRole` into
+//! `arn:aws:iam::<account>:role/<any>` act in that account.
+
+use crate::Result;
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_credential_types::Credentials;
+use aws_sdk_lambda::primitives::Blob;
+use aws_sdk_lambda::types::Runtime;
+use std::time::SystemTime;
+
+/// The shared services account: pipelines, crossdeploy's functions, the artifact bucket.
+pub const SHARED_ACCOUNT: &str = "111111111111";
+/// The target account the scenarios deploy into.
+pub const TARGET_ACCOUNT: &str = "222222222222";
+/// A second target account holding an identical function that must stay untouched.
+pub const OTHER_ACCOUNT: &str = "333333333333";
+pub const REGION: &str = "us-east-1";
+pub const TARGET_ROLE_NAME: &str = "crossdeploy-target";
+pub const EXTERNAL_ID: &str = "crossdeploy-local-external-id";
+
+pub fn target_role(account: &str) -> String {
+    format!("arn:aws:iam::{account}:role/{TARGET_ROLE_NAME}")
+}
+
+/// A configuration against the local AWS with these credentials.
+pub async fn config_with(endpoint: &str, credentials: Credentials) -> SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest())
+        .region(Region::new(REGION))
+        .endpoint_url(endpoint)
+        .credentials_provider(credentials)
+        .load()
+        .await
+}
+
+/// Credentials acting in `account`.
+pub async fn account_credentials(endpoint: &str, account: &str) -> Result<Credentials> {
+    let default = config_with(
+        endpoint,
+        Credentials::new("test", "test", None, None, "moto-default"),
+    )
+    .await;
+    let out = aws_sdk_sts::Client::new(&default)
+        .assume_role()
+        .role_arn(format!(
+            "arn:aws:iam::{account}:role/crossdeploy-local-admin"
+        ))
+        .role_session_name("crossdeploy-local")
+        .send()
+        .await?;
+    let c = out
+        .credentials
+        .ok_or("moto's AssumeRole gave no credentials")?;
+    Ok(Credentials::new(
+        c.access_key_id,
+        c.secret_access_key,
+        Some(c.session_token),
+        SystemTime::try_from(c.expiration).ok(),
+        "moto-account",
+    ))
+}
+
+pub async fn account_config(endpoint: &str, account: &str) -> Result<SdkConfig> {
+    Ok(config_with(endpoint, account_credentials(endpoint, account).await?).await)
+}
+
+/// A new artifact bucket in the shared services account.
+pub async fn artifact_bucket(shared: &SdkConfig) -> Result<String> {
+    let bucket = format!(
+        "crossdeploy-artifacts-{}-{}",
+        std::process::id(),
+        crate::unique()
+    );
+    aws_sdk_s3::Client::new(shared)
+        .create_bucket()
+        .bucket(&bucket)
+        .send()
+        .await?;
+    Ok(bucket)
+}
+
+pub async fn put_artifact(
+    shared: &SdkConfig,
+    bucket: &str,
+    key: &str,
+    bytes: Vec<u8>,
+) -> Result<()> {
+    aws_sdk_s3::Client::new(shared)
+        .put_object()
+        .bucket(bucket)
+        .key(key)
+        .body(bytes.into())
+        .send()
+        .await?;
+    Ok(())
+}
+
+/// A function as a team would have it before its first crossdeploy run: an execution role,
+/// the function, version 1 published, and `alias` pointing at it.
+pub async fn create_function(
+    target: &SdkConfig,
+    name: &str,
+    alias: &str,
+    package: Vec<u8>,
+) -> Result<()> {
+    let iam = aws_sdk_iam::Client::new(target);
+    let role_name = format!("{name}-exec");
+    let role_arn = match iam
+        .create_role()
+        .role_name(&role_name)
+        .assume_role_policy_document(r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"lambda.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#)
+        .send()
+        .await
+    {
+        Ok(out) => out.role.map(|r| r.arn).ok_or("CreateRole gave no role")?,
+        Err(e) if e.as_service_error().is_some_and(|s| s.is_entity_already_exists_exception()) => {
+            iam.get_role().role_name(&role_name).send().await?.role.map(|r| r.arn).ok_or("GetRole gave no role")?
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let lambda = aws_sdk_lambda::Client::new(target);
+    lambda
+        .create_function()
+        .function_name(name)
+        .runtime(Runtime::Providedal2023)
+        .handler("bootstrap")
+        .role(role_arn)
+        .code(
+            aws_sdk_lambda::types::FunctionCode::builder()
+                .zip_file(Blob::new(package))
+                .build(),
+        )
+        .send()
+        .await?;
+    let version = lambda
+        .publish_version()
+        .function_name(name)
+        .send()
+        .await?
+        .version
+        .ok_or("no version")?;
+    lambda
+        .create_alias()
+        .function_name(name)
+        .name(alias)
+        .function_version(version)
+        .send()
+        .await?;
+    Ok(())
+}
+
+/// What a function in a target account looks like now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FunctionState {
+    pub alias_version: String,
+    /// Extra versions the alias routes traffic to, with their weights.
+    pub alias_routing: Vec<(String, String)>,
+    pub alias_version_sha: String,
+    pub latest_sha: String,
+    /// Published versions (not `$LATEST`).
+    pub versions: Vec<String>,
+}
+
+pub async fn function_state(target: &SdkConfig, name: &str, alias: &str) -> Result<FunctionState> {
+    let lambda = aws_sdk_lambda::Client::new(target);
+    let a = lambda
+        .get_alias()
+        .function_name(name)
+        .name(alias)
+        .send()
+        .await?;
+    let alias_version = a.function_version.clone().unwrap_or_default();
+    let mut alias_routing: Vec<(String, String)> = a
+        .routing_config
+        .and_then(|r| r.additional_version_weights)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| (k, v.to_string()))
+        .collect();
+    alias_routing.sort();
+    let versioned = lambda
+        .get_function_configuration()
+        .function_name(name)
+        .qualifier(&alias_version)
+        .send()
+        .await?;
+    let latest = lambda
+        .get_function_configuration()
+        .function_name(name)
+        .send()
+        .await?;
+    let mut versions: Vec<String> = lambda
+        .list_versions_by_function()
+        .function_name(name)
+        .send()
+        .await?
+        .versions
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|v| v.version)
+        .filter(|v| v != "$LATEST")
+        .collect();
+    versions.sort_by_key(|v| v.parse::<u64>().unwrap_or(u64::MAX));
+    Ok(FunctionState {
+        alias_version,
+        alias_routing,
+        alias_version_sha: versioned.code_sha256.unwrap_or_default(),
+        latest_sha: latest.code_sha256.unwrap_or_default(),
+        versions,
+    })
+}

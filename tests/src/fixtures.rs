@@ -1,0 +1,39 @@
+//! Packages and artifacts as a build would produce them.
+
+use base64::Engine;
+use sha2::{Digest, Sha256};
+use std::io::{Cursor, Write};
+
+/// A zip holding these files.
+pub fn zip_of(files: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut w = zip::ZipWriter::new(Cursor::new(Vec::new()));
+    for (name, data) in files {
+        // Unwrapping is fine: writing to memory cannot fail but for a bug here.
+        w.start_file(*name, zip::write::SimpleFileOptions::default())
+            .expect("zip entry");
+        w.write_all(data).expect("zip write");
+    }
+    w.finish().expect("zip finish").into_inner()
+}
+
+/// A Lambda package (`bootstrap` inside), distinct per `marker`.
+pub fn lambda_package(marker: &str) -> Vec<u8> {
+    zip_of(&[(
+        "bootstrap",
+        format!("#!/bin/sh\n# build {marker}\n").as_bytes(),
+    )])
+}
+
+/// A build output artifact holding `package` at `path`, beside other build files.
+pub fn build_artifact(path: &str, package: &[u8]) -> Vec<u8> {
+    zip_of(&[
+        ("README.md", b"build output"),
+        (path, package),
+        ("imagedefinitions.json", b"[]"),
+    ])
+}
+
+/// Lambda's CodeSha256 of a package: base64 of its SHA-256.
+pub fn code_sha256(package: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(Sha256::digest(package))
+}
