@@ -168,14 +168,9 @@ impl Emulator {
 
 /// A job id shaped as CodePipeline's (a UUID).
 fn job_id() -> String {
-    use std::hash::{BuildHasher, Hash, Hasher};
+    use std::hash::BuildHasher;
     let random = std::collections::hash_map::RandomState::new();
-    let mut halves = [0u64; 2];
-    for (i, half) in halves.iter_mut().enumerate() {
-        let mut h = random.build_hasher();
-        (unique(), i, std::time::SystemTime::now()).hash(&mut h);
-        *half = h.finish();
-    }
+    let halves = [0u8, 1].map(|i| random.hash_one((unique(), i, std::time::SystemTime::now())));
     let h = format!("{:016x}{:016x}", halves[0], halves[1]);
     format!(
         "{}-{}-4{}-8{}-{}",
