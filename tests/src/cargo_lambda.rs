@@ -60,7 +60,16 @@ impl LocalLambda {
     /// the local Runtime API, with exactly this environment (nothing inherited but `PATH`).
     /// Returns the path of its log.
     pub fn run_function(&mut self, name: &str, env: &[(String, String)]) -> Result<PathBuf> {
-        let binary = binary_dir().join(name);
+        self.run_binary(name, &binary_dir().join(name), env)
+    }
+
+    /// As [`LocalLambda::run_function`], with the binary at `binary` (a release build, say).
+    pub fn run_binary(
+        &mut self,
+        name: &str,
+        binary: &std::path::Path,
+        env: &[(String, String)],
+    ) -> Result<PathBuf> {
         if !binary.is_file() {
             return Err(format!(
                 "{} is not built: run `cargo test --workspace` (it builds the functions' binaries) or `cargo build -p {name}`",
@@ -69,7 +78,7 @@ impl LocalLambda {
             .into());
         }
         let (log, file) = log_file(name)?;
-        let child = Command::new(&binary)
+        let child = Command::new(binary)
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env(
@@ -121,6 +130,14 @@ impl LocalLambda {
         };
         let body = out.payload.map(|p| p.into_inner()).unwrap_or_default();
         Ok((out.function_error, body))
+    }
+
+    /// The process id of a running function.
+    pub fn pid(&self, name: &str) -> Option<u32> {
+        self.functions
+            .iter()
+            .find(|(n, _, _)| n == name)
+            .map(|(_, c, _)| c.id())
     }
 
     /// An error naming the function and its log if one of the functions' processes has exited.
