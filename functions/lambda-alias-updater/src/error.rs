@@ -41,9 +41,9 @@ pub enum UpdaterError {
         error: ErrorInfo,
     },
 
-    /// The artifact could not be read or is not a deployable package.
-    #[error("{0}")]
-    Artifact(String),
+    /// The artifact could not be read, or the file in it not found.
+    #[error(transparent)]
+    Artifact(#[from] crossdeploy_artifact::ArtifactError),
 
     /// The update request itself is not one this updater understands.
     #[error("the updater could not read its request: {0}")]
@@ -54,6 +54,7 @@ impl UpdaterError {
     pub fn failure_type(&self) -> FailureType {
         match self {
             UpdaterError::Credentials(e) => e.failure_type(),
+            UpdaterError::Artifact(e) => e.failure_type(),
             UpdaterError::Configuration(_) => FailureType::ConfigurationError,
             UpdaterError::Aws { error, .. } if error.is_access_denied() => {
                 FailureType::PermissionError
@@ -64,7 +65,6 @@ impl UpdaterError {
             UpdaterError::Aws { .. }
             | UpdaterError::UpdateFailed { .. }
             | UpdaterError::Changed { .. }
-            | UpdaterError::Artifact(_)
             | UpdaterError::BadRequest(_) => FailureType::JobFailed,
         }
     }

@@ -1,0 +1,41 @@
+use crossdeploy_aws::ErrorInfo;
+use crossdeploy_credentials::CredentialsError;
+use crossdeploy_protocol::FailureType;
+
+/// Everything that can stop an ECS deployment; each knows its CodePipeline failure type.
+#[derive(Debug, thiserror::Error)]
+pub enum EcsError {
+    #[error(transparent)]
+    Credentials(#[from] CredentialsError),
+    #[error(transparent)]
+    Artifact(#[from] crossdeploy_artifact::ArtifactError),
+    /// The configuration cannot work: service or cluster missing, unknown container, bad image file.
+    #[error("{0}")]
+    Configuration(String),
+    /// An AWS call failed.
+    #[error("failed to {action} {resource}: {error}")]
+    Aws {
+        action: &'static str,
+        resource: String,
+        error: ErrorInfo,
+    },
+    /// The rollout failed, was rolled back, or did not finish in time.
+    #[error("{0}")]
+    Rollout(String),
+    #[error("the updater could not read its request: {0}")]
+    BadRequest(String),
+}
+
+impl EcsError {
+    pub fn failure_type(&self) -> FailureType {
+        match self {
+            EcsError::Credentials(e) => e.failure_type(),
+            EcsError::Artifact(e) => e.failure_type(),
+            EcsError::Configuration(_) => FailureType::ConfigurationError,
+            EcsError::Aws { error, .. } if error.is_access_denied() => FailureType::PermissionError,
+            EcsError::Aws { .. } | EcsError::Rollout(_) | EcsError::BadRequest(_) => {
+                FailureType::JobFailed
+            }
+        }
+    }
+}

@@ -1,0 +1,140 @@
+//! ecs-taskdef-updater: deploys new images to an ECS service in a target account.
+//!
+//! Reads the image file from the input artifact (with this function's own credentials), assumes
+//! the target role (allow-list first), clones the service's current task definition with the
+//! new images (every field kept but the read-only ones, tags too), registers it, updates the
+//! service, and follows the rollout to COMPLETED, or to FAILED / a circuit-breaker rollback.
+//! Waiting never outlives the deadline: the state to resume from is handed back instead.
+//! Old revisions are never deregistered (rollback needs them).
+
+mod deploy;
+mod error;
+pub mod images;
+mod service;
+pub mod taskdef;
+
+pub use deploy::{deploy_images, follow, EcsState, POLL};
+pub use error::EcsError;
+pub use service::{assess, describe_service, Rollout, ServiceRef};
+
+use aws_config::SdkConfig;
+use crossdeploy_artifact::{extract_file, read_artifact};
+use crossdeploy_aws::Deadline;
+use crossdeploy_credentials::TargetSessions;
+use crossdeploy_protocol::{DeployRequest, DeploySpec, Outcome, UpdaterRequest};
+use std::time::Duration;
+
+/// Time kept back from the invocation's deadline to answer.
+pub const ANSWER_MARGIN: Duration = Duration::from_secs(10);
+/// The budget when the runtime gives no usable deadline.
+pub const FALLBACK_BUDGET: Duration = Duration::from_secs(300);
+
+/// Clients built once per cold start.
+pub struct Deps {
+    /// The artifact bucket, with this function's own credentials.
+    pub s3: aws_sdk_s3::Client,
+    pub sessions: TargetSessions,
+}
+
+impl Deps {
+    pub fn from_config(config: &SdkConfig) -> Self {
+        Self {
+            s3: aws_sdk_s3::Client::new(config),
+            sessions: TargetSessions::from_env(config),
+        }
+    }
+}
+
+/// Handles one request (the Lambda event, as JSON) and always answers with an [`Outcome`].
+pub async fn handle(event: serde_json::Value, deps: &Deps, deadline: Deadline) -> Outcome {
+    let request: UpdaterRequest = match serde_json::from_value(event) {
+        Ok(r) => r,
+        Err(e) => {
+            let err = EcsError::BadRequest(e.to_string());
+            tracing::error!(error = %err, "refused a request");
+            return Outcome::failed(err.failure_type(), err.to_string());
+        }
+    };
+    let UpdaterRequest::Deploy(request) = request;
+    let outcome = match deploy(&request, deps, deadline.less(ANSWER_MARGIN)).await {
+        Ok(o) => o,
+        Err(e) => Outcome::failed(e.failure_type(), e.to_string()),
+    };
+    match &outcome {
+        Outcome::Succeeded { summary, .. } => {
+            tracing::info!(request_id = %request.request_id, %summary, "succeeded")
+        }
+        Outcome::InProgress { summary, .. } => {
+            tracing::info!(request_id = %request.request_id, %summary, "in progress")
+        }
+        Outcome::Failed {
+            failure_type,
+            message,
+        } => {
+            tracing::error!(request_id = %request.request_id, failure_type = failure_type.as_str(), %message, "failed")
+        }
+    }
+    outcome
+}
+
+/// One deployment request, from the allow-list check to the end of the rollout.
+pub async fn deploy(
+    request: &DeployRequest,
+    deps: &Deps,
+    deadline: Deadline,
+) -> Result<Outcome, EcsError> {
+    let DeploySpec::Ecs(spec) = &request.spec else {
+        return Err(EcsError::Configuration(
+            "ecs-taskdef-updater deploys ECS services only; a Lambda request belongs to lambda-alias-updater".to_owned(),
+        ));
+    };
+    let role = &request.target.role_arn;
+    if !deps.sessions.allow_list().allows(role) {
+        return Err(
+            crossdeploy_credentials::CredentialsError::NotAllowed { role: role.clone() }.into(),
+        );
+    }
+    let resume = match &request.resume {
+        None => None,
+        Some(state) => Some(
+            serde_json::from_value::<EcsState>(state.clone()).map_err(|e| {
+                EcsError::BadRequest(format!(
+                    "the state to resume from is not one this updater wrote: {e}"
+                ))
+            })?,
+        ),
+    };
+    let changes = match resume {
+        Some(_) => Vec::new(),
+        None => {
+            let artifact = read_artifact(&deps.s3, &request.artifact).await?;
+            let file = extract_file(
+                &artifact,
+                &request.artifact,
+                &spec.file_name,
+                images::MAX_IMAGE_FILE_BYTES,
+                "an image file is at most 102400 bytes (100 KB)",
+            )?;
+            images::parse_image_file(&file, &spec.file_name, spec.container_name.as_deref())
+                .map_err(|e| EcsError::Configuration(format!("{e} (in {})", request.artifact)))?
+        }
+    };
+    let ctx = &request.pipeline;
+    let seed = ctx.execution_id.as_deref().unwrap_or(&ctx.job_id);
+    let session = deps
+        .sessions
+        .assume(role, request.target.region.as_deref(), seed)
+        .await?;
+    let ecs = aws_sdk_ecs::Client::new(&session.config);
+    let s = ServiceRef {
+        ecs: &ecs,
+        account: role.account_id(),
+        cluster: &spec.cluster_name,
+        service: &spec.service_name,
+    };
+    let timeout = Duration::from_secs(u64::from(spec.timeout_minutes) * 60);
+    match resume {
+        Some(state) => follow(&s, state, timeout, deadline).await,
+        None => deploy_images(&s, &changes, timeout, deadline).await,
+    }
+}
