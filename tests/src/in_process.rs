@@ -1,13 +1,53 @@
+use aws_config::SdkConfig;
 use crossdeploy_aws::Deadline;
+use crossdeploy_credentials::{AllowList, TargetSessions};
 use crossdeploy_protocol::{Outcome, UpdaterRequest};
-use pipeline_job_worker::{Invoke, InvokeError};
+use pipeline_job_worker::{Invoke, InvokeError, Updaters};
 use std::time::Duration;
 
 /// The updaters run in this process: the worker's request and the updater's outcome still go
 /// through JSON, as over Lambda Invoke.
 pub struct InProcessUpdater {
     pub lambda: lambda_alias_updater::Deps,
+    pub ecs: ecs_taskdef_updater::Deps,
     pub budget: Duration,
+}
+
+/// The updaters' function names, as the worker is configured with them.
+pub const LAMBDA_UPDATER: &str = "lambda-alias-updater";
+pub const ECS_UPDATER: &str = "ecs-taskdef-updater";
+
+impl InProcessUpdater {
+    /// Both updaters acting with `shared`'s credentials (the shared services account), each
+    /// with its own session cache, as two functions would have.
+    pub fn new(shared: &SdkConfig, allowed_roles: &str, external_id: &str) -> Self {
+        let sessions = || {
+            TargetSessions::new(
+                aws_sdk_sts::Client::new(shared),
+                shared.clone(),
+                AllowList::parse(allowed_roles),
+                Some(external_id.to_owned()),
+            )
+        };
+        Self {
+            lambda: lambda_alias_updater::Deps {
+                s3: aws_sdk_s3::Client::new(shared),
+                sessions: sessions(),
+            },
+            ecs: ecs_taskdef_updater::Deps {
+                s3: aws_sdk_s3::Client::new(shared),
+                sessions: sessions(),
+            },
+            budget: Duration::from_secs(120),
+        }
+    }
+
+    pub fn updaters() -> Updaters {
+        Updaters {
+            lambda: Some(LAMBDA_UPDATER.to_owned()),
+            ecs: Some(ECS_UPDATER.to_owned()),
+        }
+    }
 }
 
 impl Invoke for InProcessUpdater {
@@ -21,11 +61,10 @@ impl Invoke for InProcessUpdater {
             problem,
         };
         let event = serde_json::to_value(request).map_err(|e| bad(e.to_string()))?;
+        let deadline = Deadline::after(self.budget);
         let outcome = match function {
-            "lambda-alias-updater" => {
-                lambda_alias_updater::handle(event, &self.lambda, Deadline::after(self.budget))
-                    .await
-            }
+            LAMBDA_UPDATER => lambda_alias_updater::handle(event, &self.lambda, deadline).await,
+            ECS_UPDATER => ecs_taskdef_updater::handle(event, &self.ecs, deadline).await,
             other => {
                 return Err(InvokeError::Call {
                     function: other.to_owned(),

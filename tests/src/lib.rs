@@ -11,15 +11,18 @@
 
 pub mod accounts;
 pub mod cargo_lambda;
+pub mod ecs;
 mod emulator;
 pub mod fixtures;
 mod http;
 mod in_process;
+mod local;
 mod moto;
 
 pub use cargo_lambda::LocalLambda;
 pub use emulator::{Answer, Emulator, NewJob};
-pub use in_process::InProcessUpdater;
+pub use in_process::{InProcessUpdater, ECS_UPDATER, LAMBDA_UPDATER};
+pub use local::LocalAws;
 pub use moto::Moto;
 
 use std::path::PathBuf;

@@ -3,7 +3,11 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// moto's server on a free port of 127.0.0.1. Killed when dropped.
+/// moto's server on a free port of 127.0.0.1, killed when dropped. Started through
+/// `tests/localaws/moto_server.py`, which adds to moto the one thing crossdeploy's flows need and
+/// moto lacks: an ECS rollout after UpdateService (see that file). Services created with a
+/// desired count of at most `MOTO_ECS_SERVICE_RUNNING` (1 unless a test sets it) complete their
+/// rollouts; larger ones stay IN_PROGRESS.
 pub struct Moto {
     child: Child,
     pub endpoint: String,
@@ -19,11 +23,14 @@ impl Moto {
 
     /// As [`Moto::start`], with extra environment for the server (e.g. `MOTO_ECS_SERVICE_RUNNING`).
     pub async fn start_with_env(env: &[(&str, &str)]) -> Result<Moto> {
-        let bin = venv_bin("moto_server")?;
+        let python = venv_bin("python")?;
+        let launcher = crate::workspace_root().join("tests/localaws/moto_server.py");
         let port = free_port()?;
         let (log, file) = log_file("moto")?;
-        let child = Command::new(bin)
+        let child = Command::new(python)
+            .arg(launcher)
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .env("MOTO_ECS_SERVICE_RUNNING", "1")
             .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(file.try_clone()?)

@@ -3,119 +3,29 @@
 //! function that must never change.
 
 use aws_config::SdkConfig;
-use aws_credential_types::provider::ProvideCredentials;
-use crossdeploy_credentials::{AllowList, TargetSessions};
-use crossdeploy_local::accounts::{
-    self, function_state, FunctionState, EXTERNAL_ID, OTHER_ACCOUNT, SHARED_ACCOUNT, TARGET_ACCOUNT,
-};
+use crossdeploy_local::accounts::{self, function_state, FunctionState, TARGET_ACCOUNT};
 use crossdeploy_local::fixtures::{build_artifact, code_sha256, lambda_package};
-use crossdeploy_local::{Answer, Emulator, InProcessUpdater, LocalLambda, Moto, NewJob};
+use crossdeploy_local::{Answer, LocalAws};
 use crossdeploy_protocol::ArtifactLocation;
-use pipeline_job_worker::{handle_invoke_event, Updaters, Worker, WorkerError};
-use std::sync::Arc;
+use pipeline_job_worker::{handle_invoke_event, WorkerError};
 use std::time::Duration;
 
 const FUNCTION: &str = "orders-api";
 const ALIAS: &str = "live";
 
-struct Local {
-    moto: Moto,
-    emulator: Emulator,
-    shared: SdkConfig,
-    target: SdkConfig,
-    other: SdkConfig,
-    bucket: String,
-}
-
-/// moto and the emulator started; `orders-api` with alias `live` -> version 1 in both target accounts.
-async fn spawn_local() -> Local {
-    let moto = Moto::start().await.expect("moto starts");
-    let emulator = Emulator::start().await.expect("the emulator starts");
-    let shared = accounts::account_config(&moto.endpoint, SHARED_ACCOUNT)
-        .await
-        .unwrap();
-    let target = accounts::account_config(&moto.endpoint, TARGET_ACCOUNT)
-        .await
-        .unwrap();
-    let other = accounts::account_config(&moto.endpoint, OTHER_ACCOUNT)
-        .await
-        .unwrap();
-    let bucket = accounts::artifact_bucket(&shared).await.unwrap();
-    for account in [&target, &other] {
+/// The local AWS with `orders-api`, alias `live` -> version 1, in both target accounts.
+async fn spawn_local() -> LocalAws {
+    let local = LocalAws::start().await.expect("the local AWS starts");
+    for account in [&local.target, &local.other] {
         accounts::create_function(account, FUNCTION, ALIAS, lambda_package("v1"))
             .await
             .unwrap();
     }
-    Local {
-        moto,
-        emulator,
-        shared,
-        target,
-        other,
-        bucket,
-    }
+    local
 }
 
-fn allowed() -> String {
-    format!(
-        "{},{}",
-        accounts::target_role(TARGET_ACCOUNT),
-        accounts::target_role(OTHER_ACCOUNT)
-    )
-}
-
-impl Local {
-    fn worker(&self) -> Arc<Worker<InProcessUpdater>> {
-        let codepipeline = aws_sdk_codepipeline::Client::from_conf(
-            aws_sdk_codepipeline::config::Builder::from(&self.shared)
-                .endpoint_url(&self.emulator.endpoint)
-                .build(),
-        );
-        let sessions = TargetSessions::new(
-            aws_sdk_sts::Client::new(&self.shared),
-            self.shared.clone(),
-            AllowList::parse(&allowed()),
-            Some(EXTERNAL_ID.to_owned()),
-        );
-        Arc::new(Worker {
-            codepipeline,
-            invoker: InProcessUpdater {
-                lambda: lambda_alias_updater::Deps {
-                    s3: aws_sdk_s3::Client::new(&self.shared),
-                    sessions,
-                },
-                budget: Duration::from_secs(120),
-            },
-            updaters: Updaters {
-                lambda: Some("lambda-alias-updater".into()),
-                ecs: None,
-            },
-        })
-    }
-
-    async fn upload(&self, key: &str, bytes: Vec<u8>) -> ArtifactLocation {
-        accounts::put_artifact(&self.shared, &self.bucket, key, bytes)
-            .await
-            .unwrap();
-        ArtifactLocation {
-            bucket: self.bucket.clone(),
-            key: key.to_owned(),
-        }
-    }
-
-    fn job(&self, user_parameters: &str, artifact: ArtifactLocation) -> serde_json::Value {
-        self.emulator.start_invoke_job(NewJob {
-            pipeline_name: "orders".into(),
-            stage: "Deploy-dev".into(),
-            action: "DeployLambda".into(),
-            user_parameters: user_parameters.to_owned(),
-            artifact,
-        })
-    }
-
-    async fn state(&self, account: &SdkConfig) -> FunctionState {
-        function_state(account, FUNCTION, ALIAS).await.unwrap()
-    }
+async fn state(account: &SdkConfig) -> FunctionState {
+    function_state(account, FUNCTION, ALIAS).await.unwrap()
 }
 
 fn params(role_account: &str) -> String {
@@ -129,30 +39,19 @@ fn params(role_account: &str) -> String {
     .to_string()
 }
 
-fn job_id(event: &serde_json::Value) -> String {
-    event["CodePipeline.job"]["id"].as_str().unwrap().to_owned()
-}
-
-fn answers_for(emulator: &Emulator, job: &str) -> Vec<Answer> {
-    emulator
-        .answers()
-        .into_iter()
-        .filter(|a| a.job_id() == job)
-        .collect()
-}
-
 #[tokio::test]
 async fn a_pipeline_job_moves_the_alias_in_the_target_account_and_nowhere_else() {
     let local = spawn_local().await;
-    let other_before = local.state(&local.other).await;
+    let other_before = state(&local.other).await;
     let package = lambda_package("v2");
     let artifact = local
         .upload(
             "orders/BuildOutput/v2.zip",
             build_artifact("lambda.zip", &package),
         )
-        .await;
-    let event = local.job(&params(TARGET_ACCOUNT), artifact);
+        .await
+        .unwrap();
+    let event = local.job("DeployLambda", &params(TARGET_ACCOUNT), artifact);
 
     handle_invoke_event(
         event.clone(),
@@ -162,7 +61,7 @@ async fn a_pipeline_job_moves_the_alias_in_the_target_account_and_nowhere_else()
     .await
     .unwrap();
 
-    let answers = answers_for(&local.emulator, &job_id(&event));
+    let answers = local.answers_for(&event);
     assert_eq!(answers.len(), 1, "{answers:?}");
     let Answer::Success {
         output_variables,
@@ -184,13 +83,13 @@ async fn a_pipeline_job_moves_the_alias_in_the_target_account_and_nowhere_else()
         format!("arn:aws:lambda:us-east-1:{TARGET_ACCOUNT}:function:{FUNCTION}:{ALIAS}")
     );
 
-    let after = local.state(&local.target).await;
+    let after = state(&local.target).await;
     assert_eq!(after.alias_version, "2");
     assert_eq!(after.alias_version_sha, code_sha256(&package));
     assert!(after.alias_routing.is_empty());
     assert_eq!(after.versions, vec!["1", "2"]);
     assert_eq!(
-        local.state(&local.other).await,
+        state(&local.other).await,
         other_before,
         "account 333333333333 must be untouched"
     );
@@ -205,9 +104,10 @@ async fn deploying_the_same_artifact_twice_publishes_nothing_the_second_time() {
             "orders/BuildOutput/v2.zip",
             build_artifact("lambda.zip", &package),
         )
-        .await;
+        .await
+        .unwrap();
     let worker = local.worker();
-    let first = local.job(&params(TARGET_ACCOUNT), artifact.clone());
+    let first = local.job("DeployLambda", &params(TARGET_ACCOUNT), artifact.clone());
     handle_invoke_event(
         first.clone(),
         worker.clone(),
@@ -215,9 +115,9 @@ async fn deploying_the_same_artifact_twice_publishes_nothing_the_second_time() {
     )
     .await
     .unwrap();
-    let after_first = local.state(&local.target).await;
+    let after_first = state(&local.target).await;
 
-    let second = local.job(&params(TARGET_ACCOUNT), artifact);
+    let second = local.job("DeployLambda", &params(TARGET_ACCOUNT), artifact);
     handle_invoke_event(
         second.clone(),
         worker,
@@ -226,8 +126,8 @@ async fn deploying_the_same_artifact_twice_publishes_nothing_the_second_time() {
     .await
     .unwrap();
 
-    let a1 = answers_for(&local.emulator, &job_id(&first));
-    let a2 = answers_for(&local.emulator, &job_id(&second));
+    let a1 = local.answers_for(&first);
+    let a2 = local.answers_for(&second);
     let (
         Answer::Success {
             output_variables: o1,
@@ -251,7 +151,7 @@ async fn deploying_the_same_artifact_twice_publishes_nothing_the_second_time() {
         "{summary:?}"
     );
     assert_eq!(
-        local.state(&local.target).await,
+        state(&local.target).await,
         after_first,
         "nothing published, nothing moved"
     );
@@ -269,10 +169,12 @@ async fn bad_input_fails_the_job_once_with_a_clear_message_and_changes_nothing()
             "orders/BuildOutput/good.zip",
             build_artifact("lambda.zip", &package),
         )
-        .await;
+        .await
+        .unwrap();
     let not_a_zip = local
         .upload("orders/BuildOutput/text", b"this is not a zip".to_vec())
-        .await;
+        .await
+        .unwrap();
     let missing = ArtifactLocation {
         bucket: local.bucket.clone(),
         key: "orders/BuildOutput/gone.zip".into(),
@@ -383,12 +285,12 @@ async fn bad_input_fails_the_job_once_with_a_clear_message_and_changes_nothing()
             vec!["payments-api", "222222222222", "ResourceNotFoundException"],
         ),
     ];
-    let target_before = local.state(&local.target).await;
-    let other_before = local.state(&local.other).await;
+    let target_before = state(&local.target).await;
+    let other_before = state(&local.other).await;
     let worker = local.worker();
 
     for (case, user_parameters, artifact, failure_type, needles) in cases {
-        let event = local.job(&user_parameters, artifact);
+        let event = local.job("DeployLambda", &user_parameters, artifact);
         handle_invoke_event(
             event.clone(),
             worker.clone(),
@@ -396,7 +298,7 @@ async fn bad_input_fails_the_job_once_with_a_clear_message_and_changes_nothing()
         )
         .await
         .unwrap();
-        let answers = answers_for(&local.emulator, &job_id(&event));
+        let answers = local.answers_for(&event);
         assert_eq!(answers.len(), 1, "{case}: {answers:?}");
         let Answer::Failure {
             failure_type: got,
@@ -414,12 +316,12 @@ async fn bad_input_fails_the_job_once_with_a_clear_message_and_changes_nothing()
             );
         }
         assert_eq!(
-            local.state(&local.target).await,
+            state(&local.target).await,
             target_before,
             "{case}: the target changed"
         );
     }
-    assert_eq!(local.state(&local.other).await, other_before);
+    assert_eq!(state(&local.other).await, other_before);
 
     // An event that is not a CodePipeline job has no job to answer.
     let before = local.emulator.answers().len();
@@ -439,62 +341,28 @@ async fn bad_input_fails_the_job_once_with_a_clear_message_and_changes_nothing()
 #[tokio::test]
 async fn the_real_binaries_deploy_across_accounts_under_cargo_lambda() {
     let local = spawn_local().await;
-    let other_before = local.state(&local.other).await;
+    let other_before = state(&local.other).await;
     let package = lambda_package("v2-binaries");
     let artifact = local
         .upload(
             "orders/BuildOutput/bin.zip",
             build_artifact("lambda.zip", &package),
         )
-        .await;
-    let event = local.job(&params(TARGET_ACCOUNT), artifact);
-    let mut lambda = LocalLambda::start()
         .await
-        .expect("cargo lambda watch starts");
-    let creds = local
-        .shared
-        .credentials_provider()
+        .unwrap();
+    let event = local.job("DeployLambda", &params(TARGET_ACCOUNT), artifact);
+    let (mut lambda, logs) = local
+        .run_functions()
+        .await
+        .expect("the functions run under cargo-lambda");
+    let shared_secret = local
+        .function_env()
+        .await
         .unwrap()
-        .provide_credentials()
-        .await
-        .unwrap();
-    let common = vec![
-        ("AWS_REGION".to_owned(), accounts::REGION.to_owned()),
-        (
-            "AWS_ACCESS_KEY_ID".to_owned(),
-            creds.access_key_id().to_owned(),
-        ),
-        (
-            "AWS_SECRET_ACCESS_KEY".to_owned(),
-            creds.secret_access_key().to_owned(),
-        ),
-        (
-            "AWS_SESSION_TOKEN".to_owned(),
-            creds.session_token().unwrap_or_default().to_owned(),
-        ),
-        ("AWS_ENDPOINT_URL".to_owned(), local.moto.endpoint.clone()),
-        ("RUST_LOG".to_owned(), "debug".to_owned()),
-    ];
-    let mut updater_env = common.clone();
-    updater_env.push(("CROSSDEPLOY_ALLOWED_TARGET_ROLES".into(), allowed()));
-    updater_env.push(("CROSSDEPLOY_EXTERNAL_ID".into(), EXTERNAL_ID.into()));
-    let mut worker_env = common;
-    worker_env.push(("AWS_ENDPOINT_URL_LAMBDA".into(), lambda.endpoint.clone()));
-    worker_env.push((
-        "AWS_ENDPOINT_URL_CODEPIPELINE".into(),
-        local.emulator.endpoint.clone(),
-    ));
-    worker_env.push((
-        "CROSSDEPLOY_LAMBDA_UPDATER".into(),
-        "lambda-alias-updater".into(),
-    ));
-    let updater_log = lambda
-        .run_function("lambda-alias-updater", &updater_env)
-        .unwrap();
-    let worker_log = lambda
-        .run_function("pipeline-job-worker", &worker_env)
-        .unwrap();
-
+        .into_iter()
+        .find(|(k, _)| k == "AWS_SECRET_ACCESS_KEY")
+        .unwrap()
+        .1;
     let (function_error, body) = lambda
         .invoke(
             &local.shared,
@@ -507,7 +375,7 @@ async fn the_real_binaries_deploy_across_accounts_under_cargo_lambda() {
     let body = String::from_utf8_lossy(&body).into_owned();
     assert!(function_error.is_none(), "{body}");
 
-    let answers = answers_for(&local.emulator, &job_id(&event));
+    let answers = local.answers_for(&event);
     assert_eq!(answers.len(), 1, "{answers:?}; worker said {body}");
     let Answer::Success {
         output_variables, ..
@@ -519,7 +387,7 @@ async fn the_real_binaries_deploy_across_accounts_under_cargo_lambda() {
     assert_eq!(output_variables["PreviousVersion"], "1");
     assert_eq!(output_variables["CodeSha256"], code_sha256(&package));
     assert!(output_variables["AliasArn"].contains(TARGET_ACCOUNT));
-    let after = local.state(&local.target).await;
+    let after = state(&local.target).await;
     assert_eq!(
         (
             after.alias_version.as_str(),
@@ -527,23 +395,24 @@ async fn the_real_binaries_deploy_across_accounts_under_cargo_lambda() {
         ),
         ("2", code_sha256(&package).as_str())
     );
-    assert_eq!(local.state(&local.other).await, other_before);
+    assert_eq!(state(&local.other).await, other_before);
 
     // No secret in any log, even at debug level.
     drop(lambda);
-    for log in [updater_log, worker_log] {
+    let mut all = String::new();
+    for log in logs {
         let text = std::fs::read_to_string(&log).unwrap();
-        assert!(
-            text.contains("job") || text.contains("request_id"),
-            "{} is empty?\n{text}",
-            log.display()
-        );
         for secret in [
             "ARTIFACT-SECRET-never-logged",
             "ARTIFACT-SESSION-TOKEN-never-logged",
-            creds.secret_access_key(),
+            shared_secret.as_str(),
         ] {
             assert!(!text.contains(secret), "{} shows a secret", log.display());
         }
+        all.push_str(&text);
     }
+    assert!(
+        all.contains("job answered") && all.contains("alias moved"),
+        "the logs say what happened:\n{all}"
+    );
 }

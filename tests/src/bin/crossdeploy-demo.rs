@@ -1,16 +1,11 @@
-//! The local demo: a whole cross-account Lambda deployment, as a pipeline's Invoke action runs it,
+//! The local demo: whole cross-account deployments, as a pipeline's Invoke actions run them,
 //! against the local AWS (moto + crossdeploy's CodePipeline emulator). Run it with `./scripts/demo`.
 
 use crossdeploy_aws::Deadline;
-use crossdeploy_credentials::{AllowList, TargetSessions};
-use crossdeploy_local::accounts::{
-    self, EXTERNAL_ID, OTHER_ACCOUNT, SHARED_ACCOUNT, TARGET_ACCOUNT,
-};
-use crossdeploy_local::fixtures::{build_artifact, code_sha256, lambda_package};
-use crossdeploy_local::{Answer, Emulator, InProcessUpdater, Moto, NewJob};
-use crossdeploy_protocol::ArtifactLocation;
-use pipeline_job_worker::{handle_invoke_event, Updaters, Worker};
-use std::sync::Arc;
+use crossdeploy_local::accounts::{self, OTHER_ACCOUNT, SHARED_ACCOUNT, TARGET_ACCOUNT};
+use crossdeploy_local::fixtures::{code_sha256, lambda_package, zip_of};
+use crossdeploy_local::{ecs, Answer, LocalAws};
+use pipeline_job_worker::handle_invoke_event;
 use std::time::{Duration, Instant};
 
 const FUNCTION: &str = "orders-api";
@@ -18,109 +13,94 @@ const ALIAS: &str = "live";
 
 #[tokio::main]
 async fn main() -> crossdeploy_local::Result<()> {
-    println!("crossdeploy demo: a CodePipeline Invoke action deploys a Lambda package into another account\n");
-    let moto = Moto::start().await?;
-    let emulator = Emulator::start().await?;
+    println!("crossdeploy demo: CodePipeline Invoke actions deploy into another account\n");
+    let local = LocalAws::start().await?;
     println!(
         "local AWS: moto at {}, CodePipeline job API emulator at {}",
-        moto.endpoint, emulator.endpoint
+        local.moto.endpoint, local.emulator.endpoint
     );
-
-    let shared = accounts::account_config(&moto.endpoint, SHARED_ACCOUNT).await?;
-    let target = accounts::account_config(&moto.endpoint, TARGET_ACCOUNT).await?;
-    let other = accounts::account_config(&moto.endpoint, OTHER_ACCOUNT).await?;
-    let bucket = accounts::artifact_bucket(&shared).await?;
-    for account in [&target, &other] {
+    for account in [&local.target, &local.other] {
         accounts::create_function(account, FUNCTION, ALIAS, lambda_package("v1")).await?;
     }
-    println!("target accounts {TARGET_ACCOUNT} and {OTHER_ACCOUNT}: function {FUNCTION}, alias {ALIAS} -> version 1\n");
+    let first_revision = ecs::create_fargate_service(&local.moto.endpoint, &local.target).await?;
+    println!("target account {TARGET_ACCOUNT}: function {FUNCTION} (alias {ALIAS} -> version 1); Fargate service {} in cluster {} on {first_revision}", ecs::SERVICE, ecs::CLUSTER);
+    println!("target account {OTHER_ACCOUNT}: the same function, which must stay untouched\n");
 
     let package = lambda_package("v2");
+    let new_image = "111111111111.dkr.ecr.us-east-1.amazonaws.com/web:4f1e5c1";
+    let images = format!(r#"[{{"name":"web","imageUri":"{new_image}"}}]"#);
     let key = "orders/BuildOutput/4f1e5c1.zip";
-    accounts::put_artifact(
-        &shared,
-        &bucket,
-        key,
-        build_artifact("lambda.zip", &package),
-    )
-    .await?;
-    let artifact = ArtifactLocation {
-        bucket: bucket.clone(),
-        key: key.to_owned(),
-    };
-    println!(
-        "build output s3://{bucket}/{key} holds lambda.zip (CodeSha256 {})",
-        code_sha256(&package)
-    );
+    let artifact = local
+        .upload(
+            key,
+            zip_of(&[
+                ("lambda.zip", &package),
+                ("imagedefinitions.json", images.as_bytes()),
+            ]),
+        )
+        .await?;
+    println!("build output {artifact} holds lambda.zip (CodeSha256 {}) and imagedefinitions.json ({new_image})", code_sha256(&package));
 
-    let allowed = accounts::target_role(TARGET_ACCOUNT);
-    let worker = Arc::new(Worker {
-        codepipeline: aws_sdk_codepipeline::Client::from_conf(
-            aws_sdk_codepipeline::config::Builder::from(&shared)
-                .endpoint_url(&emulator.endpoint)
-                .build(),
-        ),
-        invoker: InProcessUpdater {
-            lambda: lambda_alias_updater::Deps {
-                s3: aws_sdk_s3::Client::new(&shared),
-                sessions: TargetSessions::new(
-                    aws_sdk_sts::Client::new(&shared),
-                    shared.clone(),
-                    AllowList::parse(&allowed),
-                    Some(EXTERNAL_ID.into()),
-                ),
-            },
-            budget: Duration::from_secs(120),
-        },
-        updaters: Updaters {
-            lambda: Some("lambda-alias-updater".into()),
-            ecs: None,
-        },
-    });
-
-    let user_parameters = serde_json::json!({
-        "Kind": "Lambda", "TargetRoleArn": allowed, "FunctionName": FUNCTION, "Alias": ALIAS, "ArtifactPath": "lambda.zip"
-    })
-    .to_string();
-    for (title, params) in [
-        ("deploy", user_parameters.clone()),
+    let role = accounts::target_role(TARGET_ACCOUNT);
+    let lambda = serde_json::json!({"Kind": "Lambda", "TargetRoleArn": role, "FunctionName": FUNCTION, "Alias": ALIAS, "ArtifactPath": "lambda.zip"}).to_string();
+    let ecs_params = serde_json::json!({"Kind": "Ecs", "TargetRoleArn": role, "ClusterName": ecs::CLUSTER, "ServiceName": ecs::SERVICE}).to_string();
+    let off_list = lambda.replace(TARGET_ACCOUNT, "444444444444");
+    let worker = local.worker();
+    for (title, action, params) in [
+        ("Lambda: deploy", "DeployLambda", lambda.clone()),
         (
-            "the same artifact again (idempotent)",
-            user_parameters.clone(),
+            "Lambda: the same artifact again (idempotent)",
+            "DeployLambda",
+            lambda,
         ),
         (
-            "a role that is not on the allow-list",
-            user_parameters.replace(TARGET_ACCOUNT, "444444444444"),
+            "Lambda: a role that is not on the allow-list",
+            "DeployLambda",
+            off_list,
         ),
+        ("ECS: new image for the service", "DeployEcs", ecs_params),
     ] {
-        let before = accounts::function_state(&target, FUNCTION, ALIAS).await?;
-        let event = emulator.start_invoke_job(NewJob {
-            pipeline_name: "orders".into(),
-            stage: "Deploy-dev".into(),
-            action: "DeployLambda".into(),
-            user_parameters: params,
-            artifact: artifact.clone(),
-        });
-        let job_id = event["CodePipeline.job"]["id"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned();
+        let fn_before = accounts::function_state(&local.target, FUNCTION, ALIAS).await?;
+        let svc_before = ecs::service_state(&local.target).await?;
+        let event = local.job(action, &params, artifact.clone());
         let started = Instant::now();
         handle_invoke_event(
-            event,
+            event.clone(),
             worker.clone(),
             Deadline::after(Duration::from_secs(120)),
         )
         .await?;
         let took = started.elapsed();
-        let after = accounts::function_state(&target, FUNCTION, ALIAS).await?;
-        println!("\n== {title}: job {job_id} ({} ms)", took.as_millis());
-        println!("   shared services {SHARED_ACCOUNT} -> target {TARGET_ACCOUNT}: function {FUNCTION}, alias {ALIAS}: version {} -> {}", before.alias_version, after.alias_version);
-        println!(
-            "   alias {ALIAS} serves CodeSha256 {}",
-            after.alias_version_sha
-        );
-        for answer in emulator.answers().iter().filter(|a| a.job_id() == job_id) {
+        println!("\n== {title} ({} ms)", took.as_millis());
+        let role_account = serde_json::from_str::<serde_json::Value>(&params)?["TargetRoleArn"]
+            .as_str()
+            .unwrap_or_default()
+            .split(':')
+            .nth(4)
+            .unwrap_or_default()
+            .to_owned();
+        println!("   shared services {SHARED_ACCOUNT} -> role in account {role_account}");
+        if action == "DeployLambda" {
+            let after = accounts::function_state(&local.target, FUNCTION, ALIAS).await?;
+            println!("   {TARGET_ACCOUNT}: function {FUNCTION}, alias {ALIAS}: version {} -> {} (serves CodeSha256 {})", fn_before.alias_version, after.alias_version, after.alias_version_sha);
+        } else {
+            let after = ecs::service_state(&local.target).await?;
+            let (td, _) = ecs::task_definition(&local.target, &after.task_definition).await?;
+            let image = td
+                .container_definitions()
+                .iter()
+                .find(|c| c.name() == Some("web"))
+                .and_then(|c| c.image())
+                .unwrap_or_default();
+            println!(
+                "   {TARGET_ACCOUNT}: service {}: {} -> {}",
+                ecs::SERVICE,
+                svc_before.task_definition,
+                after.task_definition
+            );
+            println!("   container web now runs {image}");
+        }
+        for answer in local.answers_for(&event) {
             match answer {
                 Answer::Success {
                     summary,
@@ -129,7 +109,7 @@ async fn main() -> crossdeploy_local::Result<()> {
                 } => {
                     println!(
                         "   CodePipeline answer: PutJobSuccessResult: {}",
-                        summary.as_deref().unwrap_or_default()
+                        summary.unwrap_or_default()
                     );
                     for (k, v) in output_variables {
                         println!("     {k} = {v}");
@@ -139,15 +119,13 @@ async fn main() -> crossdeploy_local::Result<()> {
                     failure_type,
                     message,
                     ..
-                } => {
-                    println!(
-                        "   CodePipeline answer: PutJobFailureResult {failure_type}: {message}"
-                    );
-                }
+                } => println!(
+                    "   CodePipeline answer: PutJobFailureResult {failure_type}: {message}"
+                ),
             }
         }
     }
-    let untouched = accounts::function_state(&other, FUNCTION, ALIAS).await?;
+    let untouched = accounts::function_state(&local.other, FUNCTION, ALIAS).await?;
     println!(
         "\naccount {OTHER_ACCOUNT}: alias {ALIAS} still -> version {} (untouched)",
         untouched.alias_version

@@ -1,0 +1,252 @@
+//! An ECS service in a target account of the local AWS: a Fargate service with its own VPC,
+//! subnet and security group, running a task definition that sets many fields.
+
+use crate::{venv_bin, Result};
+use aws_config::SdkConfig;
+use aws_credential_types::provider::ProvideCredentials;
+use aws_sdk_ecs::types::*;
+use std::process::Command;
+
+pub const CLUSTER: &str = "prod";
+pub const SERVICE: &str = "web";
+pub const OLD_IMAGE: &str = "111111111111.dkr.ecr.us-east-1.amazonaws.com/web:old";
+
+/// Runs the AWS CLI (from the venv) against the local AWS as `account`; returns its text output.
+/// EC2 networking is made this way so the harness needs no EC2 SDK crate.
+pub async fn aws_cli(endpoint: &str, account: &SdkConfig, args: &[&str]) -> Result<String> {
+    let creds = account
+        .credentials_provider()
+        .ok_or("no credentials")?
+        .provide_credentials()
+        .await?;
+    let out = Command::new(venv_bin("aws")?)
+        .args(args)
+        .args(["--output", "text"])
+        .env("AWS_ENDPOINT_URL", endpoint)
+        .env("AWS_DEFAULT_REGION", crate::accounts::REGION)
+        .env("AWS_ACCESS_KEY_ID", creds.access_key_id())
+        .env("AWS_SECRET_ACCESS_KEY", creds.secret_access_key())
+        .env(
+            "AWS_SESSION_TOKEN",
+            creds.session_token().unwrap_or_default(),
+        )
+        .output()?;
+    if !out.status.success() {
+        return Err(format!(
+            "aws {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        )
+        .into());
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+/// The cluster `prod` with the Fargate service `web` (desired count 1) on its first revision;
+/// returns that revision's ARN.
+pub async fn create_fargate_service(endpoint: &str, target: &SdkConfig) -> Result<String> {
+    let vpc = aws_cli(
+        endpoint,
+        target,
+        &[
+            "ec2",
+            "create-vpc",
+            "--cidr-block",
+            "10.20.0.0/16",
+            "--query",
+            "Vpc.VpcId",
+        ],
+    )
+    .await?;
+    let subnet = aws_cli(
+        endpoint,
+        target,
+        &[
+            "ec2",
+            "create-subnet",
+            "--vpc-id",
+            &vpc,
+            "--cidr-block",
+            "10.20.1.0/24",
+            "--query",
+            "Subnet.SubnetId",
+        ],
+    )
+    .await?;
+    let sg = aws_cli(
+        endpoint,
+        target,
+        &[
+            "ec2",
+            "create-security-group",
+            "--vpc-id",
+            &vpc,
+            "--group-name",
+            "web",
+            "--description",
+            "web tasks",
+            "--query",
+            "GroupId",
+        ],
+    )
+    .await?;
+    let ecs = aws_sdk_ecs::Client::new(target);
+    ecs.create_cluster().cluster_name(CLUSTER).send().await?;
+    let account = target_account(target).await?;
+    let registered = ecs
+        .register_task_definition()
+        .family("web")
+        .network_mode(NetworkMode::Awsvpc)
+        .requires_compatibilities(Compatibility::Fargate)
+        .cpu("512")
+        .memory("1024")
+        .task_role_arn(format!("arn:aws:iam::{account}:role/web-task"))
+        .execution_role_arn(format!("arn:aws:iam::{account}:role/web-execution"))
+        .runtime_platform(
+            RuntimePlatform::builder()
+                .cpu_architecture(CpuArchitecture::Arm64)
+                .operating_system_family(OsFamily::Linux)
+                .build(),
+        )
+        .ephemeral_storage(EphemeralStorage::builder().size_in_gib(30).build())
+        .volumes(Volume::builder().name("scratch").build())
+        .container_definitions(
+            ContainerDefinition::builder()
+                .name("web")
+                .image(OLD_IMAGE)
+                .essential(true)
+                .port_mappings(
+                    PortMapping::builder()
+                        .container_port(8080)
+                        .protocol(TransportProtocol::Tcp)
+                        .name("http")
+                        .build(),
+                )
+                .environment(KeyValuePair::builder().name("MODE").value("prod").build())
+                .secrets(
+                    Secret::builder()
+                        .name("DB_PASSWORD")
+                        .value_from(format!("arn:aws:ssm:us-east-1:{account}:parameter/db"))
+                        .build()?,
+                )
+                .health_check(
+                    HealthCheck::builder()
+                        .command("CMD-SHELL")
+                        .command("curl -f http://localhost:8080/health")
+                        .interval(30)
+                        .retries(3)
+                        .build()?,
+                )
+                .log_configuration(
+                    LogConfiguration::builder()
+                        .log_driver(LogDriver::Awslogs)
+                        .options("awslogs-group", "/ecs/web")
+                        .build()?,
+                )
+                .mount_points(
+                    MountPoint::builder()
+                        .source_volume("scratch")
+                        .container_path("/scratch")
+                        .build(),
+                )
+                .ulimits(
+                    Ulimit::builder()
+                        .name(UlimitName::Nofile)
+                        .soft_limit(4096)
+                        .hard_limit(8192)
+                        .build()?,
+                )
+                .build(),
+        )
+        .container_definitions(
+            ContainerDefinition::builder()
+                .name("sidecar")
+                .image("public.ecr.aws/envoy:v1.30")
+                .essential(false)
+                .build(),
+        )
+        .tags(Tag::builder().key("team").value("orders").build())
+        .send()
+        .await?;
+    let arn = registered
+        .task_definition
+        .and_then(|t| t.task_definition_arn)
+        .ok_or("no task definition ARN")?;
+    ecs.create_service()
+        .cluster(CLUSTER)
+        .service_name(SERVICE)
+        .task_definition(&arn)
+        .desired_count(1)
+        .launch_type(LaunchType::Fargate)
+        .network_configuration(
+            NetworkConfiguration::builder()
+                .awsvpc_configuration(
+                    AwsVpcConfiguration::builder()
+                        .subnets(subnet)
+                        .security_groups(sg)
+                        .assign_public_ip(AssignPublicIp::Disabled)
+                        .build()?,
+                )
+                .build(),
+        )
+        .send()
+        .await?;
+    Ok(arn)
+}
+
+async fn target_account(config: &SdkConfig) -> Result<String> {
+    Ok(aws_sdk_sts::Client::new(config)
+        .get_caller_identity()
+        .send()
+        .await?
+        .account
+        .unwrap_or_default())
+}
+
+/// What the service runs, and the revisions of its family.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceState {
+    pub task_definition: String,
+    pub revisions: Vec<String>,
+}
+
+pub async fn service_state(target: &SdkConfig) -> Result<ServiceState> {
+    let ecs = aws_sdk_ecs::Client::new(target);
+    let out = ecs
+        .describe_services()
+        .cluster(CLUSTER)
+        .services(SERVICE)
+        .send()
+        .await?;
+    let task_definition = out
+        .services()
+        .first()
+        .and_then(|s| s.task_definition())
+        .unwrap_or_default()
+        .to_owned();
+    let revisions = ecs
+        .list_task_definitions()
+        .family_prefix("web")
+        .send()
+        .await?
+        .task_definition_arns
+        .unwrap_or_default();
+    Ok(ServiceState {
+        task_definition,
+        revisions,
+    })
+}
+
+/// The described task definition and its tags.
+pub async fn task_definition(target: &SdkConfig, arn: &str) -> Result<(TaskDefinition, Vec<Tag>)> {
+    let out = aws_sdk_ecs::Client::new(target)
+        .describe_task_definition()
+        .task_definition(arn)
+        .include(TaskDefinitionField::Tags)
+        .send()
+        .await?;
+    Ok((
+        out.task_definition.ok_or("no task definition")?,
+        out.tags.unwrap_or_default(),
+    ))
+}
