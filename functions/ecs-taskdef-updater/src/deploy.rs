@@ -67,11 +67,20 @@ pub async fn deploy_images(
             .to_owned();
         tracing::info!(service = s.service, task_definition = %current, "the service already runs these images; nothing registered");
         let state = EcsState::FollowingRollout {
-            task_definition_arn: current,
+            task_definition_arn: current.clone(),
             previous_task_definition_arn: previous,
             started_at: now_secs(),
         };
-        return follow(s, state, timeout, deadline).await;
+        return Ok(match follow(s, state, timeout, deadline).await? {
+            Outcome::Succeeded { outputs, .. } => Outcome::Succeeded {
+                summary: format!(
+                    "{} already runs these images on {current}; nothing changed",
+                    s.describe()
+                ),
+                outputs,
+            },
+            other => other,
+        });
     }
 
     let new_arn = register(s, &td, &tags, containers, &current, deadline).await?;
@@ -109,11 +118,7 @@ pub async fn follow(
                     (outputs::PREVIOUS_TASK_DEFINITION_ARN.to_owned(), previous_task_definition_arn.clone()),
                     (outputs::DEPLOYMENT_ID.to_owned(), deployment_id.clone()),
                 ]);
-                let summary = if task_definition_arn == previous_task_definition_arn {
-                    format!("{} already runs {task_definition_arn}; nothing changed", s.describe())
-                } else {
-                    format!("{}: {previous_task_definition_arn} -> {task_definition_arn}, deployment {deployment_id} completed", s.describe())
-                };
+                let summary = format!("{}: {previous_task_definition_arn} -> {task_definition_arn}, deployment {deployment_id} completed", s.describe());
                 return Ok(Outcome::Succeeded { summary, outputs });
             }
             Rollout::Failed { reason } => {

@@ -285,6 +285,7 @@ fn cli_sequence(aws: &Path, env: &[(String, String)], package: &Path) -> Result<
             .args(args)
             .args(["--output", "text"])
             .envs(env.iter().map(|(k, v)| (k, v)))
+            .env("AWS_DEFAULT_REGION", accounts::REGION)
             .envs(extra.iter().map(|(k, v)| (k, v)))
             .output()?;
         if !out.status.success() {
