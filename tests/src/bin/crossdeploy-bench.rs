@@ -4,17 +4,20 @@
 //!
 //! Usage: crossdeploy-bench --bin-dir <host release binaries> --zip-dir <cargo lambda output> [--runs N]
 
-use aws_credential_types::provider::ProvideCredentials;
-use crossdeploy_local::accounts::{self, EXTERNAL_ID, SHARED_ACCOUNT, TARGET_ACCOUNT};
-use crossdeploy_local::fixtures::{build_artifact, lambda_package};
-use crossdeploy_local::{free_port, Answer, Emulator, LocalLambda, Moto, NewJob, Result};
+use crossdeploy_local::accounts::{self, EXTERNAL_ID, TARGET_ACCOUNT};
+use crossdeploy_local::fixtures::{build_artifact, lambda_package, zip_of};
+use crossdeploy_local::{ecs, free_port, Answer, LocalAws, LocalLambda, NewJob, Result};
 use crossdeploy_protocol::ArtifactLocation;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const FUNCTIONS: [&str; 2] = ["pipeline-job-worker", "lambda-alias-updater"];
+const FUNCTIONS: [&str; 3] = [
+    "pipeline-job-worker",
+    "lambda-alias-updater",
+    "ecs-taskdef-updater",
+];
 
 #[tokio::main]
 async fn main() -> Result<()> {
@@ -141,35 +144,14 @@ fn peak_rss_mb(pid: u32) -> Result<f64> {
 }
 
 async fn deploy_comparison(bin_dir: &Path, runs: usize) -> Result<()> {
-    let moto = Moto::start().await?;
-    let emulator = Emulator::start().await?;
-    let shared = accounts::account_config(&moto.endpoint, SHARED_ACCOUNT).await?;
-    let target = accounts::account_config(&moto.endpoint, TARGET_ACCOUNT).await?;
-    let bucket = accounts::artifact_bucket(&shared).await?;
-    accounts::create_function(&target, "orders-api", "live", lambda_package("v0")).await?;
-    accounts::create_function(&target, "orders-cli", "live", lambda_package("v0")).await?;
+    let local = LocalAws::start().await?;
+    let (shared, target, bucket, emulator) =
+        (&local.shared, &local.target, &local.bucket, &local.emulator);
+    accounts::create_function(target, "orders-api", "live", lambda_package("v0")).await?;
+    accounts::create_function(target, "orders-cli", "live", lambda_package("v0")).await?;
+    ecs::create_fargate_service(&local.moto.endpoint, target).await?;
 
-    let creds = shared
-        .credentials_provider()
-        .ok_or("no credentials")?
-        .provide_credentials()
-        .await?;
-    let common = vec![
-        ("AWS_REGION".to_owned(), accounts::REGION.to_owned()),
-        (
-            "AWS_ACCESS_KEY_ID".to_owned(),
-            creds.access_key_id().to_owned(),
-        ),
-        (
-            "AWS_SECRET_ACCESS_KEY".to_owned(),
-            creds.secret_access_key().to_owned(),
-        ),
-        (
-            "AWS_SESSION_TOKEN".to_owned(),
-            creds.session_token().unwrap_or_default().to_owned(),
-        ),
-        ("AWS_ENDPOINT_URL".to_owned(), moto.endpoint.clone()),
-    ];
+    let common = local.function_env().await?;
     let mut lambda = LocalLambda::start().await?;
     let mut updater_env = common.clone();
     updater_env.push((
@@ -187,11 +169,13 @@ async fn deploy_comparison(bin_dir: &Path, runs: usize) -> Result<()> {
         "CROSSDEPLOY_LAMBDA_UPDATER".into(),
         "lambda-alias-updater".into(),
     ));
-    lambda.run_binary(
-        "lambda-alias-updater",
-        &bin_dir.join("lambda-alias-updater"),
-        &updater_env,
-    )?;
+    worker_env.push((
+        "CROSSDEPLOY_ECS_UPDATER".into(),
+        "ecs-taskdef-updater".into(),
+    ));
+    for f in ["lambda-alias-updater", "ecs-taskdef-updater"] {
+        lambda.run_binary(f, &bin_dir.join(f), &updater_env)?;
+    }
     lambda.run_binary(
         "pipeline-job-worker",
         &bin_dir.join("pipeline-job-worker"),
@@ -249,7 +233,7 @@ async fn deploy_comparison(bin_dir: &Path, runs: usize) -> Result<()> {
         }
         ours.push(took);
         if i == 0 {
-            for f in FUNCTIONS {
+            for f in ["pipeline-job-worker", "lambda-alias-updater"] {
                 if let Some(pid) = lambda.pid(f) {
                     rss.push((f, peak_rss_mb(pid)?));
                 }
@@ -262,6 +246,43 @@ async fn deploy_comparison(bin_dir: &Path, runs: usize) -> Result<()> {
         let started = Instant::now();
         cli_sequence(&aws, &common, &pkg_path)?;
         cli.push(started.elapsed());
+    }
+
+    // One ECS deploy, for the ECS updater's peak RSS.
+    let images = format!(
+        r#"[{{"name":"web","imageUri":"{}:bench"}}]"#,
+        ecs::OLD_IMAGE.trim_end_matches(":old")
+    );
+    accounts::put_artifact(
+        shared,
+        bucket,
+        "orders/BuildOutput/ecs.zip",
+        zip_of(&[("imagedefinitions.json", images.as_bytes())]),
+    )
+    .await?;
+    let event = local.job(
+        "DeployEcs",
+        &serde_json::json!({"Kind": "Ecs", "TargetRoleArn": accounts::target_role(TARGET_ACCOUNT), "ClusterName": ecs::CLUSTER, "ServiceName": ecs::SERVICE}).to_string(),
+        ArtifactLocation { bucket: bucket.clone(), key: "orders/BuildOutput/ecs.zip".into() },
+    );
+    lambda
+        .invoke(
+            shared,
+            "pipeline-job-worker",
+            event.to_string().as_bytes(),
+            Duration::from_secs(60),
+        )
+        .await?;
+    match local.answers_for(&event).first() {
+        Some(Answer::Success { .. }) => {}
+        other => {
+            return Err(
+                format!("the ECS deploy job was not answered with success: {other:?}").into(),
+            )
+        }
+    }
+    if let Some(pid) = lambda.pid("ecs-taskdef-updater") {
+        rss.push(("ecs-taskdef-updater", peak_rss_mb(pid)?));
     }
 
     println!("\n{:<22} {:>22}", "function", "peak RSS (first deploy)");
