@@ -203,7 +203,9 @@ async fn bad_input_fails_the_job_once_and_registers_and_updates_nothing() {
         r#"[{{"name":"web","imageUri":"{NEW_IMAGE}","padding":"{}"}}]"#,
         "x".repeat(110 * 1024)
     );
-    let cases: Vec<(&str, Vec<u8>, String, &str, Vec<&str>)> = vec![
+    // (case, artifact bytes, UserParameters, failure type, what the message must say)
+    type Case<'a> = (&'a str, Vec<u8>, String, &'a str, Vec<&'a str>);
+    let cases: Vec<Case> = vec![
         (
             "imagedefinitions not JSON",
             file("imagedefinitions.json", b"web=abc123"),

@@ -106,21 +106,22 @@ pub async fn deploy(
         );
     }
     let ctx = &request.pipeline;
-    let resume_state = match &request.resume {
-        None => None,
-        Some(state) => Some(
+    // Either resume from an earlier invocation's state, or start with the package.
+    enum Work {
+        Resume(LambdaState),
+        Fresh(Package),
+    }
+    let work = match &request.resume {
+        Some(state) => Work::Resume(
             serde_json::from_value::<LambdaState>(state.clone()).map_err(|e| {
                 UpdaterError::BadRequest(format!(
                     "the state to resume from is not one this updater wrote: {e}"
                 ))
             })?,
         ),
-    };
-    let package = match resume_state {
-        Some(_) => None,
-        None => {
-            Some(read_package(&deps.s3, &request.artifact, spec.artifact_path.as_deref()).await?)
-        }
+        None => Work::Fresh(
+            read_package(&deps.s3, &request.artifact, spec.artifact_path.as_deref()).await?,
+        ),
     };
     let seed = ctx.execution_id.as_deref().unwrap_or(&ctx.job_id);
     let session = deps
@@ -134,9 +135,8 @@ pub async fn deploy(
         function: &spec.function_name,
         alias: &spec.alias,
     };
-    match (resume_state, package) {
-        (Some(state), _) => resume(&f, state, ctx, deadline).await,
-        (None, Some(package)) => deploy_package(&f, &package, ctx, deadline).await,
-        (None, None) => unreachable!("a package is read whenever there is no state to resume from"),
+    match work {
+        Work::Resume(state) => resume(&f, state, ctx, deadline).await,
+        Work::Fresh(package) => deploy_package(&f, &package, ctx, deadline).await,
     }
 }

@@ -192,13 +192,8 @@ async fn deploy_comparison(bin_dir: &Path, runs: usize) -> Result<()> {
         // crossdeploy: the Invoke event in, the job's answer recorded by the emulator.
         let package = lambda_package(&format!("crossdeploy-{i}"));
         let key = format!("orders/BuildOutput/{i}.zip");
-        accounts::put_artifact(
-            &shared,
-            &bucket,
-            &key,
-            build_artifact("lambda.zip", &package),
-        )
-        .await?;
+        accounts::put_artifact(shared, bucket, &key, build_artifact("lambda.zip", &package))
+            .await?;
         let event = emulator.start_invoke_job(NewJob {
             pipeline_name: "orders".into(),
             stage: "Deploy-dev".into(),
@@ -213,7 +208,7 @@ async fn deploy_comparison(bin_dir: &Path, runs: usize) -> Result<()> {
         let started = Instant::now();
         lambda
             .invoke(
-                &shared,
+                shared,
                 "pipeline-job-worker",
                 event.to_string().as_bytes(),
                 Duration::from_secs(60),
