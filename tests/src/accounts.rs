@@ -208,3 +208,34 @@ pub async fn function_state(target: &SdkConfig, name: &str, alias: &str) -> Resu
         versions,
     })
 }
+
+/// The ledger table, as template.yaml declares it: key `pk` + `sk`, on-demand.
+pub async fn create_ledger_table(shared: &SdkConfig) -> Result<String> {
+    use aws_sdk_dynamodb::types::{
+        AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+    };
+    let table = format!("crossdeploy-ledger-{}", crate::unique());
+    let attr = |name: &str| {
+        AttributeDefinition::builder()
+            .attribute_name(name)
+            .attribute_type(ScalarAttributeType::S)
+            .build()
+    };
+    let key = |name: &str, kind| {
+        KeySchemaElement::builder()
+            .attribute_name(name)
+            .key_type(kind)
+            .build()
+    };
+    aws_sdk_dynamodb::Client::new(shared)
+        .create_table()
+        .table_name(&table)
+        .attribute_definitions(attr("pk")?)
+        .attribute_definitions(attr("sk")?)
+        .key_schema(key("pk", KeyType::Hash)?)
+        .key_schema(key("sk", KeyType::Range)?)
+        .billing_mode(BillingMode::PayPerRequest)
+        .send()
+        .await?;
+    Ok(table)
+}
