@@ -34,22 +34,14 @@ pub async fn config_with(endpoint: &str, credentials: Credentials) -> SdkConfig 
 
 /// Credentials acting in `account`.
 pub async fn account_credentials(endpoint: &str, account: &str) -> Result<Credentials> {
-    let default = config_with(
-        endpoint,
-        Credentials::new("test", "test", None, None, "moto-default"),
-    )
-    .await;
+    let default = config_with(endpoint, Credentials::new("test", "test", None, None, "moto-default")).await;
     let out = aws_sdk_sts::Client::new(&default)
         .assume_role()
-        .role_arn(format!(
-            "arn:aws:iam::{account}:role/crossdeploy-local-admin"
-        ))
+        .role_arn(format!("arn:aws:iam::{account}:role/crossdeploy-local-admin"))
         .role_session_name("crossdeploy-local")
         .send()
         .await?;
-    let c = out
-        .credentials
-        .ok_or("moto's AssumeRole gave no credentials")?;
+    let c = out.credentials.ok_or("moto's AssumeRole gave no credentials")?;
     Ok(Credentials::new(
         c.access_key_id,
         c.secret_access_key,
@@ -65,43 +57,19 @@ pub async fn account_config(endpoint: &str, account: &str) -> Result<SdkConfig> 
 
 /// A new artifact bucket in the shared services account.
 pub async fn artifact_bucket(shared: &SdkConfig) -> Result<String> {
-    let bucket = format!(
-        "crossdeploy-artifacts-{}-{}",
-        std::process::id(),
-        crate::unique()
-    );
-    aws_sdk_s3::Client::new(shared)
-        .create_bucket()
-        .bucket(&bucket)
-        .send()
-        .await?;
+    let bucket = format!("crossdeploy-artifacts-{}-{}", std::process::id(), crate::unique());
+    aws_sdk_s3::Client::new(shared).create_bucket().bucket(&bucket).send().await?;
     Ok(bucket)
 }
 
-pub async fn put_artifact(
-    shared: &SdkConfig,
-    bucket: &str,
-    key: &str,
-    bytes: Vec<u8>,
-) -> Result<()> {
-    aws_sdk_s3::Client::new(shared)
-        .put_object()
-        .bucket(bucket)
-        .key(key)
-        .body(bytes.into())
-        .send()
-        .await?;
+pub async fn put_artifact(shared: &SdkConfig, bucket: &str, key: &str, bytes: Vec<u8>) -> Result<()> {
+    aws_sdk_s3::Client::new(shared).put_object().bucket(bucket).key(key).body(bytes.into()).send().await?;
     Ok(())
 }
 
 /// A function as a team would have it before its first crossdeploy run: an execution role,
 /// the function, version 1 published, and `alias` pointing at it.
-pub async fn create_function(
-    target: &SdkConfig,
-    name: &str,
-    alias: &str,
-    package: Vec<u8>,
-) -> Result<()> {
+pub async fn create_function(target: &SdkConfig, name: &str, alias: &str, package: Vec<u8>) -> Result<()> {
     let iam = aws_sdk_iam::Client::new(target);
     let role_name = format!("{name}-exec");
     let role_arn = match iam
@@ -124,27 +92,11 @@ pub async fn create_function(
         .runtime(Runtime::Providedal2023)
         .handler("bootstrap")
         .role(role_arn)
-        .code(
-            aws_sdk_lambda::types::FunctionCode::builder()
-                .zip_file(Blob::new(package))
-                .build(),
-        )
+        .code(aws_sdk_lambda::types::FunctionCode::builder().zip_file(Blob::new(package)).build())
         .send()
         .await?;
-    let version = lambda
-        .publish_version()
-        .function_name(name)
-        .send()
-        .await?
-        .version
-        .ok_or("no version")?;
-    lambda
-        .create_alias()
-        .function_name(name)
-        .name(alias)
-        .function_version(version)
-        .send()
-        .await?;
+    let version = lambda.publish_version().function_name(name).send().await?.version.ok_or("no version")?;
+    lambda.create_alias().function_name(name).name(alias).function_version(version).send().await?;
     Ok(())
 }
 
@@ -162,12 +114,7 @@ pub struct FunctionState {
 
 pub async fn function_state(target: &SdkConfig, name: &str, alias: &str) -> Result<FunctionState> {
     let lambda = aws_sdk_lambda::Client::new(target);
-    let a = lambda
-        .get_alias()
-        .function_name(name)
-        .name(alias)
-        .send()
-        .await?;
+    let a = lambda.get_alias().function_name(name).name(alias).send().await?;
     let alias_version = a.function_version.clone().unwrap_or_default();
     let mut alias_routing: Vec<(String, String)> = a
         .routing_config
@@ -177,17 +124,8 @@ pub async fn function_state(target: &SdkConfig, name: &str, alias: &str) -> Resu
         .map(|(k, v)| (k, v.to_string()))
         .collect();
     alias_routing.sort();
-    let versioned = lambda
-        .get_function_configuration()
-        .function_name(name)
-        .qualifier(&alias_version)
-        .send()
-        .await?;
-    let latest = lambda
-        .get_function_configuration()
-        .function_name(name)
-        .send()
-        .await?;
+    let versioned = lambda.get_function_configuration().function_name(name).qualifier(&alias_version).send().await?;
+    let latest = lambda.get_function_configuration().function_name(name).send().await?;
     let mut versions: Vec<String> = lambda
         .list_versions_by_function()
         .function_name(name)
@@ -211,22 +149,11 @@ pub async fn function_state(target: &SdkConfig, name: &str, alias: &str) -> Resu
 
 /// The ledger table, as template.yaml declares it: key `pk` + `sk`, on-demand.
 pub async fn create_ledger_table(shared: &SdkConfig) -> Result<String> {
-    use aws_sdk_dynamodb::types::{
-        AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
-    };
+    use aws_sdk_dynamodb::types::{AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType};
     let table = format!("crossdeploy-ledger-{}", crate::unique());
-    let attr = |name: &str| {
-        AttributeDefinition::builder()
-            .attribute_name(name)
-            .attribute_type(ScalarAttributeType::S)
-            .build()
-    };
-    let key = |name: &str, kind| {
-        KeySchemaElement::builder()
-            .attribute_name(name)
-            .key_type(kind)
-            .build()
-    };
+    let attr =
+        |name: &str| AttributeDefinition::builder().attribute_name(name).attribute_type(ScalarAttributeType::S).build();
+    let key = |name: &str, kind| KeySchemaElement::builder().attribute_name(name).key_type(kind).build();
     aws_sdk_dynamodb::Client::new(shared)
         .create_table()
         .table_name(&table)

@@ -20,31 +20,16 @@ impl LocalLambda {
         let port = free_port()?;
         let (_, file) = log_file("cargo-lambda")?;
         let watch = Command::new(bin)
-            .args([
-                "lambda",
-                "watch",
-                "--only-lambda-apis",
-                "-A",
-                "127.0.0.1",
-                "-P",
-                &port.to_string(),
-            ])
+            .args(["lambda", "watch", "--only-lambda-apis", "-A", "127.0.0.1", "-P", &port.to_string()])
             .current_dir(workspace_root())
             .stdin(Stdio::null())
             .stdout(file.try_clone()?)
             .stderr(file)
             .spawn()?;
-        let mut local = LocalLambda {
-            watch,
-            functions: Vec::new(),
-            endpoint: format!("http://127.0.0.1:{port}"),
-            port,
-        };
+        let mut local =
+            LocalLambda { watch, functions: Vec::new(), endpoint: format!("http://127.0.0.1:{port}"), port };
         let started = Instant::now();
-        while tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_err()
-        {
+        while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
             if let Some(status) = local.watch.try_wait()? {
                 return Err(format!("cargo lambda watch exited at start: {status}").into());
             }
@@ -64,12 +49,7 @@ impl LocalLambda {
     }
 
     /// As [`LocalLambda::run_function`], with the binary at `binary` (a release build, say).
-    pub fn run_binary(
-        &mut self,
-        name: &str,
-        binary: &std::path::Path,
-        env: &[(String, String)],
-    ) -> Result<PathBuf> {
+    pub fn run_binary(&mut self, name: &str, binary: &std::path::Path, env: &[(String, String)]) -> Result<PathBuf> {
         if !binary.is_file() {
             return Err(format!(
                 "{} is not built: run `cargo test --workspace` (it builds the functions' binaries) or `cargo build -p {name}`",
@@ -81,10 +61,7 @@ impl LocalLambda {
         let child = Command::new(binary)
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env(
-                "AWS_LAMBDA_RUNTIME_API",
-                format!("http://127.0.0.1:{}/.rt/{name}", self.port),
-            )
+            .env("AWS_LAMBDA_RUNTIME_API", format!("http://127.0.0.1:{}/.rt/{name}", self.port))
             .env("AWS_LAMBDA_FUNCTION_NAME", name)
             .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
             .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
@@ -112,9 +89,7 @@ impl LocalLambda {
     ) -> Result<(Option<String>, Vec<u8>)> {
         self.ensure_running()?;
         let client = aws_sdk_lambda::Client::from_conf(
-            aws_sdk_lambda::config::Builder::from(sdk)
-                .endpoint_url(&self.endpoint)
-                .build(),
+            aws_sdk_lambda::config::Builder::from(sdk).endpoint_url(&self.endpoint).build(),
         );
         let call = client
             .invoke()
@@ -134,10 +109,7 @@ impl LocalLambda {
 
     /// The process id of a running function.
     pub fn pid(&self, name: &str) -> Option<u32> {
-        self.functions
-            .iter()
-            .find(|(n, _, _)| n == name)
-            .map(|(_, c, _)| c.id())
+        self.functions.iter().find(|(n, _, _)| n == name).map(|(_, c, _)| c.id())
     }
 
     /// An error naming the function and its log if one of the functions' processes has exited.
@@ -145,20 +117,9 @@ impl LocalLambda {
         for (name, child, log) in &mut self.functions {
             if let Some(status) = child.try_wait()? {
                 let tail = std::fs::read_to_string(&*log).unwrap_or_default();
-                let tail: String = tail
-                    .lines()
-                    .rev()
-                    .take(15)
-                    .collect::<Vec<_>>()
-                    .into_iter()
-                    .rev()
-                    .collect::<Vec<_>>()
-                    .join("\n");
-                return Err(format!(
-                    "{name} exited ({status}); the end of {}:\n{tail}",
-                    log.display()
-                )
-                .into());
+                let tail: String =
+                    tail.lines().rev().take(15).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n");
+                return Err(format!("{name} exited ({status}); the end of {}:\n{tail}", log.display()).into());
             }
         }
         Ok(())
@@ -171,11 +132,7 @@ pub fn binary_dir() -> PathBuf {
         .ok()
         .and_then(|exe| {
             let dir = exe.parent()?;
-            Some(if dir.ends_with("deps") {
-                dir.parent()?.to_path_buf()
-            } else {
-                dir.to_path_buf()
-            })
+            Some(if dir.ends_with("deps") { dir.parent()?.to_path_buf() } else { dir.to_path_buf() })
         })
         .unwrap_or_else(|| PathBuf::from("target/debug"))
 }

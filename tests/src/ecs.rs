@@ -14,11 +14,7 @@ pub const OLD_IMAGE: &str = "111111111111.dkr.ecr.us-east-1.amazonaws.com/web:ol
 /// Runs the AWS CLI (from the venv) against the local AWS as `account`; returns its text output.
 /// EC2 networking is made this way so the harness needs no EC2 SDK crate.
 pub async fn aws_cli(endpoint: &str, account: &SdkConfig, args: &[&str]) -> Result<String> {
-    let creds = account
-        .credentials_provider()
-        .ok_or("no credentials")?
-        .provide_credentials()
-        .await?;
+    let creds = account.credentials_provider().ok_or("no credentials")?.provide_credentials().await?;
     let out = Command::new(venv_bin("aws")?)
         .args(args)
         .args(["--output", "text"])
@@ -26,18 +22,10 @@ pub async fn aws_cli(endpoint: &str, account: &SdkConfig, args: &[&str]) -> Resu
         .env("AWS_DEFAULT_REGION", crate::accounts::REGION)
         .env("AWS_ACCESS_KEY_ID", creds.access_key_id())
         .env("AWS_SECRET_ACCESS_KEY", creds.secret_access_key())
-        .env(
-            "AWS_SESSION_TOKEN",
-            creds.session_token().unwrap_or_default(),
-        )
+        .env("AWS_SESSION_TOKEN", creds.session_token().unwrap_or_default())
         .output()?;
     if !out.status.success() {
-        return Err(format!(
-            "aws {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr)
-        )
-        .into());
+        return Err(format!("aws {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr)).into());
     }
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
 }
@@ -45,32 +33,12 @@ pub async fn aws_cli(endpoint: &str, account: &SdkConfig, args: &[&str]) -> Resu
 /// The cluster `prod` with the Fargate service `web` (desired count 1) on its first revision;
 /// returns that revision's ARN.
 pub async fn create_fargate_service(endpoint: &str, target: &SdkConfig) -> Result<String> {
-    let vpc = aws_cli(
-        endpoint,
-        target,
-        &[
-            "ec2",
-            "create-vpc",
-            "--cidr-block",
-            "10.20.0.0/16",
-            "--query",
-            "Vpc.VpcId",
-        ],
-    )
-    .await?;
+    let vpc = aws_cli(endpoint, target, &["ec2", "create-vpc", "--cidr-block", "10.20.0.0/16", "--query", "Vpc.VpcId"])
+        .await?;
     let subnet = aws_cli(
         endpoint,
         target,
-        &[
-            "ec2",
-            "create-subnet",
-            "--vpc-id",
-            &vpc,
-            "--cidr-block",
-            "10.20.1.0/24",
-            "--query",
-            "Subnet.SubnetId",
-        ],
+        &["ec2", "create-subnet", "--vpc-id", &vpc, "--cidr-block", "10.20.1.0/24", "--query", "Subnet.SubnetId"],
     )
     .await?;
     let sg = aws_cli(
@@ -116,11 +84,7 @@ pub async fn create_fargate_service(endpoint: &str, target: &SdkConfig) -> Resul
                 .image(OLD_IMAGE)
                 .essential(true)
                 .port_mappings(
-                    PortMapping::builder()
-                        .container_port(8080)
-                        .protocol(TransportProtocol::Tcp)
-                        .name("http")
-                        .build(),
+                    PortMapping::builder().container_port(8080).protocol(TransportProtocol::Tcp).name("http").build(),
                 )
                 .environment(KeyValuePair::builder().name("MODE").value("prod").build())
                 .secrets(
@@ -143,35 +107,17 @@ pub async fn create_fargate_service(endpoint: &str, target: &SdkConfig) -> Resul
                         .options("awslogs-group", "/ecs/web")
                         .build()?,
                 )
-                .mount_points(
-                    MountPoint::builder()
-                        .source_volume("scratch")
-                        .container_path("/scratch")
-                        .build(),
-                )
-                .ulimits(
-                    Ulimit::builder()
-                        .name(UlimitName::Nofile)
-                        .soft_limit(4096)
-                        .hard_limit(8192)
-                        .build()?,
-                )
+                .mount_points(MountPoint::builder().source_volume("scratch").container_path("/scratch").build())
+                .ulimits(Ulimit::builder().name(UlimitName::Nofile).soft_limit(4096).hard_limit(8192).build()?)
                 .build(),
         )
         .container_definitions(
-            ContainerDefinition::builder()
-                .name("sidecar")
-                .image("public.ecr.aws/envoy:v1.30")
-                .essential(false)
-                .build(),
+            ContainerDefinition::builder().name("sidecar").image("public.ecr.aws/envoy:v1.30").essential(false).build(),
         )
         .tags(Tag::builder().key("team").value("orders").build())
         .send()
         .await?;
-    let arn = registered
-        .task_definition
-        .and_then(|t| t.task_definition_arn)
-        .ok_or("no task definition ARN")?;
+    let arn = registered.task_definition.and_then(|t| t.task_definition_arn).ok_or("no task definition ARN")?;
     ecs.create_service()
         .cluster(CLUSTER)
         .service_name(SERVICE)
@@ -195,12 +141,7 @@ pub async fn create_fargate_service(endpoint: &str, target: &SdkConfig) -> Resul
 }
 
 async fn target_account(config: &SdkConfig) -> Result<String> {
-    Ok(aws_sdk_sts::Client::new(config)
-        .get_caller_identity()
-        .send()
-        .await?
-        .account
-        .unwrap_or_default())
+    Ok(aws_sdk_sts::Client::new(config).get_caller_identity().send().await?.account.unwrap_or_default())
 }
 
 /// What the service runs, and the revisions of its family.
@@ -212,29 +153,11 @@ pub struct ServiceState {
 
 pub async fn service_state(target: &SdkConfig) -> Result<ServiceState> {
     let ecs = aws_sdk_ecs::Client::new(target);
-    let out = ecs
-        .describe_services()
-        .cluster(CLUSTER)
-        .services(SERVICE)
-        .send()
-        .await?;
-    let task_definition = out
-        .services()
-        .first()
-        .and_then(|s| s.task_definition())
-        .unwrap_or_default()
-        .to_owned();
-    let revisions = ecs
-        .list_task_definitions()
-        .family_prefix("web")
-        .send()
-        .await?
-        .task_definition_arns
-        .unwrap_or_default();
-    Ok(ServiceState {
-        task_definition,
-        revisions,
-    })
+    let out = ecs.describe_services().cluster(CLUSTER).services(SERVICE).send().await?;
+    let task_definition = out.services().first().and_then(|s| s.task_definition()).unwrap_or_default().to_owned();
+    let revisions =
+        ecs.list_task_definitions().family_prefix("web").send().await?.task_definition_arns.unwrap_or_default();
+    Ok(ServiceState { task_definition, revisions })
 }
 
 /// The described task definition and its tags.
@@ -245,8 +168,5 @@ pub async fn task_definition(target: &SdkConfig, arn: &str) -> Result<(TaskDefin
         .include(TaskDefinitionField::Tags)
         .send()
         .await?;
-    Ok((
-        out.task_definition.ok_or("no task definition")?,
-        out.tags.unwrap_or_default(),
-    ))
+    Ok((out.task_definition.ok_or("no task definition")?, out.tags.unwrap_or_default()))
 }

@@ -118,11 +118,7 @@ impl Emulator {
                 });
             }
         });
-        Ok(Emulator {
-            endpoint,
-            state,
-            server,
-        })
+        Ok(Emulator { endpoint, state, server })
     }
 
     /// Creates an in-progress job, as CodePipeline does when it starts an Invoke action, and
@@ -130,12 +126,7 @@ impl Emulator {
     pub fn start_invoke_job(&self, job: NewJob) -> Value {
         let id = job_id();
         let execution_id = job_id();
-        let emulated = EmulatedJob {
-            job,
-            execution_id,
-            status: Status::InProgress,
-            continuation_token: None,
-        };
+        let emulated = EmulatedJob { job, execution_id, status: Status::InProgress, continuation_token: None };
         let event = invoke_event(&id, &emulated);
         self.lock().jobs.insert(id, emulated);
         event
@@ -146,9 +137,7 @@ impl Emulator {
     pub fn take_continuations(&self) -> Vec<Value> {
         let mut state = self.lock();
         let ids: Vec<String> = state.continuations.drain(..).collect();
-        ids.iter()
-            .filter_map(|id| state.jobs.get(id).map(|j| invoke_event(id, j)))
-            .collect()
+        ids.iter().filter_map(|id| state.jobs.get(id).map(|j| invoke_event(id, j))).collect()
     }
 
     /// Every answer received, in order.
@@ -172,14 +161,7 @@ fn job_id() -> String {
     let random = std::collections::hash_map::RandomState::new();
     let halves = [0u8, 1].map(|i| random.hash_one((unique(), i, std::time::SystemTime::now())));
     let h = format!("{:016x}{:016x}", halves[0], halves[1]);
-    format!(
-        "{}-{}-4{}-8{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[13..16],
-        &h[17..20],
-        &h[20..32]
-    )
+    format!("{}-{}-4{}-8{}-{}", &h[0..8], &h[8..12], &h[13..16], &h[17..20], &h[20..32])
 }
 
 fn invoke_event(id: &str, j: &EmulatedJob) -> Value {
@@ -213,18 +195,12 @@ fn invoke_event(id: &str, j: &EmulatedJob) -> Value {
 fn respond(status: StatusCode, body: Value) -> Response<Full<Bytes>> {
     let mut resp = Response::new(Full::new(Bytes::from(body.to_string())));
     *resp.status_mut() = status;
-    resp.headers_mut().insert(
-        "content-type",
-        hyper::header::HeaderValue::from_static("application/x-amz-json-1.1"),
-    );
+    resp.headers_mut().insert("content-type", hyper::header::HeaderValue::from_static("application/x-amz-json-1.1"));
     resp
 }
 
 fn error(code: &str, message: &str) -> Response<Full<Bytes>> {
-    let mut resp = respond(
-        StatusCode::BAD_REQUEST,
-        json!({"__type": code, "message": message}),
-    );
+    let mut resp = respond(StatusCode::BAD_REQUEST, json!({"__type": code, "message": message}));
     if let Ok(v) = hyper::header::HeaderValue::from_str(code) {
         resp.headers_mut().insert("x-amzn-errortype", v);
     }
@@ -247,16 +223,10 @@ async fn serve(req: Request<Incoming>, state: &Mutex<State>) -> Response<Full<By
         return error("SerializationException", "could not read the request body");
     };
     let Some(op) = op else {
-        return error(
-            "UnknownOperationException",
-            "missing or foreign X-Amz-Target",
-        );
+        return error("UnknownOperationException", "missing or foreign X-Amz-Target");
     };
     if !json_content {
-        return error(
-            "SerializationException",
-            "expected Content-Type application/x-amz-json-1.1",
-        );
+        return error("SerializationException", "expected Content-Type application/x-amz-json-1.1");
     }
     let Ok(input) = serde_json::from_slice::<Value>(&body) else {
         return error("SerializationException", "the body is not JSON");
@@ -264,7 +234,10 @@ async fn serve(req: Request<Incoming>, state: &Mutex<State>) -> Response<Full<By
     let mut state = state.lock().unwrap_or_else(|p| p.into_inner());
     *state.calls.entry(op.clone()).or_default() += 1;
     let Some(job_id) = input["jobId"].as_str().map(str::to_owned) else {
-        return error("ValidationException", "1 validation error detected: Value null at 'jobId' failed to satisfy constraint: Member must not be null");
+        return error(
+            "ValidationException",
+            "1 validation error detected: Value null at 'jobId' failed to satisfy constraint: Member must not be null",
+        );
     };
     let Some(job) = state.jobs.get(&job_id).cloned() else {
         return error(
@@ -289,10 +262,9 @@ async fn serve(req: Request<Incoming>, state: &Mutex<State>) -> Response<Full<By
                 }
             }}),
         ),
-        "PutJobSuccessResult" | "PutJobFailureResult" if job.status != Status::InProgress => error(
-            "InvalidJobStateException",
-            &format!("Job {job_id} is not in progress; it was answered already"),
-        ),
+        "PutJobSuccessResult" | "PutJobFailureResult" if job.status != Status::InProgress => {
+            error("InvalidJobStateException", &format!("Job {job_id} is not in progress; it was answered already"))
+        }
         "PutJobSuccessResult" => {
             if let Some(t) = input["continuationToken"].as_str() {
                 if t.len() > 2048 {
@@ -305,11 +277,7 @@ async fn serve(req: Request<Incoming>, state: &Mutex<State>) -> Response<Full<By
             let details = &input["executionDetails"];
             let outputs: BTreeMap<String, String> = input["outputVariables"]
                 .as_object()
-                .map(|m| {
-                    m.iter()
-                        .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
-                        .collect()
-                })
+                .map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned())).collect())
                 .unwrap_or_default();
             let continuation_token = input["continuationToken"].as_str().map(str::to_owned);
             state.answers.push(Answer::Success {
@@ -331,13 +299,8 @@ async fn serve(req: Request<Incoming>, state: &Mutex<State>) -> Response<Full<By
         }
         "PutJobFailureResult" => {
             let details = &input["failureDetails"];
-            let (Some(kind), Some(message)) =
-                (details["type"].as_str(), details["message"].as_str())
-            else {
-                return error(
-                    "ValidationException",
-                    "failureDetails.type and failureDetails.message are required",
-                );
+            let (Some(kind), Some(message)) = (details["type"].as_str(), details["message"].as_str()) else {
+                return error("ValidationException", "failureDetails.type and failureDetails.message are required");
             };
             if !matches!(
                 kind,
@@ -348,10 +311,7 @@ async fn serve(req: Request<Incoming>, state: &Mutex<State>) -> Response<Full<By
                     | "RevisionUnavailable"
                     | "SystemUnavailable"
             ) {
-                return error(
-                    "ValidationException",
-                    &format!("failureDetails.type `{kind}` is not a FailureType"),
-                );
+                return error("ValidationException", &format!("failureDetails.type `{kind}` is not a FailureType"));
             }
             state.answers.push(Answer::Failure {
                 job_id: job_id.clone(),
@@ -363,10 +323,7 @@ async fn serve(req: Request<Incoming>, state: &Mutex<State>) -> Response<Full<By
             }
             respond(StatusCode::OK, json!({}))
         }
-        other => error(
-            "UnknownOperationException",
-            &format!("the emulator does not implement {other}"),
-        ),
+        other => error("UnknownOperationException", &format!("the emulator does not implement {other}")),
     }
 }
 

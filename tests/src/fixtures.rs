@@ -9,8 +9,7 @@ pub fn zip_of(files: &[(&str, &[u8])]) -> Vec<u8> {
     let mut w = zip::ZipWriter::new(Cursor::new(Vec::new()));
     for (name, data) in files {
         // Unwrapping is fine: writing to memory cannot fail but for a bug here.
-        w.start_file(*name, zip::write::SimpleFileOptions::default())
-            .expect("zip entry");
+        w.start_file(*name, zip::write::SimpleFileOptions::default()).expect("zip entry");
         w.write_all(data).expect("zip write");
     }
     w.finish().expect("zip finish").into_inner()
@@ -18,19 +17,12 @@ pub fn zip_of(files: &[(&str, &[u8])]) -> Vec<u8> {
 
 /// A Lambda package (`bootstrap` inside), distinct per `marker`.
 pub fn lambda_package(marker: &str) -> Vec<u8> {
-    zip_of(&[(
-        "bootstrap",
-        format!("#!/bin/sh\n# build {marker}\n").as_bytes(),
-    )])
+    zip_of(&[("bootstrap", format!("#!/bin/sh\n# build {marker}\n").as_bytes())])
 }
 
 /// A build output artifact holding `package` at `path`, beside other build files.
 pub fn build_artifact(path: &str, package: &[u8]) -> Vec<u8> {
-    zip_of(&[
-        ("README.md", b"build output"),
-        (path, package),
-        ("imagedefinitions.json", b"[]"),
-    ])
+    zip_of(&[("README.md", b"build output"), (path, package), ("imagedefinitions.json", b"[]")])
 }
 
 /// Lambda's CodeSha256 of a package: base64 of its SHA-256.

@@ -23,8 +23,6 @@ pub async fn request(
         .body(Full::new(Bytes::copy_from_slice(body)))?;
     let resp = tokio::time::timeout(timeout, client.request(req)).await??;
     let status = resp.status().as_u16();
-    let body = tokio::time::timeout(timeout, resp.into_body().collect())
-        .await??
-        .to_bytes();
+    let body = tokio::time::timeout(timeout, resp.into_body().collect()).await??.to_bytes();
     Ok((status, body))
 }

@@ -30,36 +30,20 @@ impl InProcessUpdater {
             )
         };
         Self {
-            lambda: lambda_alias_updater::Deps {
-                s3: aws_sdk_s3::Client::new(shared),
-                sessions: sessions(),
-            },
-            ecs: ecs_taskdef_updater::Deps {
-                s3: aws_sdk_s3::Client::new(shared),
-                sessions: sessions(),
-            },
+            lambda: lambda_alias_updater::Deps { s3: aws_sdk_s3::Client::new(shared), sessions: sessions() },
+            ecs: ecs_taskdef_updater::Deps { s3: aws_sdk_s3::Client::new(shared), sessions: sessions() },
             budget: Duration::from_secs(120),
         }
     }
 
     pub fn updaters() -> Updaters {
-        Updaters {
-            lambda: Some(LAMBDA_UPDATER.to_owned()),
-            ecs: Some(ECS_UPDATER.to_owned()),
-        }
+        Updaters { lambda: Some(LAMBDA_UPDATER.to_owned()), ecs: Some(ECS_UPDATER.to_owned()) }
     }
 }
 
 impl Invoke for InProcessUpdater {
-    async fn invoke(
-        &self,
-        function: &str,
-        request: &UpdaterRequest,
-    ) -> Result<Outcome, InvokeError> {
-        let bad = |problem: String| InvokeError::BadAnswer {
-            function: function.to_owned(),
-            problem,
-        };
+    async fn invoke(&self, function: &str, request: &UpdaterRequest) -> Result<Outcome, InvokeError> {
+        let bad = |problem: String| InvokeError::BadAnswer { function: function.to_owned(), problem };
         let event = serde_json::to_value(request).map_err(|e| bad(e.to_string()))?;
         let deadline = Deadline::after(self.budget);
         let outcome = match function {

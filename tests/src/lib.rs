@@ -32,30 +32,29 @@ pub type Result<T> = std::result::Result<T, Error>;
 
 /// The workspace root (this crate lives in `tests/`).
 pub fn workspace_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("."))
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."))
 }
 
 /// A tool installed by `scripts/setup` into the project venv (`CROSSDEPLOY_VENV`, default `.venv`).
 pub fn venv_bin(name: &str) -> Result<PathBuf> {
-    let venv = std::env::var_os("CROSSDEPLOY_VENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join(".venv"));
+    let venv =
+        std::env::var_os("CROSSDEPLOY_VENV").map(PathBuf::from).unwrap_or_else(|| workspace_root().join(".venv"));
     let path = venv.join("bin").join(name);
     if path.is_file() {
         Ok(path)
     } else {
-        Err(format!("{} is missing: run ./scripts/setup first (it installs moto, cargo-lambda and the AWS CLI into {})", path.display(), venv.display()).into())
+        Err(format!(
+            "{} is missing: run ./scripts/setup first (it installs moto, cargo-lambda and the AWS CLI into {})",
+            path.display(),
+            venv.display()
+        )
+        .into())
     }
 }
 
 /// A free TCP port on 127.0.0.1.
 pub fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
 /// A fresh file for a child process's output, in the system temp folder.

@@ -36,11 +36,7 @@ impl Moto {
             .stdout(file.try_clone()?)
             .stderr(file)
             .spawn()?;
-        let mut moto = Moto {
-            child,
-            endpoint: format!("http://127.0.0.1:{port}"),
-            log,
-        };
+        let mut moto = Moto { child, endpoint: format!("http://127.0.0.1:{port}"), log };
         moto.wait_ready(Duration::from_secs(30)).await?;
         let (status, body) = http::request(
             "POST",
@@ -65,11 +61,7 @@ impl Moto {
         let started = Instant::now();
         loop {
             if let Some(status) = self.child.try_wait()? {
-                return Err(format!(
-                    "moto exited at start ({status}); its log: {}",
-                    self.log.display()
-                )
-                .into());
+                return Err(format!("moto exited at start ({status}); its log: {}", self.log.display()).into());
             }
             let probe = http::request(
                 "GET",
@@ -83,11 +75,7 @@ impl Moto {
                 return Ok(());
             }
             if started.elapsed() > limit {
-                return Err(format!(
-                    "moto did not answer within {limit:?}; its log: {}",
-                    self.log.display()
-                )
-                .into());
+                return Err(format!("moto did not answer within {limit:?}; its log: {}", self.log.display()).into());
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }

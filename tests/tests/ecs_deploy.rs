@@ -14,9 +14,8 @@ const NEW_IMAGE: &str = "111111111111.dkr.ecr.us-east-1.amazonaws.com/web:abc123
 
 async fn spawn_local() -> (LocalAws, String) {
     let local = LocalAws::start().await.expect("the local AWS starts");
-    let first = ecs::create_fargate_service(&local.moto.endpoint, &local.target)
-        .await
-        .expect("the Fargate service is created");
+    let first =
+        ecs::create_fargate_service(&local.moto.endpoint, &local.target).await.expect("the Fargate service is created");
     (local, first)
 }
 
@@ -34,10 +33,7 @@ fn params(extra: &[(&str, &str)]) -> String {
 }
 
 fn image_definitions(container: &str, image: &str) -> Vec<u8> {
-    zip_of(&[(
-        "imagedefinitions.json",
-        format!(r#"[{{"name":"{container}","imageUri":"{image}"}}]"#).as_bytes(),
-    )])
+    zip_of(&[("imagedefinitions.json", format!(r#"[{{"name":"{container}","imageUri":"{image}"}}]"#).as_bytes())])
 }
 
 async fn run(local: &LocalAws, user_parameters: &str, artifact: ArtifactLocation) -> Vec<Answer> {
@@ -46,6 +42,7 @@ async fn run(local: &LocalAws, user_parameters: &str, artifact: ArtifactLocation
         event.clone(),
         local.worker(),
         crossdeploy_aws::Deadline::after(Duration::from_secs(120)),
+        "test-run",
     )
     .await
     .unwrap();
@@ -75,115 +72,50 @@ fn expected_clone(old: &TaskDefinition, new: &TaskDefinition) -> TaskDefinition 
 #[tokio::test]
 async fn a_pipeline_job_rolls_the_service_out_to_a_revision_that_keeps_every_field() {
     let (local, first) = spawn_local().await;
-    let artifact = local
-        .upload(
-            "orders/BuildOutput/img.zip",
-            image_definitions("web", NEW_IMAGE),
-        )
-        .await
-        .unwrap();
+    let artifact = local.upload("orders/BuildOutput/img.zip", image_definitions("web", NEW_IMAGE)).await.unwrap();
 
     let answers = run(&local, &params(&[]), artifact.clone()).await;
 
     assert_eq!(answers.len(), 1, "{answers:?}");
-    let Answer::Success {
-        output_variables: outputs,
-        ..
-    } = &answers[0]
-    else {
-        panic!("{answers:?}")
-    };
+    let Answer::Success { output_variables: outputs, .. } = &answers[0] else { panic!("{answers:?}") };
     assert_eq!(outputs.len(), 3, "{outputs:?}");
     let new = outputs["TaskDefinitionArn"].clone();
     assert_eq!(new, first.replace(":1", ":2"));
     assert_eq!(outputs["PreviousTaskDefinitionArn"], first);
-    assert!(
-        outputs["DeploymentId"].starts_with("ecs-svc/"),
-        "{outputs:?}"
-    );
+    assert!(outputs["DeploymentId"].starts_with("ecs-svc/"), "{outputs:?}");
     assert_eq!(
-        ecs::service_state(&local.target)
-            .await
-            .unwrap()
-            .task_definition,
+        ecs::service_state(&local.target).await.unwrap().task_definition,
         new,
         "the service points at the new revision"
     );
 
     let (old_td, old_tags) = ecs::task_definition(&local.target, &first).await.unwrap();
     let (new_td, new_tags) = ecs::task_definition(&local.target, &new).await.unwrap();
-    assert_eq!(
-        new_td,
-        expected_clone(&old_td, &new_td),
-        "every field but the image is the old revision's"
-    );
-    assert!(
-        old_tags.iter().all(|t| new_tags.contains(t)),
-        "tags carried: {old_tags:?} -> {new_tags:?}"
-    );
+    assert_eq!(new_td, expected_clone(&old_td, &new_td), "every field but the image is the old revision's");
+    assert!(old_tags.iter().all(|t| new_tags.contains(t)), "tags carried: {old_tags:?} -> {new_tags:?}");
     assert!(new_tags
         .iter()
-        .any(|t| t.key() == Some("crossdeploy:previous-task-definition")
-            && t.value() == Some(first.as_str())));
+        .any(|t| t.key() == Some("crossdeploy:previous-task-definition") && t.value() == Some(first.as_str())));
 
     // The same images again: nothing registered, the same outputs.
     let again = run(&local, &params(&[]), artifact).await;
-    let Answer::Success {
-        output_variables: outputs2,
-        summary,
-        ..
-    } = &again[0]
-    else {
-        panic!("{again:?}")
-    };
+    let Answer::Success { output_variables: outputs2, summary, .. } = &again[0] else { panic!("{again:?}") };
     assert_eq!(outputs2, outputs);
-    assert!(
-        summary
-            .as_deref()
-            .unwrap_or_default()
-            .contains("nothing changed"),
-        "{summary:?}"
-    );
-    assert_eq!(
-        ecs::service_state(&local.target)
-            .await
-            .unwrap()
-            .revisions
-            .len(),
-        2
-    );
+    assert!(summary.as_deref().unwrap_or_default().contains("nothing changed"), "{summary:?}");
+    assert_eq!(ecs::service_state(&local.target).await.unwrap().revisions.len(), 2);
 }
 
 #[tokio::test]
 async fn an_image_detail_file_moves_the_named_container() {
     let (local, first) = spawn_local().await;
-    let detail = format!(
-        r#"{{"ImageSizeInBytes":"50801513","ImageURI":"{NEW_IMAGE}","ImageTags":["abc123"]}}"#
-    );
-    let artifact = local
-        .upload(
-            "orders/Source/detail.zip",
-            zip_of(&[("imageDetail.json", detail.as_bytes())]),
-        )
-        .await
-        .unwrap();
+    let detail = format!(r#"{{"ImageSizeInBytes":"50801513","ImageURI":"{NEW_IMAGE}","ImageTags":["abc123"]}}"#);
+    let artifact =
+        local.upload("orders/Source/detail.zip", zip_of(&[("imageDetail.json", detail.as_bytes())])).await.unwrap();
 
-    let answers = run(
-        &local,
-        &params(&[("FileName", "imageDetail.json"), ("ContainerName", "web")]),
-        artifact,
-    )
-    .await;
+    let answers = run(&local, &params(&[("FileName", "imageDetail.json"), ("ContainerName", "web")]), artifact).await;
 
-    let Answer::Success {
-        output_variables, ..
-    } = &answers[0]
-    else {
-        panic!("{answers:?}")
-    };
-    let (td, _) = ecs::task_definition(&local.target, &output_variables["TaskDefinitionArn"])
-        .await
-        .unwrap();
+    let Answer::Success { output_variables, .. } = &answers[0] else { panic!("{answers:?}") };
+    let (td, _) = ecs::task_definition(&local.target, &output_variables["TaskDefinitionArn"]).await.unwrap();
     assert_eq!(td.container_definitions()[0].image(), Some(NEW_IMAGE));
     assert_eq!(
         td.container_definitions()[1].image(),
@@ -199,10 +131,7 @@ async fn bad_input_fails_the_job_once_and_registers_and_updates_nothing() {
     let (local, _) = spawn_local().await;
     let before: ServiceState = ecs::service_state(&local.target).await.unwrap();
     let file = |name: &str, body: &[u8]| zip_of(&[(name, body)]);
-    let big = format!(
-        r#"[{{"name":"web","imageUri":"{NEW_IMAGE}","padding":"{}"}}]"#,
-        "x".repeat(110 * 1024)
-    );
+    let big = format!(r#"[{{"name":"web","imageUri":"{NEW_IMAGE}","padding":"{}"}}]"#, "x".repeat(110 * 1024));
     // (case, artifact bytes, UserParameters, failure type, what the message must say)
     type Case<'a> = (&'a str, Vec<u8>, String, &'a str, Vec<&'a str>);
     let cases: Vec<Case> = vec![
@@ -213,13 +142,7 @@ async fn bad_input_fails_the_job_once_and_registers_and_updates_nothing() {
             "ConfigurationError",
             vec!["imagedefinitions.json is not JSON"],
         ),
-        (
-            "empty list",
-            file("imagedefinitions.json", b"[]"),
-            params(&[]),
-            "ConfigurationError",
-            vec!["empty list"],
-        ),
+        ("empty list", file("imagedefinitions.json", b"[]"), params(&[]), "ConfigurationError", vec!["empty list"]),
         (
             "entry without imageUri",
             file("imagedefinitions.json", br#"[{"name":"web"}]"#),
@@ -253,10 +176,7 @@ async fn bad_input_fails_the_job_once_and_registers_and_updates_nothing() {
             file("other.json", b"[]"),
             params(&[]),
             "ConfigurationError",
-            vec![
-                "`imagedefinitions.json` is not in the input artifact",
-                "other.json",
-            ],
+            vec!["`imagedefinitions.json` is not in the input artifact", "other.json"],
         ),
         (
             "missing service",
@@ -275,37 +195,19 @@ async fn bad_input_fails_the_job_once_and_registers_and_updates_nothing() {
         (
             "role off the allow-list",
             image_definitions("web", NEW_IMAGE),
-            params(&[(
-                "TargetRoleArn",
-                "arn:aws:iam::444444444444:role/crossdeploy-target",
-            )]),
+            params(&[("TargetRoleArn", "arn:aws:iam::444444444444:role/crossdeploy-target")]),
             "PermissionError",
             vec!["allow-list"],
         ),
     ];
-    for (i, (case, artifact_bytes, user_parameters, failure_type, needles)) in
-        cases.into_iter().enumerate()
-    {
-        let artifact = local
-            .upload(&format!("orders/BuildOutput/bad-{i}.zip"), artifact_bytes)
-            .await
-            .unwrap();
+    for (i, (case, artifact_bytes, user_parameters, failure_type, needles)) in cases.into_iter().enumerate() {
+        let artifact = local.upload(&format!("orders/BuildOutput/bad-{i}.zip"), artifact_bytes).await.unwrap();
         let answers = run(&local, &user_parameters, artifact).await;
         assert_eq!(answers.len(), 1, "{case}: {answers:?}");
-        let Answer::Failure {
-            failure_type: got,
-            message,
-            ..
-        } = &answers[0]
-        else {
-            panic!("{case}: {answers:?}")
-        };
+        let Answer::Failure { failure_type: got, message, .. } = &answers[0] else { panic!("{case}: {answers:?}") };
         assert_eq!(got, failure_type, "{case}: {message}");
         for needle in needles {
-            assert!(
-                message.contains(needle),
-                "{case}: `{needle}` not in: {message}"
-            );
+            assert!(message.contains(needle), "{case}: `{needle}` not in: {message}");
         }
         assert_eq!(
             ecs::service_state(&local.target).await.unwrap(),
@@ -318,47 +220,18 @@ async fn bad_input_fails_the_job_once_and_registers_and_updates_nothing() {
 #[tokio::test]
 async fn the_real_binaries_roll_the_service_out_under_cargo_lambda() {
     let (local, first) = spawn_local().await;
-    let artifact = local
-        .upload(
-            "orders/BuildOutput/img.zip",
-            image_definitions("web", NEW_IMAGE),
-        )
-        .await
-        .unwrap();
+    let artifact = local.upload("orders/BuildOutput/img.zip", image_definitions("web", NEW_IMAGE)).await.unwrap();
     let event = local.job("DeployEcs", &params(&[]), artifact);
-    let (mut lambda, _logs) = local
-        .run_functions()
-        .await
-        .expect("the functions run under cargo-lambda");
+    let (mut lambda, _logs) = local.run_functions().await.expect("the functions run under cargo-lambda");
 
     let (function_error, body) = lambda
-        .invoke(
-            &local.shared,
-            "pipeline-job-worker",
-            event.to_string().as_bytes(),
-            Duration::from_secs(120),
-        )
+        .invoke(&local.shared, "pipeline-job-worker", event.to_string().as_bytes(), Duration::from_secs(120))
         .await
         .unwrap();
 
-    assert!(
-        function_error.is_none(),
-        "{}",
-        String::from_utf8_lossy(&body)
-    );
+    assert!(function_error.is_none(), "{}", String::from_utf8_lossy(&body));
     let answers = local.answers_for(&event);
-    let Answer::Success {
-        output_variables, ..
-    } = &answers[0]
-    else {
-        panic!("{answers:?}")
-    };
+    let Answer::Success { output_variables, .. } = &answers[0] else { panic!("{answers:?}") };
     assert_eq!(output_variables["PreviousTaskDefinitionArn"], first);
-    assert_eq!(
-        ecs::service_state(&local.target)
-            .await
-            .unwrap()
-            .task_definition,
-        output_variables["TaskDefinitionArn"]
-    );
+    assert_eq!(ecs::service_state(&local.target).await.unwrap().task_definition, output_variables["TaskDefinitionArn"]);
 }

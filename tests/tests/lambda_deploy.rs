@@ -17,9 +17,7 @@ const ALIAS: &str = "live";
 async fn spawn_local() -> LocalAws {
     let local = LocalAws::start().await.expect("the local AWS starts");
     for account in [&local.target, &local.other] {
-        accounts::create_function(account, FUNCTION, ALIAS, lambda_package("v1"))
-            .await
-            .unwrap();
+        accounts::create_function(account, FUNCTION, ALIAS, lambda_package("v1")).await.unwrap();
     }
     local
 }
@@ -44,32 +42,21 @@ async fn a_pipeline_job_moves_the_alias_in_the_target_account_and_nowhere_else()
     let local = spawn_local().await;
     let other_before = state(&local.other).await;
     let package = lambda_package("v2");
-    let artifact = local
-        .upload(
-            "orders/BuildOutput/v2.zip",
-            build_artifact("lambda.zip", &package),
-        )
-        .await
-        .unwrap();
+    let artifact = local.upload("orders/BuildOutput/v2.zip", build_artifact("lambda.zip", &package)).await.unwrap();
     let event = local.job("DeployLambda", &params(TARGET_ACCOUNT), artifact);
 
     handle_invoke_event(
         event.clone(),
         local.worker(),
         crossdeploy_aws::Deadline::after(Duration::from_secs(120)),
+        "test-run",
     )
     .await
     .unwrap();
 
     let answers = local.answers_for(&event);
     assert_eq!(answers.len(), 1, "{answers:?}");
-    let Answer::Success {
-        output_variables,
-        continuation_token,
-        percent_complete,
-        ..
-    } = &answers[0]
-    else {
+    let Answer::Success { output_variables, continuation_token, percent_complete, .. } = &answers[0] else {
         panic!("{answers:?}")
     };
     assert_eq!(continuation_token, &None);
@@ -88,73 +75,41 @@ async fn a_pipeline_job_moves_the_alias_in_the_target_account_and_nowhere_else()
     assert_eq!(after.alias_version_sha, code_sha256(&package));
     assert!(after.alias_routing.is_empty());
     assert_eq!(after.versions, vec!["1", "2"]);
-    assert_eq!(
-        state(&local.other).await,
-        other_before,
-        "account 333333333333 must be untouched"
-    );
+    assert_eq!(state(&local.other).await, other_before, "account 333333333333 must be untouched");
 }
 
 #[tokio::test]
 async fn deploying_the_same_artifact_twice_publishes_nothing_the_second_time() {
     let local = spawn_local().await;
     let package = lambda_package("v2");
-    let artifact = local
-        .upload(
-            "orders/BuildOutput/v2.zip",
-            build_artifact("lambda.zip", &package),
-        )
-        .await
-        .unwrap();
+    let artifact = local.upload("orders/BuildOutput/v2.zip", build_artifact("lambda.zip", &package)).await.unwrap();
     let worker = local.worker();
     let first = local.job("DeployLambda", &params(TARGET_ACCOUNT), artifact.clone());
     handle_invoke_event(
         first.clone(),
         worker.clone(),
         crossdeploy_aws::Deadline::after(Duration::from_secs(120)),
+        "test-run",
     )
     .await
     .unwrap();
     let after_first = state(&local.target).await;
 
     let second = local.job("DeployLambda", &params(TARGET_ACCOUNT), artifact);
-    handle_invoke_event(
-        second.clone(),
-        worker,
-        crossdeploy_aws::Deadline::after(Duration::from_secs(120)),
-    )
-    .await
-    .unwrap();
+    handle_invoke_event(second.clone(), worker, crossdeploy_aws::Deadline::after(Duration::from_secs(120)), "test-run")
+        .await
+        .unwrap();
 
     let a1 = local.answers_for(&first);
     let a2 = local.answers_for(&second);
-    let (
-        Answer::Success {
-            output_variables: o1,
-            ..
-        },
-        Answer::Success {
-            output_variables: o2,
-            summary,
-            ..
-        },
-    ) = (&a1[0], &a2[0])
+    let (Answer::Success { output_variables: o1, .. }, Answer::Success { output_variables: o2, summary, .. }) =
+        (&a1[0], &a2[0])
     else {
         panic!("{a1:?} {a2:?}")
     };
     assert_eq!(o1, o2, "the second deploy answers with the same outputs");
-    assert!(
-        summary
-            .as_deref()
-            .unwrap_or_default()
-            .contains("nothing changed"),
-        "{summary:?}"
-    );
-    assert_eq!(
-        state(&local.target).await,
-        after_first,
-        "nothing published, nothing moved"
-    );
+    assert!(summary.as_deref().unwrap_or_default().contains("nothing changed"), "{summary:?}");
+    assert_eq!(state(&local.target).await, after_first, "nothing published, nothing moved");
     assert_eq!(after_first.versions, vec!["1", "2"]);
 }
 
@@ -164,21 +119,9 @@ async fn deploying_the_same_artifact_twice_publishes_nothing_the_second_time() {
 async fn bad_input_fails_the_job_once_with_a_clear_message_and_changes_nothing() {
     let local = spawn_local().await;
     let package = lambda_package("v2");
-    let good = local
-        .upload(
-            "orders/BuildOutput/good.zip",
-            build_artifact("lambda.zip", &package),
-        )
-        .await
-        .unwrap();
-    let not_a_zip = local
-        .upload("orders/BuildOutput/text", b"this is not a zip".to_vec())
-        .await
-        .unwrap();
-    let missing = ArtifactLocation {
-        bucket: local.bucket.clone(),
-        key: "orders/BuildOutput/gone.zip".into(),
-    };
+    let good = local.upload("orders/BuildOutput/good.zip", build_artifact("lambda.zip", &package)).await.unwrap();
+    let not_a_zip = local.upload("orders/BuildOutput/text", b"this is not a zip".to_vec()).await.unwrap();
+    let missing = ArtifactLocation { bucket: local.bucket.clone(), key: "orders/BuildOutput/gone.zip".into() };
     let without = |key: &str| {
         let mut p: serde_json::Value = serde_json::from_str(&params(TARGET_ACCOUNT)).unwrap();
         p.as_object_mut().unwrap().remove(key);
@@ -211,27 +154,9 @@ async fn bad_input_fails_the_job_once_with_a_clear_message_and_changes_nothing()
             "ConfigurationError",
             vec!["`FunctionName`", "missing"],
         ),
-        (
-            "Alias missing",
-            without("Alias"),
-            good.clone(),
-            "ConfigurationError",
-            vec!["`Alias`", "missing"],
-        ),
-        (
-            "Kind missing",
-            without("Kind"),
-            good.clone(),
-            "ConfigurationError",
-            vec!["`Kind`", "missing"],
-        ),
-        (
-            "unknown Kind",
-            with("Kind", "Lambada"),
-            good.clone(),
-            "ConfigurationError",
-            vec!["`Kind`", "Lambada"],
-        ),
+        ("Alias missing", without("Alias"), good.clone(), "ConfigurationError", vec!["`Alias`", "missing"]),
+        ("Kind missing", without("Kind"), good.clone(), "ConfigurationError", vec!["`Kind`", "missing"]),
+        ("unknown Kind", with("Kind", "Lambada"), good.clone(), "ConfigurationError", vec!["`Kind`", "Lambada"]),
         (
             "unknown strategy",
             with("DeploymentStrategy", "BlueGreen"),
@@ -251,10 +176,7 @@ async fn bad_input_fails_the_job_once_with_a_clear_message_and_changes_nothing()
             params("444444444444"),
             good.clone(),
             "PermissionError",
-            vec![
-                "arn:aws:iam::444444444444:role/crossdeploy-target",
-                "allow-list",
-            ],
+            vec!["arn:aws:iam::444444444444:role/crossdeploy-target", "allow-list"],
         ),
         (
             "artifact object missing",
@@ -270,13 +192,7 @@ async fn bad_input_fails_the_job_once_with_a_clear_message_and_changes_nothing()
             "ConfigurationError",
             vec!["`dist/lambda.zip`", "README.md, lambda.zip"],
         ),
-        (
-            "artifact not a zip",
-            params(TARGET_ACCOUNT),
-            not_a_zip,
-            "ConfigurationError",
-            vec!["not a zip"],
-        ),
+        ("artifact not a zip", params(TARGET_ACCOUNT), not_a_zip, "ConfigurationError", vec!["not a zip"]),
         (
             "function missing in the target",
             with("FunctionName", "payments-api"),
@@ -295,31 +211,18 @@ async fn bad_input_fails_the_job_once_with_a_clear_message_and_changes_nothing()
             event.clone(),
             worker.clone(),
             crossdeploy_aws::Deadline::after(Duration::from_secs(120)),
+            "test-run",
         )
         .await
         .unwrap();
         let answers = local.answers_for(&event);
         assert_eq!(answers.len(), 1, "{case}: {answers:?}");
-        let Answer::Failure {
-            failure_type: got,
-            message,
-            ..
-        } = &answers[0]
-        else {
-            panic!("{case}: {answers:?}")
-        };
+        let Answer::Failure { failure_type: got, message, .. } = &answers[0] else { panic!("{case}: {answers:?}") };
         assert_eq!(got, failure_type, "{case}: {message}");
         for needle in needles {
-            assert!(
-                message.contains(needle),
-                "{case}: `{needle}` not in: {message}"
-            );
+            assert!(message.contains(needle), "{case}: `{needle}` not in: {message}");
         }
-        assert_eq!(
-            state(&local.target).await,
-            target_before,
-            "{case}: the target changed"
-        );
+        assert_eq!(state(&local.target).await, target_before, "{case}: the target changed");
     }
     assert_eq!(state(&local.other).await, other_before);
 
@@ -329,6 +232,7 @@ async fn bad_input_fails_the_job_once_with_a_clear_message_and_changes_nothing()
         serde_json::json!({"detail-type": "Scheduled Event"}),
         worker,
         crossdeploy_aws::Deadline::after(Duration::from_secs(10)),
+        "test-run",
     )
     .await
     .unwrap_err();
@@ -343,33 +247,13 @@ async fn the_real_binaries_deploy_across_accounts_under_cargo_lambda() {
     let local = spawn_local().await;
     let other_before = state(&local.other).await;
     let package = lambda_package("v2-binaries");
-    let artifact = local
-        .upload(
-            "orders/BuildOutput/bin.zip",
-            build_artifact("lambda.zip", &package),
-        )
-        .await
-        .unwrap();
+    let artifact = local.upload("orders/BuildOutput/bin.zip", build_artifact("lambda.zip", &package)).await.unwrap();
     let event = local.job("DeployLambda", &params(TARGET_ACCOUNT), artifact);
-    let (mut lambda, logs) = local
-        .run_functions()
-        .await
-        .expect("the functions run under cargo-lambda");
-    let shared_secret = local
-        .function_env()
-        .await
-        .unwrap()
-        .into_iter()
-        .find(|(k, _)| k == "AWS_SECRET_ACCESS_KEY")
-        .unwrap()
-        .1;
+    let (mut lambda, logs) = local.run_functions().await.expect("the functions run under cargo-lambda");
+    let shared_secret =
+        local.function_env().await.unwrap().into_iter().find(|(k, _)| k == "AWS_SECRET_ACCESS_KEY").unwrap().1;
     let (function_error, body) = lambda
-        .invoke(
-            &local.shared,
-            "pipeline-job-worker",
-            event.to_string().as_bytes(),
-            Duration::from_secs(120),
-        )
+        .invoke(&local.shared, "pipeline-job-worker", event.to_string().as_bytes(), Duration::from_secs(120))
         .await
         .unwrap();
     let body = String::from_utf8_lossy(&body).into_owned();
@@ -377,24 +261,13 @@ async fn the_real_binaries_deploy_across_accounts_under_cargo_lambda() {
 
     let answers = local.answers_for(&event);
     assert_eq!(answers.len(), 1, "{answers:?}; worker said {body}");
-    let Answer::Success {
-        output_variables, ..
-    } = &answers[0]
-    else {
-        panic!("{answers:?}")
-    };
+    let Answer::Success { output_variables, .. } = &answers[0] else { panic!("{answers:?}") };
     assert_eq!(output_variables["FunctionVersion"], "2");
     assert_eq!(output_variables["PreviousVersion"], "1");
     assert_eq!(output_variables["CodeSha256"], code_sha256(&package));
     assert!(output_variables["AliasArn"].contains(TARGET_ACCOUNT));
     let after = state(&local.target).await;
-    assert_eq!(
-        (
-            after.alias_version.as_str(),
-            after.alias_version_sha.as_str()
-        ),
-        ("2", code_sha256(&package).as_str())
-    );
+    assert_eq!((after.alias_version.as_str(), after.alias_version_sha.as_str()), ("2", code_sha256(&package).as_str()));
     assert_eq!(state(&local.other).await, other_before);
 
     // No secret in any log, even at debug level.
@@ -402,17 +275,10 @@ async fn the_real_binaries_deploy_across_accounts_under_cargo_lambda() {
     let mut all = String::new();
     for log in logs {
         let text = std::fs::read_to_string(&log).unwrap();
-        for secret in [
-            "ARTIFACT-SECRET-never-logged",
-            "ARTIFACT-SESSION-TOKEN-never-logged",
-            shared_secret.as_str(),
-        ] {
+        for secret in ["ARTIFACT-SECRET-never-logged", "ARTIFACT-SESSION-TOKEN-never-logged", shared_secret.as_str()] {
             assert!(!text.contains(secret), "{} shows a secret", log.display());
         }
         all.push_str(&text);
     }
-    assert!(
-        all.contains("job answered") && all.contains("alias moved"),
-        "the logs say what happened:\n{all}"
-    );
+    assert!(all.contains("job answered") && all.contains("alias moved"), "the logs say what happened:\n{all}");
 }

@@ -1,45 +1,26 @@
 //! The ledger against DynamoDB in the local AWS: conditional writes do what they promise.
 
 use crossdeploy_ledger::{
-    Claim, Continuation, DeploymentRecord, DeploymentStatus, Lease, LeaseHolder, Ledger, Phase,
-    TargetKey,
+    Claim, Continuation, DeploymentRecord, DeploymentStatus, Lease, LeaseHolder, Ledger, Phase, TargetKey,
 };
 use crossdeploy_local::accounts::{self, SHARED_ACCOUNT};
 use crossdeploy_local::Moto;
-use crossdeploy_protocol::{
-    ArtifactLocation, DeployRequest, DeploySpec, LambdaSpec, PipelineContext, Target,
-};
+use crossdeploy_protocol::{ArtifactLocation, DeployRequest, DeploySpec, LambdaSpec, PipelineContext, Target};
 use std::time::Duration;
 
 async fn ledger() -> (Moto, Ledger) {
     let moto = Moto::start().await.unwrap();
-    let shared = accounts::account_config(&moto.endpoint, SHARED_ACCOUNT)
-        .await
-        .unwrap();
+    let shared = accounts::account_config(&moto.endpoint, SHARED_ACCOUNT).await.unwrap();
     let table = accounts::create_ledger_table(&shared).await.unwrap();
-    (
-        moto,
-        Ledger::new(aws_sdk_dynamodb::Client::new(&shared), table),
-    )
+    (moto, Ledger::new(aws_sdk_dynamodb::Client::new(&shared), table))
 }
 
 fn target() -> TargetKey {
     let request = DeployRequest {
         request_id: "job-1".into(),
-        pipeline: PipelineContext {
-            job_id: "job-1".into(),
-            ..Default::default()
-        },
-        target: Target {
-            role_arn: "arn:aws:iam::222222222222:role/crossdeploy-target"
-                .parse()
-                .unwrap(),
-            region: None,
-        },
-        artifact: ArtifactLocation {
-            bucket: "b".into(),
-            key: "k".into(),
-        },
+        pipeline: PipelineContext { job_id: "job-1".into(), ..Default::default() },
+        target: Target { role_arn: "arn:aws:iam::222222222222:role/crossdeploy-target".parse().unwrap(), region: None },
+        artifact: ArtifactLocation { bucket: "b".into(), key: "k".into() },
         spec: DeploySpec::Lambda(LambdaSpec {
             function_name: "arn:aws:lambda:us-east-1:222222222222:function:orders-api".into(),
             alias: "live".into(),
@@ -65,48 +46,15 @@ fn holder(id: &str) -> LeaseHolder {
 #[tokio::test]
 async fn a_job_is_claimed_once_until_its_claim_expires() {
     let (_moto, ledger) = ledger().await;
-    assert_eq!(
-        ledger
-            .claim_job("job-1", "run-a", Duration::from_secs(600))
-            .await
-            .unwrap(),
-        Claim::Claimed
-    );
-    assert_eq!(
-        ledger
-            .claim_job("job-1", "run-b", Duration::from_secs(600))
-            .await
-            .unwrap(),
-        Claim::Taken
-    );
+    assert_eq!(ledger.claim_job("job-1", "run-a", Duration::from_secs(600)).await.unwrap(), Claim::Claimed);
+    assert_eq!(ledger.claim_job("job-1", "run-b", Duration::from_secs(600)).await.unwrap(), Claim::Taken);
     // A run that died: its claim (0 s) lapses, and another run may take the job.
-    assert_eq!(
-        ledger
-            .claim_job("job-2", "run-a", Duration::ZERO)
-            .await
-            .unwrap(),
-        Claim::Claimed
-    );
+    assert_eq!(ledger.claim_job("job-2", "run-a", Duration::ZERO).await.unwrap(), Claim::Claimed);
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    assert_eq!(
-        ledger
-            .claim_job("job-2", "run-b", Duration::from_secs(600))
-            .await
-            .unwrap(),
-        Claim::Claimed
-    );
+    assert_eq!(ledger.claim_job("job-2", "run-b", Duration::from_secs(600)).await.unwrap(), Claim::Claimed);
     // An answered job is never taken again.
-    ledger
-        .finish_job("job-2", "run-b", "Succeeded")
-        .await
-        .unwrap();
-    assert_eq!(
-        ledger
-            .claim_job("job-2", "run-c", Duration::ZERO)
-            .await
-            .unwrap(),
-        Claim::Taken
-    );
+    ledger.finish_job("job-2", "run-b", "Succeeded").await.unwrap();
+    assert_eq!(ledger.claim_job("job-2", "run-c", Duration::ZERO).await.unwrap(), Claim::Taken);
 }
 
 #[tokio::test]
@@ -114,53 +62,26 @@ async fn one_deployment_holds_a_target_at_a_time() {
     let (_moto, ledger) = ledger().await;
     let t = target();
     assert_eq!(t.as_str(), "lambda/222222222222/us-east-1/orders-api/live");
+    assert_eq!(ledger.acquire_lease(&t, &holder("a"), Duration::from_secs(600)).await.unwrap(), Lease::Acquired);
     assert_eq!(
-        ledger
-            .acquire_lease(&t, &holder("a"), Duration::from_secs(600))
-            .await
-            .unwrap(),
-        Lease::Acquired
-    );
-    assert_eq!(
-        ledger
-            .acquire_lease(&t, &holder("b"), Duration::from_secs(600))
-            .await
-            .unwrap(),
+        ledger.acquire_lease(&t, &holder("b"), Duration::from_secs(600)).await.unwrap(),
         Lease::HeldBy(holder("a"))
     );
     assert_eq!(
-        ledger
-            .acquire_lease(&t, &holder("a"), Duration::from_secs(600))
-            .await
-            .unwrap(),
+        ledger.acquire_lease(&t, &holder("a"), Duration::from_secs(600)).await.unwrap(),
         Lease::Acquired,
         "the holder renews"
     );
     ledger.release_lease(&t, "b").await.unwrap();
     assert!(
-        matches!(
-            ledger
-                .acquire_lease(&t, &holder("b"), Duration::from_secs(600))
-                .await
-                .unwrap(),
-            Lease::HeldBy(_)
-        ),
+        matches!(ledger.acquire_lease(&t, &holder("b"), Duration::from_secs(600)).await.unwrap(), Lease::HeldBy(_)),
         "only the holder releases"
     );
     ledger.release_lease(&t, "a").await.unwrap();
-    assert_eq!(
-        ledger
-            .acquire_lease(&t, &holder("b"), Duration::ZERO)
-            .await
-            .unwrap(),
-        Lease::Acquired
-    );
+    assert_eq!(ledger.acquire_lease(&t, &holder("b"), Duration::ZERO).await.unwrap(), Lease::Acquired);
     tokio::time::sleep(Duration::from_millis(1100)).await;
     assert_eq!(
-        ledger
-            .acquire_lease(&t, &holder("c"), Duration::from_secs(600))
-            .await
-            .unwrap(),
+        ledger.acquire_lease(&t, &holder("c"), Duration::from_secs(600)).await.unwrap(),
         Lease::Acquired,
         "an expired lease is free"
     );
@@ -172,19 +93,11 @@ async fn continuations_and_deployments_are_kept() {
     let c = Continuation {
         deployment_id: "a".into(),
         started_at: 5,
-        phase: Phase::Updating {
-            state: serde_json::json!({"Phase": "WaitingForUpdate"}),
-        },
+        phase: Phase::Updating { state: serde_json::json!({"Phase": "WaitingForUpdate"}) },
     };
     ledger.save_continuation("cd1-job-1", &c).await.unwrap();
-    assert!(
-        ledger.save_continuation("cd1-job-1", &c).await.is_err(),
-        "a token is written once"
-    );
-    assert_eq!(
-        ledger.load_continuation("cd1-job-1").await.unwrap(),
-        Some(c)
-    );
+    assert!(ledger.save_continuation("cd1-job-1", &c).await.is_err(), "a token is written once");
+    assert_eq!(ledger.load_continuation("cd1-job-1").await.unwrap(), Some(c));
     assert_eq!(ledger.load_continuation("cd1-unknown").await.unwrap(), None);
 
     let t = target();
@@ -223,20 +136,7 @@ async fn continuations_and_deployments_are_kept() {
     ledger.start_deployment(&second).await.unwrap();
 
     let all = ledger.deployments(&t).await.unwrap();
-    assert_eq!(
-        all.iter()
-            .map(|d| d.deployment_id.as_str())
-            .collect::<Vec<_>>(),
-        vec!["b", "a"],
-        "newest first"
-    );
-    assert_eq!(
-        all[1].status,
-        DeploymentStatus::Succeeded,
-        "a finished record is not overwritten"
-    );
-    assert_eq!(
-        (all[1].previous.as_deref(), all[1].deployed.as_deref()),
-        (Some("1"), Some("2"))
-    );
+    assert_eq!(all.iter().map(|d| d.deployment_id.as_str()).collect::<Vec<_>>(), vec!["b", "a"], "newest first");
+    assert_eq!(all[1].status, DeploymentStatus::Succeeded, "a finished record is not overwritten");
+    assert_eq!((all[1].previous.as_deref(), all[1].deployed.as_deref()), (Some("1"), Some("2")));
 }

@@ -1,9 +1,7 @@
 //! The ECS deployment: image file -> new revision -> UpdateService -> the rollout to its end.
 
 use crate::images::ImageChange;
-use crate::service::{
-    assess, check_controller, describe_service, update_service, Rollout, ServiceRef,
-};
+use crate::service::{assess, check_controller, describe_service, update_service, Rollout, ServiceRef};
 use crate::taskdef::{clone_into, replace_images, runs_images, PREVIOUS_TAG};
 use crate::EcsError;
 use aws_sdk_ecs::types::{Tag, TaskDefinition, TaskDefinitionField};
@@ -33,10 +31,7 @@ pub enum EcsState {
 }
 
 fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
 /// Moves the service to its current task definition with `changes` applied, then follows the
@@ -54,17 +49,12 @@ pub async fn deploy_images(
         .ok_or_else(|| EcsError::Configuration(format!("{} has no task definition", s.describe())))?
         .to_owned();
     let (td, tags) = describe_task_definition(s, &current, deadline).await?;
-    let containers = replace_images(td.container_definitions(), changes).map_err(|e| {
-        EcsError::Configuration(format!("{e} ({}, task definition {current})", s.describe()))
-    })?;
+    let containers = replace_images(td.container_definitions(), changes)
+        .map_err(|e| EcsError::Configuration(format!("{e} ({}, task definition {current})", s.describe())))?;
 
     if runs_images(td.container_definitions(), changes) {
-        let previous = tags
-            .iter()
-            .find(|t| t.key() == Some(PREVIOUS_TAG))
-            .and_then(|t| t.value())
-            .unwrap_or(&current)
-            .to_owned();
+        let previous =
+            tags.iter().find(|t| t.key() == Some(PREVIOUS_TAG)).and_then(|t| t.value()).unwrap_or(&current).to_owned();
         tracing::info!(service = s.service, task_definition = %current, "the service already runs these images; nothing registered");
         let state = EcsState::FollowingRollout {
             task_definition_arn: current.clone(),
@@ -73,10 +63,7 @@ pub async fn deploy_images(
         };
         return Ok(match follow(s, state, timeout, deadline).await? {
             Outcome::Succeeded { outputs, .. } => Outcome::Succeeded {
-                summary: format!(
-                    "{} already runs these images on {current}; nothing changed",
-                    s.describe()
-                ),
+                summary: format!("{} already runs these images on {current}; nothing changed", s.describe()),
                 outputs,
             },
             other => other,
@@ -103,11 +90,7 @@ pub async fn follow(
     timeout: Duration,
     deadline: Deadline,
 ) -> Result<Outcome, EcsError> {
-    let EcsState::FollowingRollout {
-        task_definition_arn,
-        previous_task_definition_arn,
-        started_at,
-    } = &state;
+    let EcsState::FollowingRollout { task_definition_arn, previous_task_definition_arn, started_at } = &state;
     loop {
         let service = describe_service(s, deadline).await?;
         match assess(&service, task_definition_arn) {
@@ -118,18 +101,22 @@ pub async fn follow(
                     (outputs::PREVIOUS_TASK_DEFINITION_ARN.to_owned(), previous_task_definition_arn.clone()),
                     (outputs::DEPLOYMENT_ID.to_owned(), deployment_id.clone()),
                 ]);
-                let summary = format!("{}: {previous_task_definition_arn} -> {task_definition_arn}, deployment {deployment_id} completed", s.describe());
+                let summary = format!(
+                    "{}: {previous_task_definition_arn} -> {task_definition_arn}, deployment {deployment_id} completed",
+                    s.describe()
+                );
                 return Ok(Outcome::Succeeded { summary, outputs });
             }
             Rollout::Failed { reason } => {
-                return Err(EcsError::Rollout(format!("the deployment of {task_definition_arn} to {} failed: {reason}", s.describe())))
-            }
-            Rollout::RolledBack { reason } => {
                 return Err(EcsError::Rollout(format!(
-                    "the deployment of {task_definition_arn} to {} was rolled back (deployment circuit breaker): {reason}",
+                    "the deployment of {task_definition_arn} to {} failed: {reason}",
                     s.describe()
                 )))
             }
+            Rollout::RolledBack { reason } => return Err(EcsError::Rollout(format!(
+                "the deployment of {task_definition_arn} to {} was rolled back (deployment circuit breaker): {reason}",
+                s.describe()
+            ))),
             Rollout::InProgress { deployment_id } => {
                 let waited = now_secs().saturating_sub(*started_at);
                 if waited >= timeout.as_secs() {
@@ -142,7 +129,10 @@ pub async fn follow(
                 if deadline.remaining() <= POLL {
                     let percent = (waited * 90 / timeout.as_secs().max(1)).min(90) as u8;
                     return Ok(Outcome::InProgress {
-                        summary: format!("deployment {deployment_id} of {task_definition_arn} to {} in progress", s.describe()),
+                        summary: format!(
+                            "deployment {deployment_id} of {task_definition_arn} to {} in progress",
+                            s.describe()
+                        ),
                         percent_complete: percent.max(10),
                         state: serde_json::to_value(&state).unwrap_or_default(),
                     });
@@ -166,13 +156,7 @@ async fn describe_task_definition(
         |e: &aws_sdk_ecs::error::SdkError<
             aws_sdk_ecs::operation::describe_task_definition::DescribeTaskDefinitionError,
         >| ErrorInfo::from_sdk(e).is_throttling(),
-        || {
-            s.ecs
-                .describe_task_definition()
-                .task_definition(arn)
-                .include(TaskDefinitionField::Tags)
-                .send()
-        },
+        || s.ecs.describe_task_definition().task_definition(arn).include(TaskDefinitionField::Tags).send(),
     )
     .await
     .map_err(|e| EcsError::Aws {
@@ -183,10 +167,7 @@ async fn describe_task_definition(
     let td = out.task_definition.ok_or_else(|| EcsError::Aws {
         action: "describe task definition",
         resource: arn.to_owned(),
-        error: ErrorInfo {
-            code: None,
-            message: "no task definition in the answer".into(),
-        },
+        error: ErrorInfo { code: None, message: "no task definition in the answer".into() },
     })?;
     Ok((td, out.tags.unwrap_or_default()))
 }
@@ -208,16 +189,7 @@ async fn register(
         |e: &aws_sdk_ecs::error::SdkError<
             aws_sdk_ecs::operation::register_task_definition::RegisterTaskDefinitionError,
         >| ErrorInfo::from_sdk(e).is_throttling(),
-        || {
-            clone_into(
-                s.ecs.register_task_definition(),
-                td,
-                tags,
-                containers.clone(),
-                current,
-            )
-            .send()
-        },
+        || clone_into(s.ecs.register_task_definition(), td, tags, containers.clone(), current).send(),
     )
     .await
     .map_err(|e| EcsError::Aws {
@@ -225,14 +197,9 @@ async fn register(
         resource: format!("task definition family {family} in account {}", s.account),
         error: ErrorInfo::from_sdk(&e),
     })?;
-    out.task_definition
-        .and_then(|t| t.task_definition_arn)
-        .ok_or_else(|| EcsError::Aws {
-            action: "register a new revision of",
-            resource: format!("task definition family {family}"),
-            error: ErrorInfo {
-                code: None,
-                message: "no task definition ARN in the answer".into(),
-            },
-        })
+    out.task_definition.and_then(|t| t.task_definition_arn).ok_or_else(|| EcsError::Aws {
+        action: "register a new revision of",
+        resource: format!("task definition family {family}"),
+        error: ErrorInfo { code: None, message: "no task definition ARN in the answer".into() },
+    })
 }

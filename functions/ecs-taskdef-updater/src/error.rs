@@ -14,11 +14,7 @@ pub enum EcsError {
     Configuration(String),
     /// An AWS call failed.
     #[error("failed to {action} {resource}: {error}")]
-    Aws {
-        action: &'static str,
-        resource: String,
-        error: ErrorInfo,
-    },
+    Aws { action: &'static str, resource: String, error: ErrorInfo },
     /// The rollout failed, was rolled back, or did not finish in time.
     #[error("{0}")]
     Rollout(String),
@@ -33,9 +29,7 @@ impl EcsError {
             EcsError::Artifact(e) => e.failure_type(),
             EcsError::Configuration(_) => FailureType::ConfigurationError,
             EcsError::Aws { error, .. } if error.is_access_denied() => FailureType::PermissionError,
-            EcsError::Aws { .. } | EcsError::Rollout(_) | EcsError::BadRequest(_) => {
-                FailureType::JobFailed
-            }
+            EcsError::Aws { .. } | EcsError::Rollout(_) | EcsError::BadRequest(_) => FailureType::JobFailed,
         }
     }
 }

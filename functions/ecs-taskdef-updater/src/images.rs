@@ -15,62 +15,43 @@ pub struct ImageChange {
 
 /// Parses the image file. `file` names it in errors; `container_name` is required by an
 /// imageDetail.json and refused with imagedefinitions.json (which names its containers).
-pub fn parse_image_file(
-    bytes: &[u8],
-    file: &str,
-    container_name: Option<&str>,
-) -> Result<Vec<ImageChange>, String> {
+pub fn parse_image_file(bytes: &[u8], file: &str, container_name: Option<&str>) -> Result<Vec<ImageChange>, String> {
     let value: Value = serde_json::from_slice(bytes).map_err(|e| format!("{file} is not JSON ({e}); expected [{{\"name\":\"<container>\",\"imageUri\":\"<image>\"}}] or an imageDetail.json {{\"ImageURI\":\"<image>\"}}"))?;
     match value {
         Value::Array(entries) => {
             if let Some(c) = container_name {
-                return Err(format!("ContainerName `{c}` is only used with an imageDetail.json; {file} names its containers itself"));
+                return Err(format!(
+                    "ContainerName `{c}` is only used with an imageDetail.json; {file} names its containers itself"
+                ));
             }
             if entries.is_empty() {
-                return Err(format!(
-                    "{file} is an empty list; it must name at least one container and its image"
-                ));
+                return Err(format!("{file} is an empty list; it must name at least one container and its image"));
             }
             let mut changes: Vec<ImageChange> = Vec::with_capacity(entries.len());
             for (i, entry) in entries.iter().enumerate() {
-                let field = |k: &str| {
-                    entry
-                        .get(k)
-                        .and_then(Value::as_str)
-                        .map(str::trim)
-                        .filter(|s| !s.is_empty())
-                };
-                let container = field("name")
-                    .ok_or_else(|| format!("entry {i} of {file} has no `name` (the container)"))?;
-                let image = field("imageUri").ok_or_else(|| {
-                    format!("entry {i} of {file} (container `{container}`) has no `imageUri`")
-                })?;
+                let field = |k: &str| entry.get(k).and_then(Value::as_str).map(str::trim).filter(|s| !s.is_empty());
+                let container =
+                    field("name").ok_or_else(|| format!("entry {i} of {file} has no `name` (the container)"))?;
+                let image = field("imageUri")
+                    .ok_or_else(|| format!("entry {i} of {file} (container `{container}`) has no `imageUri`"))?;
                 if changes.iter().any(|c| c.container == container) {
                     return Err(format!("{file} names container `{container}` twice"));
                 }
-                changes.push(ImageChange {
-                    container: container.to_owned(),
-                    image: image.to_owned(),
-                });
+                changes.push(ImageChange { container: container.to_owned(), image: image.to_owned() });
             }
             Ok(changes)
         }
         Value::Object(detail) => {
-            let image = detail
-                .get("ImageURI")
-                .and_then(Value::as_str)
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .ok_or_else(|| format!("{file} is an object without `ImageURI`; expected an ECR source's imageDetail.json"))?;
-            let container = container_name.ok_or_else(|| format!("{file} is an imageDetail.json: set ContainerName to the container whose image changes"))?;
-            Ok(vec![ImageChange {
-                container: container.to_owned(),
-                image: image.to_owned(),
-            }])
+            let image =
+                detail.get("ImageURI").and_then(Value::as_str).map(str::trim).filter(|s| !s.is_empty()).ok_or_else(
+                    || format!("{file} is an object without `ImageURI`; expected an ECR source's imageDetail.json"),
+                )?;
+            let container = container_name.ok_or_else(|| {
+                format!("{file} is an imageDetail.json: set ContainerName to the container whose image changes")
+            })?;
+            Ok(vec![ImageChange { container: container.to_owned(), image: image.to_owned() }])
         }
-        _ => Err(format!(
-            "{file} is neither a list of image definitions nor an imageDetail.json object"
-        )),
+        _ => Err(format!("{file} is neither a list of image definitions nor an imageDetail.json object")),
     }
 }
 
@@ -115,22 +96,15 @@ mod tests {
             (br#"[{"name":"web"}]"#, "no `imageUri`"),
             (br#"[{"imageUri":"x"}]"#, "no `name`"),
             (br#"[{"name":"web","imageUri":""}]"#, "no `imageUri`"),
-            (
-                br#"[{"name":"web","imageUri":"a"},{"name":"web","imageUri":"b"}]"#,
-                "twice",
-            ),
+            (br#"[{"name":"web","imageUri":"a"},{"name":"web","imageUri":"b"}]"#, "twice"),
             (br#"{"ImageTags":[]}"#, "without `ImageURI`"),
             (b"42", "neither"),
         ] {
             let e = parse_image_file(json, "imagedefinitions.json", None).unwrap_err();
             assert!(e.contains(needle), "{e}");
         }
-        let e = parse_image_file(
-            br#"[{"name":"web","imageUri":"a"}]"#,
-            "imagedefinitions.json",
-            Some("web"),
-        )
-        .unwrap_err();
+        let e =
+            parse_image_file(br#"[{"name":"web","imageUri":"a"}]"#, "imagedefinitions.json", Some("web")).unwrap_err();
         assert!(e.contains("only used with an imageDetail.json"), "{e}");
     }
 }

@@ -38,10 +38,7 @@ pub struct Deps {
 
 impl Deps {
     pub fn from_config(config: &SdkConfig) -> Self {
-        Self {
-            s3: aws_sdk_s3::Client::new(config),
-            sessions: TargetSessions::from_env(config),
-        }
+        Self { s3: aws_sdk_s3::Client::new(config), sessions: TargetSessions::from_env(config) }
     }
 }
 
@@ -67,10 +64,7 @@ pub async fn handle(event: serde_json::Value, deps: &Deps, deadline: Deadline) -
         Outcome::InProgress { summary, .. } => {
             tracing::info!(request_id = %request.request_id, %summary, "in progress")
         }
-        Outcome::Failed {
-            failure_type,
-            message,
-        } => {
+        Outcome::Failed { failure_type, message } => {
             tracing::error!(request_id = %request.request_id, failure_type = failure_type.as_str(), %message, "failed")
         }
     }
@@ -78,31 +72,22 @@ pub async fn handle(event: serde_json::Value, deps: &Deps, deadline: Deadline) -
 }
 
 /// One deployment request, from the allow-list check to the end of the rollout.
-pub async fn deploy(
-    request: &DeployRequest,
-    deps: &Deps,
-    deadline: Deadline,
-) -> Result<Outcome, EcsError> {
+pub async fn deploy(request: &DeployRequest, deps: &Deps, deadline: Deadline) -> Result<Outcome, EcsError> {
     let DeploySpec::Ecs(spec) = &request.spec else {
         return Err(EcsError::Configuration(
-            "ecs-taskdef-updater deploys ECS services only; a Lambda request belongs to lambda-alias-updater".to_owned(),
+            "ecs-taskdef-updater deploys ECS services only; a Lambda request belongs to lambda-alias-updater"
+                .to_owned(),
         ));
     };
     let role = &request.target.role_arn;
     if !deps.sessions.allow_list().allows(role) {
-        return Err(
-            crossdeploy_credentials::CredentialsError::NotAllowed { role: role.clone() }.into(),
-        );
+        return Err(crossdeploy_credentials::CredentialsError::NotAllowed { role: role.clone() }.into());
     }
     let resume = match &request.resume {
         None => None,
-        Some(state) => Some(
-            serde_json::from_value::<EcsState>(state.clone()).map_err(|e| {
-                EcsError::BadRequest(format!(
-                    "the state to resume from is not one this updater wrote: {e}"
-                ))
-            })?,
-        ),
+        Some(state) => Some(serde_json::from_value::<EcsState>(state.clone()).map_err(|e| {
+            EcsError::BadRequest(format!("the state to resume from is not one this updater wrote: {e}"))
+        })?),
     };
     let changes = match resume {
         Some(_) => Vec::new(),
@@ -121,17 +106,10 @@ pub async fn deploy(
     };
     let ctx = &request.pipeline;
     let seed = ctx.execution_id.as_deref().unwrap_or(&ctx.job_id);
-    let session = deps
-        .sessions
-        .assume(role, request.target.region.as_deref(), seed)
-        .await?;
+    let session = deps.sessions.assume(role, request.target.region.as_deref(), seed).await?;
     let ecs = aws_sdk_ecs::Client::new(&session.config);
-    let s = ServiceRef {
-        ecs: &ecs,
-        account: role.account_id(),
-        cluster: &spec.cluster_name,
-        service: &spec.service_name,
-    };
+    let s =
+        ServiceRef { ecs: &ecs, account: role.account_id(), cluster: &spec.cluster_name, service: &spec.service_name };
     let timeout = Duration::from_secs(u64::from(spec.timeout_minutes) * 60);
     match resume {
         Some(state) => follow(&s, state, timeout, deadline).await,

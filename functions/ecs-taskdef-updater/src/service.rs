@@ -15,10 +15,7 @@ pub struct ServiceRef<'a> {
 
 impl ServiceRef<'_> {
     pub fn describe(&self) -> String {
-        format!(
-            "service {} in cluster {} of account {}",
-            self.service, self.cluster, self.account
-        )
+        format!("service {} in cluster {} of account {}", self.service, self.cluster, self.account)
     }
 }
 
@@ -29,38 +26,22 @@ pub async fn describe_service(s: &ServiceRef<'_>, deadline: Deadline) -> Result<
         "DescribeServices",
         Backoff::CONTROL_PLANE,
         deadline,
-        |e: &aws_sdk_ecs::error::SdkError<
-            aws_sdk_ecs::operation::describe_services::DescribeServicesError,
-        >| ErrorInfo::from_sdk(e).is_throttling(),
-        || {
-            s.ecs
-                .describe_services()
-                .cluster(s.cluster)
-                .services(s.service)
-                .send()
+        |e: &aws_sdk_ecs::error::SdkError<aws_sdk_ecs::operation::describe_services::DescribeServicesError>| {
+            ErrorInfo::from_sdk(e).is_throttling()
         },
+        || s.ecs.describe_services().cluster(s.cluster).services(s.service).send(),
     )
     .await
     .map_err(|e| {
-        if e.as_service_error()
-            .is_some_and(|x| x.is_cluster_not_found_exception())
-        {
+        if e.as_service_error().is_some_and(|x| x.is_cluster_not_found_exception()) {
             return EcsError::Configuration(format!(
                 "cluster {} does not exist in account {}: check ClusterName and Region",
                 s.cluster, s.account
             ));
         }
-        EcsError::Aws {
-            action: "describe",
-            resource: s.describe(),
-            error: ErrorInfo::from_sdk(&e),
-        }
+        EcsError::Aws { action: "describe", resource: s.describe(), error: ErrorInfo::from_sdk(&e) }
     })?;
-    let service = out
-        .services
-        .unwrap_or_default()
-        .into_iter()
-        .find(|x| x.service_name() == Some(s.service));
+    let service = out.services.unwrap_or_default().into_iter().find(|x| x.service_name() == Some(s.service));
     match service {
         Some(svc) if svc.status() == Some("ACTIVE") => Ok(svc),
         Some(svc) => Err(EcsError::Configuration(format!(
@@ -106,31 +87,17 @@ pub async fn update_service(
         "UpdateService",
         Backoff::CONTROL_PLANE,
         deadline,
-        |e: &aws_sdk_ecs::error::SdkError<
-            aws_sdk_ecs::operation::update_service::UpdateServiceError,
-        >| ErrorInfo::from_sdk(e).is_throttling(),
-        || {
-            s.ecs
-                .update_service()
-                .cluster(s.cluster)
-                .service(s.service)
-                .task_definition(task_definition)
-                .send()
+        |e: &aws_sdk_ecs::error::SdkError<aws_sdk_ecs::operation::update_service::UpdateServiceError>| {
+            ErrorInfo::from_sdk(e).is_throttling()
         },
+        || s.ecs.update_service().cluster(s.cluster).service(s.service).task_definition(task_definition).send(),
     )
     .await
-    .map_err(|e| EcsError::Aws {
-        action: "update",
-        resource: s.describe(),
-        error: ErrorInfo::from_sdk(&e),
-    })?;
+    .map_err(|e| EcsError::Aws { action: "update", resource: s.describe(), error: ErrorInfo::from_sdk(&e) })?;
     Ok(out
         .service
         .and_then(|svc| {
-            svc.deployments
-                .unwrap_or_default()
-                .into_iter()
-                .find(|d| d.task_definition() == Some(task_definition))
+            svc.deployments.unwrap_or_default().into_iter().find(|d| d.task_definition() == Some(task_definition))
         })
         .and_then(|d| d.id))
 }
@@ -157,22 +124,9 @@ pub enum Rollout {
 
 /// Reads the rollout to `task_definition` from a described service.
 pub fn assess(service: &Service, task_definition: &str) -> Rollout {
-    let events: Vec<&str> = service
-        .events()
-        .iter()
-        .take(3)
-        .filter_map(|e| e.message())
-        .collect();
-    let events = if events.is_empty() {
-        "no service events".to_owned()
-    } else {
-        events.join(" | ")
-    };
-    match service
-        .deployments()
-        .iter()
-        .find(|d| d.task_definition() == Some(task_definition))
-    {
+    let events: Vec<&str> = service.events().iter().take(3).filter_map(|e| e.message()).collect();
+    let events = if events.is_empty() { "no service events".to_owned() } else { events.join(" | ") };
+    match service.deployments().iter().find(|d| d.task_definition() == Some(task_definition)) {
         Some(d) => {
             let id = d.id().unwrap_or_default().to_owned();
             match d.rollout_state() {
@@ -185,16 +139,9 @@ pub fn assess(service: &Service, task_definition: &str) -> Rollout {
                 },
                 // A deployment ECS drained to ACTIVE while another is PRIMARY is being replaced.
                 _ if d.status() == Some("ACTIVE")
-                    && service
-                        .deployments()
-                        .iter()
-                        .any(|p| p.status() == Some("PRIMARY")) =>
+                    && service.deployments().iter().any(|p| p.status() == Some("PRIMARY")) =>
                 {
-                    Rollout::RolledBack {
-                        reason: format!(
-                            "another deployment replaced it (service events: {events})"
-                        ),
-                    }
+                    Rollout::RolledBack { reason: format!("another deployment replaced it (service events: {events})") }
                 }
                 _ => Rollout::InProgress { deployment_id: id },
             }

@@ -2,13 +2,10 @@
 
 use aws_sdk_ecs::operation::describe_services::DescribeServicesOutput;
 use aws_sdk_ecs::operation::describe_task_definition::DescribeTaskDefinitionOutput;
-use aws_sdk_ecs::operation::register_task_definition::{
-    RegisterTaskDefinitionError, RegisterTaskDefinitionOutput,
-};
+use aws_sdk_ecs::operation::register_task_definition::{RegisterTaskDefinitionError, RegisterTaskDefinitionOutput};
 use aws_sdk_ecs::operation::update_service::UpdateServiceOutput;
 use aws_sdk_ecs::types::{
-    ContainerDefinition, Deployment, DeploymentRolloutState, Service, ServiceEvent, Tag,
-    TaskDefinition,
+    ContainerDefinition, Deployment, DeploymentRolloutState, Service, ServiceEvent, Tag, TaskDefinition,
 };
 use aws_sdk_ecs::Client;
 use aws_smithy_mocks::{mock, mock_client, Rule, RuleMode};
@@ -25,11 +22,7 @@ const TIMEOUT: Duration = Duration::from_secs(30 * 60);
 
 fn deployment(td: &str, status: &str, state: DeploymentRolloutState, reason: &str) -> Deployment {
     Deployment::builder()
-        .id(if td == NEW {
-            "ecs-svc/new"
-        } else {
-            "ecs-svc/old"
-        })
+        .id(if td == NEW { "ecs-svc/new" } else { "ecs-svc/old" })
         .status(status)
         .task_definition(td)
         .rollout_state(state)
@@ -38,42 +31,23 @@ fn deployment(td: &str, status: &str, state: DeploymentRolloutState, reason: &st
 }
 
 fn service(td: &str, deployments: Vec<Deployment>, events: &[&str]) -> DescribeServicesOutput {
-    let mut s = Service::builder()
-        .service_name("web")
-        .status("ACTIVE")
-        .task_definition(td)
-        .set_deployments(Some(deployments));
+    let mut s =
+        Service::builder().service_name("web").status("ACTIVE").task_definition(td).set_deployments(Some(deployments));
     for e in events {
         s = s.events(ServiceEvent::builder().message(*e).build());
     }
-    DescribeServicesOutput::builder()
-        .services(s.build())
-        .build()
+    DescribeServicesOutput::builder().services(s.build()).build()
 }
 
 fn settled_on_old() -> DescribeServicesOutput {
-    service(
-        OLD,
-        vec![deployment(
-            OLD,
-            "PRIMARY",
-            DeploymentRolloutState::Completed,
-            "done",
-        )],
-        &[],
-    )
+    service(OLD, vec![deployment(OLD, "PRIMARY", DeploymentRolloutState::Completed, "done")], &[])
 }
 
 fn new_in_progress() -> DescribeServicesOutput {
     service(
         NEW,
         vec![
-            deployment(
-                NEW,
-                "PRIMARY",
-                DeploymentRolloutState::InProgress,
-                "in progress",
-            ),
+            deployment(NEW, "PRIMARY", DeploymentRolloutState::InProgress, "in progress"),
             deployment(OLD, "ACTIVE", DeploymentRolloutState::Completed, "done"),
         ],
         &[],
@@ -90,18 +64,9 @@ fn task_definition(web_image: &str) -> DescribeTaskDefinitionOutput {
                 .cpu("256")
                 .memory("512")
                 .container_definitions(
-                    ContainerDefinition::builder()
-                        .name("web")
-                        .image(web_image)
-                        .essential(true)
-                        .build(),
+                    ContainerDefinition::builder().name("web").image(web_image).essential(true).build(),
                 )
-                .container_definitions(
-                    ContainerDefinition::builder()
-                        .name("sidecar")
-                        .image("envoy:1.30")
-                        .build(),
-                )
+                .container_definitions(ContainerDefinition::builder().name("sidecar").image("envoy:1.30").build())
                 .build(),
         )
         .tags(Tag::builder().key("team").value("orders").build())
@@ -121,10 +86,9 @@ fn register_ok() -> Rule {
                 && c[0].image() == Some("web:new")
                 && c[1].image() == Some("envoy:1.30")
                 && r.tags().iter().any(|t| t.key() == Some("team"))
-                && r.tags().iter().any(|t| {
-                    t.key() == Some("crossdeploy:previous-task-definition")
-                        && t.value() == Some(OLD)
-                })
+                && r.tags()
+                    .iter()
+                    .any(|t| t.key() == Some("crossdeploy:previous-task-definition") && t.value() == Some(OLD))
         })
         .then_output(|| {
             RegisterTaskDefinitionOutput::builder()
@@ -136,27 +100,17 @@ fn register_ok() -> Rule {
 fn update_ok() -> Rule {
     mock!(Client::update_service)
         .match_requests(|r| {
-            r.task_definition() == Some(NEW)
-                && r.cluster() == Some("prod")
-                && r.service() == Some("web")
+            r.task_definition() == Some(NEW) && r.cluster() == Some("prod") && r.service() == Some("web")
         })
         .then_output(|| UpdateServiceOutput::builder().build())
 }
 
 fn web_new() -> Vec<ImageChange> {
-    vec![ImageChange {
-        container: "web".into(),
-        image: "web:new".into(),
-    }]
+    vec![ImageChange { container: "web".into(), image: "web:new".into() }]
 }
 
 fn target(ecs: &Client) -> ServiceRef<'_> {
-    ServiceRef {
-        ecs,
-        account: "333333333333",
-        cluster: "prod",
-        service: "web",
-    }
+    ServiceRef { ecs, account: "333333333333", cluster: "prod", service: "web" }
 }
 
 fn minute() -> Deadline {
@@ -184,30 +138,15 @@ async fn a_rollout_in_progress_then_completed_succeeds_with_the_three_outputs() 
         })
         .build();
     let (td, register, update) = (describe_td("web:old"), register_ok(), update_ok());
-    let ecs = mock_client!(
-        aws_sdk_ecs,
-        RuleMode::MatchAny,
-        [&describe, &td, &register, &update]
-    );
+    let ecs = mock_client!(aws_sdk_ecs, RuleMode::MatchAny, [&describe, &td, &register, &update]);
 
-    let outcome = deploy_images(&target(&ecs), &web_new(), TIMEOUT, minute())
-        .await
-        .unwrap();
+    let outcome = deploy_images(&target(&ecs), &web_new(), TIMEOUT, minute()).await.unwrap();
 
-    let Outcome::Succeeded { outputs, .. } = outcome else {
-        panic!("{outcome:?}")
-    };
+    let Outcome::Succeeded { outputs, .. } = outcome else { panic!("{outcome:?}") };
     assert_eq!(outputs["TaskDefinitionArn"], NEW);
     assert_eq!(outputs["PreviousTaskDefinitionArn"], OLD);
     assert_eq!(outputs["DeploymentId"], "ecs-svc/new");
-    assert_eq!(
-        (
-            register.num_calls(),
-            update.num_calls(),
-            describe.num_calls()
-        ),
-        (1, 1, 4)
-    );
+    assert_eq!((register.num_calls(), update.num_calls(), describe.num_calls()), (1, 1, 4));
 }
 
 #[tokio::test(start_paused = true)]
@@ -224,27 +163,15 @@ async fn a_failed_rollout_fails_the_job_with_the_reason_ecs_gave() {
         })
         .build();
     let (td, register, update) = (describe_td("web:old"), register_ok(), update_ok());
-    let ecs = mock_client!(
-        aws_sdk_ecs,
-        RuleMode::MatchAny,
-        [&describe, &td, &register, &update]
-    );
+    let ecs = mock_client!(aws_sdk_ecs, RuleMode::MatchAny, [&describe, &td, &register, &update]);
 
-    let err = deploy_images(&target(&ecs), &web_new(), TIMEOUT, minute())
-        .await
-        .unwrap_err();
+    let err = deploy_images(&target(&ecs), &web_new(), TIMEOUT, minute()).await.unwrap_err();
 
     assert_eq!(err.failure_type(), FailureType::JobFailed);
     let msg = err.to_string();
-    assert!(
-        msg.contains("failed: ECS deployment circuit breaker: tasks failed to start."),
-        "{msg}"
-    );
+    assert!(msg.contains("failed: ECS deployment circuit breaker: tasks failed to start."), "{msg}");
     assert!(msg.contains("unable to place a task"), "{msg}");
-    assert!(
-        msg.contains("service web in cluster prod of account 333333333333"),
-        "{msg}"
-    );
+    assert!(msg.contains("service web in cluster prod of account 333333333333"), "{msg}");
 }
 
 #[tokio::test(start_paused = true)]
@@ -256,32 +183,19 @@ async fn a_circuit_breaker_rollback_fails_the_job() {
         .output(|| {
             service(
                 OLD,
-                vec![deployment(
-                    OLD,
-                    "PRIMARY",
-                    DeploymentRolloutState::InProgress,
-                    "rolling back",
-                )],
+                vec![deployment(OLD, "PRIMARY", DeploymentRolloutState::InProgress, "rolling back")],
                 &["(service web) rolling back to deployment ecs-svc/old."],
             )
         })
         .build();
     let (td, register, update) = (describe_td("web:old"), register_ok(), update_ok());
-    let ecs = mock_client!(
-        aws_sdk_ecs,
-        RuleMode::MatchAny,
-        [&describe, &td, &register, &update]
-    );
+    let ecs = mock_client!(aws_sdk_ecs, RuleMode::MatchAny, [&describe, &td, &register, &update]);
 
-    let err = deploy_images(&target(&ecs), &web_new(), TIMEOUT, minute())
-        .await
-        .unwrap_err();
+    let err = deploy_images(&target(&ecs), &web_new(), TIMEOUT, minute()).await.unwrap_err();
 
     let msg = err.to_string();
     assert!(
-        msg.contains("rolled back")
-            && msg.contains(OLD)
-            && msg.contains("rolling back to deployment ecs-svc/old"),
+        msg.contains("rolled back") && msg.contains(OLD) && msg.contains("rolling back to deployment ecs-svc/old"),
         "{msg}"
     );
 }
@@ -290,25 +204,16 @@ async fn a_circuit_breaker_rollback_fails_the_job() {
 async fn a_rollout_that_outlives_timeout_minutes_fails() {
     let describe = mock!(Client::describe_services).then_output(new_in_progress);
     let ecs = mock_client!(aws_sdk_ecs, RuleMode::MatchAny, [&describe]);
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
     let state = EcsState::FollowingRollout {
         task_definition_arn: NEW.into(),
         previous_task_definition_arn: OLD.into(),
         started_at: now - 31 * 60,
     };
 
-    let err = follow(&target(&ecs), state, TIMEOUT, minute())
-        .await
-        .unwrap_err();
+    let err = follow(&target(&ecs), state, TIMEOUT, minute()).await.unwrap_err();
 
-    assert!(
-        err.to_string()
-            .contains("did not complete within 30 minutes"),
-        "{err}"
-    );
+    assert!(err.to_string().contains("did not complete within 30 minutes"), "{err}");
 }
 
 #[tokio::test(start_paused = true)]
@@ -316,27 +221,13 @@ async fn a_throttled_register_is_retried() {
     let describe = mock!(Client::describe_services)
         .sequence()
         .output(settled_on_old)
-        .output(|| {
-            service(
-                NEW,
-                vec![deployment(
-                    NEW,
-                    "PRIMARY",
-                    DeploymentRolloutState::Completed,
-                    "done",
-                )],
-                &[],
-            )
-        })
+        .output(|| service(NEW, vec![deployment(NEW, "PRIMARY", DeploymentRolloutState::Completed, "done")], &[]))
         .build();
     let register = mock!(Client::register_task_definition)
         .sequence()
         .error(|| {
             RegisterTaskDefinitionError::generic(
-                ErrorMetadata::builder()
-                    .code("ThrottlingException")
-                    .message("Rate exceeded")
-                    .build(),
+                ErrorMetadata::builder().code("ThrottlingException").message("Rate exceeded").build(),
             )
         })
         .times(3)
@@ -347,15 +238,9 @@ async fn a_throttled_register_is_retried() {
         })
         .build();
     let (td, update) = (describe_td("web:old"), update_ok());
-    let ecs = mock_client!(
-        aws_sdk_ecs,
-        RuleMode::MatchAny,
-        [&describe, &td, &register, &update]
-    );
+    let ecs = mock_client!(aws_sdk_ecs, RuleMode::MatchAny, [&describe, &td, &register, &update]);
 
-    let outcome = deploy_images(&target(&ecs), &web_new(), TIMEOUT, minute())
-        .await
-        .unwrap();
+    let outcome = deploy_images(&target(&ecs), &web_new(), TIMEOUT, minute()).await.unwrap();
 
     assert!(matches!(outcome, Outcome::Succeeded { .. }), "{outcome:?}");
     assert_eq!(register.num_calls(), 4);
@@ -368,77 +253,32 @@ async fn a_wait_near_the_deadline_hands_back_its_state_and_the_next_call_resumes
         .output(settled_on_old)
         .output(new_in_progress)
         .times(3)
-        .output(|| {
-            service(
-                NEW,
-                vec![deployment(
-                    NEW,
-                    "PRIMARY",
-                    DeploymentRolloutState::Completed,
-                    "done",
-                )],
-                &[],
-            )
-        })
+        .output(|| service(NEW, vec![deployment(NEW, "PRIMARY", DeploymentRolloutState::Completed, "done")], &[]))
         .build();
     let (td, register, update) = (describe_td("web:old"), register_ok(), update_ok());
-    let ecs = mock_client!(
-        aws_sdk_ecs,
-        RuleMode::MatchAny,
-        [&describe, &td, &register, &update]
-    );
+    let ecs = mock_client!(aws_sdk_ecs, RuleMode::MatchAny, [&describe, &td, &register, &update]);
 
-    let first = deploy_images(
-        &target(&ecs),
-        &web_new(),
-        TIMEOUT,
-        Deadline::after(Duration::from_secs(25)),
-    )
-    .await
-    .unwrap();
-    let Outcome::InProgress { state, .. } = first else {
-        panic!("{first:?}")
-    };
+    let first =
+        deploy_images(&target(&ecs), &web_new(), TIMEOUT, Deadline::after(Duration::from_secs(25))).await.unwrap();
+    let Outcome::InProgress { state, .. } = first else { panic!("{first:?}") };
     assert!(state.to_string().len() < 2048);
     let state: EcsState = serde_json::from_value(state).unwrap();
-    let second = follow(&target(&ecs), state, TIMEOUT, minute())
-        .await
-        .unwrap();
+    let second = follow(&target(&ecs), state, TIMEOUT, minute()).await.unwrap();
 
-    let Outcome::Succeeded { outputs, .. } = second else {
-        panic!("{second:?}")
-    };
-    assert_eq!(
-        (
-            outputs["TaskDefinitionArn"].as_str(),
-            outputs["PreviousTaskDefinitionArn"].as_str()
-        ),
-        (NEW, OLD)
-    );
-    assert_eq!(
-        (register.num_calls(), update.num_calls()),
-        (1, 1),
-        "registered and updated once"
-    );
+    let Outcome::Succeeded { outputs, .. } = second else { panic!("{second:?}") };
+    assert_eq!((outputs["TaskDefinitionArn"].as_str(), outputs["PreviousTaskDefinitionArn"].as_str()), (NEW, OLD));
+    assert_eq!((register.num_calls(), update.num_calls()), (1, 1), "registered and updated once");
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_service_that_already_runs_the_images_registers_nothing() {
     let describe = mock!(Client::describe_services).then_output(settled_on_old);
     let (td, register, update) = (describe_td("web:new"), register_ok(), update_ok());
-    let ecs = mock_client!(
-        aws_sdk_ecs,
-        RuleMode::MatchAny,
-        [&describe, &td, &register, &update]
-    );
+    let ecs = mock_client!(aws_sdk_ecs, RuleMode::MatchAny, [&describe, &td, &register, &update]);
 
-    let outcome = deploy_images(&target(&ecs), &web_new(), TIMEOUT, minute())
-        .await
-        .unwrap();
+    let outcome = deploy_images(&target(&ecs), &web_new(), TIMEOUT, minute()).await.unwrap();
 
-    let Outcome::Succeeded { outputs, summary } = outcome else {
-        panic!("{outcome:?}")
-    };
+    let Outcome::Succeeded { outputs, summary } = outcome else { panic!("{outcome:?}") };
     assert_eq!(outputs["TaskDefinitionArn"], OLD);
     assert!(summary.contains("nothing changed"), "{summary}");
     assert_eq!((register.num_calls(), update.num_calls()), (0, 0));
@@ -448,18 +288,11 @@ async fn a_service_that_already_runs_the_images_registers_nothing() {
 async fn an_unknown_container_is_a_configuration_error_listing_the_containers() {
     let describe = mock!(Client::describe_services).then_output(settled_on_old);
     let (td, register, update) = (describe_td("web:old"), register_ok(), update_ok());
-    let ecs = mock_client!(
-        aws_sdk_ecs,
-        RuleMode::MatchAny,
-        [&describe, &td, &register, &update]
-    );
+    let ecs = mock_client!(aws_sdk_ecs, RuleMode::MatchAny, [&describe, &td, &register, &update]);
 
     let err = deploy_images(
         &target(&ecs),
-        &[ImageChange {
-            container: "api".into(),
-            image: "api:1".into(),
-        }],
+        &[ImageChange { container: "api".into(), image: "api:1".into() }],
         TIMEOUT,
         minute(),
     )
@@ -467,9 +300,6 @@ async fn an_unknown_container_is_a_configuration_error_listing_the_containers() 
     .unwrap_err();
 
     assert_eq!(err.failure_type(), FailureType::ConfigurationError);
-    assert!(
-        err.to_string().contains("`api`") && err.to_string().contains("web, sidecar"),
-        "{err}"
-    );
+    assert!(err.to_string().contains("`api`") && err.to_string().contains("web, sidecar"), "{err}");
     assert_eq!((register.num_calls(), update.num_calls()), (0, 0));
 }

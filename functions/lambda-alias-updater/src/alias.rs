@@ -20,27 +20,15 @@ pub struct AliasState {
 const PREVIOUS_MARK: &str = "; previous version ";
 
 /// `GetAlias`; `None` when the alias does not exist yet.
-pub async fn read_alias(
-    f: &FunctionRef<'_>,
-    deadline: Deadline,
-) -> Result<Option<AliasState>, UpdaterError> {
+pub async fn read_alias(f: &FunctionRef<'_>, deadline: Deadline) -> Result<Option<AliasState>, UpdaterError> {
     let result = retry(
         "GetAlias",
         Backoff::CONTROL_PLANE,
         deadline,
-        |e: &aws_sdk_lambda::error::SdkError<
-            aws_sdk_lambda::operation::get_alias::GetAliasError,
-        >| {
-            e.as_service_error()
-                .is_some_and(|s| s.is_too_many_requests_exception())
+        |e: &aws_sdk_lambda::error::SdkError<aws_sdk_lambda::operation::get_alias::GetAliasError>| {
+            e.as_service_error().is_some_and(|s| s.is_too_many_requests_exception())
         },
-        || {
-            f.lambda
-                .get_alias()
-                .function_name(f.function)
-                .name(f.alias)
-                .send()
-        },
+        || f.lambda.get_alias().function_name(f.function).name(f.alias).send(),
     )
     .await;
     match result {
@@ -54,10 +42,7 @@ pub async fn read_alias(
                 .and_then(|d| d.rsplit_once(PREVIOUS_MARK))
                 .map(|(_, v)| v.to_owned()),
         })),
-        Err(e)
-            if e.as_service_error()
-                .is_some_and(|s| s.is_resource_not_found_exception()) =>
-        {
+        Err(e) if e.as_service_error().is_some_and(|s| s.is_resource_not_found_exception()) => {
             // Either the alias or the function is missing; the function's absence shows at the next call.
             Ok(None)
         }
@@ -82,12 +67,9 @@ pub async fn upsert_alias(
                 "UpdateAlias",
                 Backoff::CONTROL_PLANE,
                 deadline,
-                |e: &aws_sdk_lambda::error::SdkError<
-                    aws_sdk_lambda::operation::update_alias::UpdateAliasError,
-                >| {
-                    e.as_service_error().is_some_and(|s| {
-                        s.is_resource_conflict_exception() || s.is_too_many_requests_exception()
-                    })
+                |e: &aws_sdk_lambda::error::SdkError<aws_sdk_lambda::operation::update_alias::UpdateAliasError>| {
+                    e.as_service_error()
+                        .is_some_and(|s| s.is_resource_conflict_exception() || s.is_too_many_requests_exception())
                 },
                 || {
                     f.lambda
@@ -107,9 +89,7 @@ pub async fn upsert_alias(
             )
             .await
             .map_err(|e| {
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_precondition_failed_exception())
-                {
+                if e.as_service_error().is_some_and(|s| s.is_precondition_failed_exception()) {
                     return UpdaterError::Changed {
                         what: "the alias",
                         function: f.function.to_owned(),
@@ -117,9 +97,7 @@ pub async fn upsert_alias(
                         error: ErrorInfo::from_sdk(&e),
                     };
                 }
-                let not_found = e
-                    .as_service_error()
-                    .is_some_and(|s| s.is_resource_not_found_exception());
+                let not_found = e.as_service_error().is_some_and(|s| s.is_resource_not_found_exception());
                 f.aws_error("move the alias of", ErrorInfo::from_sdk(&e), not_found)
             })?
             .alias_arn
@@ -129,12 +107,9 @@ pub async fn upsert_alias(
                 "CreateAlias",
                 Backoff::CONTROL_PLANE,
                 deadline,
-                |e: &aws_sdk_lambda::error::SdkError<
-                    aws_sdk_lambda::operation::create_alias::CreateAliasError,
-                >| {
-                    e.as_service_error().is_some_and(|s| {
-                        s.is_resource_conflict_exception() || s.is_too_many_requests_exception()
-                    })
+                |e: &aws_sdk_lambda::error::SdkError<aws_sdk_lambda::operation::create_alias::CreateAliasError>| {
+                    e.as_service_error()
+                        .is_some_and(|s| s.is_resource_conflict_exception() || s.is_too_many_requests_exception())
                 },
                 || {
                     f.lambda
@@ -148,9 +123,7 @@ pub async fn upsert_alias(
             )
             .await
             .map_err(|e| {
-                let not_found = e
-                    .as_service_error()
-                    .is_some_and(|s| s.is_resource_not_found_exception());
+                let not_found = e.as_service_error().is_some_and(|s| s.is_resource_not_found_exception());
                 f.aws_error("create the alias of", ErrorInfo::from_sdk(&e), not_found)
             })?
             .alias_arn
@@ -163,10 +136,7 @@ pub async fn upsert_alias(
 /// version always kept whole (an idempotent re-run reads it back).
 fn bounded_description(ctx: &PipelineContext, previous: &str) -> String {
     let tail = format!("{PREVIOUS_MARK}{previous}");
-    let head = bounded(
-        &format!("crossdeploy: {}", ctx.describe()),
-        256 - tail.len(),
-    );
+    let head = bounded(&format!("crossdeploy: {}", ctx.describe()), 256 - tail.len());
     format!("{head}{tail}")
 }
 

@@ -19,10 +19,7 @@ pub struct Package {
 
 impl std::fmt::Debug for Package {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Package")
-            .field("len", &self.bytes.len())
-            .field("sha256", &self.sha256)
-            .finish()
+        f.debug_struct("Package").field("len", &self.bytes.len()).field("sha256", &self.sha256).finish()
     }
 }
 
@@ -69,8 +66,7 @@ mod tests {
     fn zip_of(files: &[(&str, &[u8])]) -> Vec<u8> {
         let mut w = zip::ZipWriter::new(Cursor::new(Vec::new()));
         for (name, data) in files {
-            w.start_file(*name, zip::write::SimpleFileOptions::default())
-                .unwrap();
+            w.start_file(*name, zip::write::SimpleFileOptions::default()).unwrap();
             w.write_all(data).unwrap();
         }
         w.finish().unwrap().into_inner()

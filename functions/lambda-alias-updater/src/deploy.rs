@@ -40,10 +40,7 @@ pub async fn deploy_package(
         let live = code_state(f, Some(&a.version), deadline).await?;
         if live.code_sha256.as_deref() == Some(package.sha256.as_str()) {
             tracing::info!(function = f.function, alias = f.alias, version = %a.version, "alias already serves this package; nothing to do");
-            let previous = a
-                .recorded_previous
-                .clone()
-                .unwrap_or_else(|| a.version.clone());
+            let previous = a.recorded_previous.clone().unwrap_or_else(|| a.version.clone());
             return Ok(succeeded(
                 f,
                 &a.version,
@@ -81,11 +78,7 @@ async fn finish(
     ctx: &PipelineContext,
     deadline: Deadline,
 ) -> Result<Outcome, UpdaterError> {
-    let LambdaState::WaitingForUpdate {
-        code_sha256,
-        alias_version,
-        alias_revision_id,
-    } = &state;
+    let LambdaState::WaitingForUpdate { code_sha256, alias_version, alias_revision_id } = &state;
     let revision_id = match wait_for_update(f, deadline).await? {
         Settled::StillInProgress => {
             return Ok(Outcome::InProgress {
@@ -94,10 +87,7 @@ async fn finish(
                 state: serde_json::to_value(&state).unwrap_or_default(),
             })
         }
-        Settled::Done {
-            revision_id,
-            code_sha256: now,
-        } => {
+        Settled::Done { revision_id, code_sha256: now } => {
             if now.as_deref() != Some(code_sha256.as_str()) {
                 return Err(UpdaterError::Changed {
                     what: "the code",
@@ -125,14 +115,7 @@ async fn finish(
     let alias_arn = upsert_alias(f, before.as_ref(), &version, ctx, deadline).await?;
     let previous = alias_version.as_deref().unwrap_or("none");
     tracing::info!(function = f.function, alias = f.alias, version = %version, previous, "alias moved");
-    Ok(succeeded(
-        f,
-        &version,
-        previous,
-        &alias_arn,
-        code_sha256,
-        false,
-    ))
+    Ok(succeeded(f, &version, previous, &alias_arn, code_sha256, false))
 }
 
 fn succeeded(
@@ -150,11 +133,7 @@ fn succeeded(
             f.describe()
         )
     } else {
-        format!(
-            "alias {} of {}: version {previous} -> {version}",
-            f.alias,
-            f.describe()
-        )
+        format!("alias {} of {}: version {previous} -> {version}", f.alias, f.describe())
     };
     let outputs = BTreeMap::from([
         (outputs::FUNCTION_VERSION.to_owned(), version.to_owned()),

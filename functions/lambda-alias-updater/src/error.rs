@@ -26,20 +26,11 @@ pub enum UpdaterError {
 
     /// Lambda reported the code update as Failed.
     #[error("the code update of function {function} in account {account} failed: {reason}")]
-    UpdateFailed {
-        function: String,
-        account: String,
-        reason: String,
-    },
+    UpdateFailed { function: String, account: String, reason: String },
 
     /// A precondition (RevisionId, CodeSha256) did not hold: someone else changed the function.
     #[error("{what} of function {function} in account {account} changed while crossdeploy was deploying ({error}); another deployment is probably running: let it finish, then retry this action")]
-    Changed {
-        what: &'static str,
-        function: String,
-        account: String,
-        error: ErrorInfo,
-    },
+    Changed { what: &'static str, function: String, account: String, error: ErrorInfo },
 
     /// The artifact could not be read, or the file in it not found.
     #[error(transparent)]
@@ -56,12 +47,8 @@ impl UpdaterError {
             UpdaterError::Credentials(e) => e.failure_type(),
             UpdaterError::Artifact(e) => e.failure_type(),
             UpdaterError::Configuration(_) => FailureType::ConfigurationError,
-            UpdaterError::Aws { error, .. } if error.is_access_denied() => {
-                FailureType::PermissionError
-            }
-            UpdaterError::Aws {
-                not_found: true, ..
-            } => FailureType::ConfigurationError,
+            UpdaterError::Aws { error, .. } if error.is_access_denied() => FailureType::PermissionError,
+            UpdaterError::Aws { not_found: true, .. } => FailureType::ConfigurationError,
             UpdaterError::Aws { .. }
             | UpdaterError::UpdateFailed { .. }
             | UpdaterError::Changed { .. }

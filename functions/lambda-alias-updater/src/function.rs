@@ -20,24 +20,14 @@ impl FunctionRef<'_> {
         format!("function {} in account {}", self.function, self.account)
     }
 
-    pub(crate) fn aws_error(
-        &self,
-        action: &'static str,
-        error: ErrorInfo,
-        not_found: bool,
-    ) -> UpdaterError {
+    pub(crate) fn aws_error(&self, action: &'static str, error: ErrorInfo, not_found: bool) -> UpdaterError {
         if not_found {
             return UpdaterError::Configuration(format!(
                 "failed to {action} {}: {error}. Check FunctionName, Alias and Region: the function must exist in the target account",
                 self.describe()
             ));
         }
-        UpdaterError::Aws {
-            action,
-            resource: self.describe(),
-            error,
-            not_found,
-        }
+        UpdaterError::Aws { action, resource: self.describe(), error, not_found }
     }
 }
 
@@ -61,8 +51,11 @@ pub async fn code_state(
         Backoff::CONTROL_PLANE,
         deadline,
         |e: &aws_sdk_lambda::error::SdkError<_>| {
-            e.as_service_error()
-                .is_some_and(|s: &aws_sdk_lambda::operation::get_function_configuration::GetFunctionConfigurationError| s.is_too_many_requests_exception())
+            e.as_service_error().is_some_and(
+                |s: &aws_sdk_lambda::operation::get_function_configuration::GetFunctionConfigurationError| {
+                    s.is_too_many_requests_exception()
+                },
+            )
         },
         || {
             f.lambda
@@ -77,21 +70,13 @@ pub async fn code_state(
         let not_found = e.as_service_error().is_some_and(|s| s.is_resource_not_found_exception());
         f.aws_error("read the configuration of", ErrorInfo::from_sdk(&e), not_found)
     })?;
-    let reason = match (
-        out.last_update_status_reason_code(),
-        out.last_update_status_reason(),
-    ) {
+    let reason = match (out.last_update_status_reason_code(), out.last_update_status_reason()) {
         (Some(code), Some(r)) => Some(format!("{}: {r}", code.as_str())),
         (None, Some(r)) => Some(r.to_owned()),
         (Some(code), None) => Some(code.as_str().to_owned()),
         (None, None) => None,
     };
-    Ok(CodeState {
-        revision_id: out.revision_id,
-        code_sha256: out.code_sha256,
-        status: out.last_update_status,
-        reason,
-    })
+    Ok(CodeState { revision_id: out.revision_id, code_sha256: out.code_sha256, status: out.last_update_status, reason })
 }
 
 /// `UpdateFunctionCode` with the package's bytes, guarded by `$LATEST`'s RevisionId.
@@ -110,9 +95,8 @@ pub async fn update_code(
         |e: &aws_sdk_lambda::error::SdkError<
             aws_sdk_lambda::operation::update_function_code::UpdateFunctionCodeError,
         >| {
-            e.as_service_error().is_some_and(|s| {
-                s.is_resource_conflict_exception() || s.is_too_many_requests_exception()
-            })
+            e.as_service_error()
+                .is_some_and(|s| s.is_resource_conflict_exception() || s.is_too_many_requests_exception())
         },
         || {
             f.lambda
@@ -145,48 +129,33 @@ pub async fn update_code(
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Settled {
     /// `LastUpdateStatus` is Successful: `$LATEST` holds the new code at this revision.
-    Done {
-        revision_id: Option<String>,
-        code_sha256: Option<String>,
-    },
+    Done { revision_id: Option<String>, code_sha256: Option<String> },
     /// Still InProgress and the deadline is near: resume later.
     StillInProgress,
 }
 
 /// Polls `LastUpdateStatus` until Successful (done) or Failed (an error with Lambda's reason),
 /// waiting 1, 2, 4, 5, 5... seconds between reads, never past `deadline`.
-pub async fn wait_for_update(
-    f: &FunctionRef<'_>,
-    deadline: Deadline,
-) -> Result<Settled, UpdaterError> {
+pub async fn wait_for_update(f: &FunctionRef<'_>, deadline: Deadline) -> Result<Settled, UpdaterError> {
     let mut pause = Duration::from_secs(1);
     loop {
         let state = code_state(f, None, deadline).await?;
         match state.status {
             None | Some(LastUpdateStatus::Successful) => {
-                return Ok(Settled::Done {
-                    revision_id: state.revision_id,
-                    code_sha256: state.code_sha256,
-                })
+                return Ok(Settled::Done { revision_id: state.revision_id, code_sha256: state.code_sha256 })
             }
             Some(LastUpdateStatus::Failed) => {
                 return Err(UpdaterError::UpdateFailed {
                     function: f.function.to_owned(),
                     account: f.account.to_owned(),
-                    reason: state
-                        .reason
-                        .unwrap_or_else(|| "Lambda gave no reason".to_owned()),
+                    reason: state.reason.unwrap_or_else(|| "Lambda gave no reason".to_owned()),
                 })
             }
             Some(_) => {
                 if deadline.remaining() <= pause {
                     return Ok(Settled::StillInProgress);
                 }
-                tracing::info!(
-                    function = f.function,
-                    wait_ms = pause.as_millis() as u64,
-                    "code update in progress"
-                );
+                tracing::info!(function = f.function, wait_ms = pause.as_millis() as u64, "code update in progress");
                 tokio::time::sleep(pause).await;
                 pause = (pause * 2).min(Duration::from_secs(5));
             }

@@ -23,9 +23,7 @@ pub use version::publish_version;
 use aws_config::SdkConfig;
 use crossdeploy_aws::Deadline;
 use crossdeploy_credentials::TargetSessions;
-use crossdeploy_protocol::{
-    DeployRequest, DeploySpec, DeploymentStrategy, Outcome, UpdaterRequest,
-};
+use crossdeploy_protocol::{DeployRequest, DeploySpec, DeploymentStrategy, Outcome, UpdaterRequest};
 use std::time::Duration;
 
 /// Time kept back from the invocation's deadline to answer.
@@ -42,10 +40,7 @@ pub struct Deps {
 
 impl Deps {
     pub fn from_config(config: &SdkConfig) -> Self {
-        Self {
-            s3: aws_sdk_s3::Client::new(config),
-            sessions: TargetSessions::from_env(config),
-        }
+        Self { s3: aws_sdk_s3::Client::new(config), sessions: TargetSessions::from_env(config) }
     }
 }
 
@@ -71,10 +66,7 @@ pub async fn handle(event: serde_json::Value, deps: &Deps, deadline: Deadline) -
         Outcome::InProgress { summary, .. } => {
             tracing::info!(request_id = %request.request_id, %summary, "in progress")
         }
-        Outcome::Failed {
-            failure_type,
-            message,
-        } => {
+        Outcome::Failed { failure_type, message } => {
             tracing::error!(request_id = %request.request_id, failure_type = failure_type.as_str(), %message, "failed")
         }
     }
@@ -82,14 +74,11 @@ pub async fn handle(event: serde_json::Value, deps: &Deps, deadline: Deadline) -
 }
 
 /// One deployment request, from the allow-list check to the moved alias.
-pub async fn deploy(
-    request: &DeployRequest,
-    deps: &Deps,
-    deadline: Deadline,
-) -> Result<Outcome, UpdaterError> {
+pub async fn deploy(request: &DeployRequest, deps: &Deps, deadline: Deadline) -> Result<Outcome, UpdaterError> {
     let DeploySpec::Lambda(spec) = &request.spec else {
         return Err(UpdaterError::Configuration(
-            "lambda-alias-updater deploys Lambda functions only; an ECS request belongs to ecs-taskdef-updater".to_owned(),
+            "lambda-alias-updater deploys Lambda functions only; an ECS request belongs to ecs-taskdef-updater"
+                .to_owned(),
         ));
     };
     if spec.strategy != DeploymentStrategy::AllAtOnce {
@@ -101,9 +90,7 @@ pub async fn deploy(
     let role = &request.target.role_arn;
     // Refuse a role off the allow-list before reading anything.
     if !deps.sessions.allow_list().allows(role) {
-        return Err(
-            crossdeploy_credentials::CredentialsError::NotAllowed { role: role.clone() }.into(),
-        );
+        return Err(crossdeploy_credentials::CredentialsError::NotAllowed { role: role.clone() }.into());
     }
     let ctx = &request.pipeline;
     // Either resume from an earlier invocation's state, or start with the package.
@@ -112,29 +99,16 @@ pub async fn deploy(
         Fresh(Package),
     }
     let work = match &request.resume {
-        Some(state) => Work::Resume(
-            serde_json::from_value::<LambdaState>(state.clone()).map_err(|e| {
-                UpdaterError::BadRequest(format!(
-                    "the state to resume from is not one this updater wrote: {e}"
-                ))
-            })?,
-        ),
-        None => Work::Fresh(
-            read_package(&deps.s3, &request.artifact, spec.artifact_path.as_deref()).await?,
-        ),
+        Some(state) => Work::Resume(serde_json::from_value::<LambdaState>(state.clone()).map_err(|e| {
+            UpdaterError::BadRequest(format!("the state to resume from is not one this updater wrote: {e}"))
+        })?),
+        None => Work::Fresh(read_package(&deps.s3, &request.artifact, spec.artifact_path.as_deref()).await?),
     };
     let seed = ctx.execution_id.as_deref().unwrap_or(&ctx.job_id);
-    let session = deps
-        .sessions
-        .assume(role, request.target.region.as_deref(), seed)
-        .await?;
+    let session = deps.sessions.assume(role, request.target.region.as_deref(), seed).await?;
     let lambda = aws_sdk_lambda::Client::new(&session.config);
-    let f = FunctionRef {
-        lambda: &lambda,
-        account: role.account_id(),
-        function: &spec.function_name,
-        alias: &spec.alias,
-    };
+    let f =
+        FunctionRef { lambda: &lambda, account: role.account_id(), function: &spec.function_name, alias: &spec.alias };
     match work {
         Work::Resume(state) => resume(&f, state, ctx, deadline).await,
         Work::Fresh(package) => deploy_package(&f, &package, ctx, deadline).await,

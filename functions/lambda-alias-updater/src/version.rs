@@ -20,9 +20,8 @@ pub async fn publish_version(
         Backoff::CONTROL_PLANE,
         deadline,
         |e: &aws_sdk_lambda::error::SdkError<PublishVersionError>| {
-            e.as_service_error().is_some_and(|s| {
-                s.is_resource_conflict_exception() || s.is_too_many_requests_exception()
-            })
+            e.as_service_error()
+                .is_some_and(|s| s.is_resource_conflict_exception() || s.is_too_many_requests_exception())
         },
         || {
             f.lambda
@@ -38,9 +37,7 @@ pub async fn publish_version(
     .map_err(|e| {
         let service = e.as_service_error();
         // A different CodeSha256 in $LATEST comes back as InvalidParameterValueException.
-        if service.is_some_and(|s| {
-            s.is_precondition_failed_exception() || s.is_invalid_parameter_value_exception()
-        }) {
+        if service.is_some_and(|s| s.is_precondition_failed_exception() || s.is_invalid_parameter_value_exception()) {
             return UpdaterError::Changed {
                 what: "the code",
                 function: f.function.to_owned(),
@@ -54,10 +51,7 @@ pub async fn publish_version(
     out.version.ok_or_else(|| UpdaterError::Aws {
         action: "publish a version of",
         resource: f.describe(),
-        error: ErrorInfo {
-            code: None,
-            message: "PublishVersion answered without a version number".to_owned(),
-        },
+        error: ErrorInfo { code: None, message: "PublishVersion answered without a version number".to_owned() },
         not_found: false,
     })
 }

@@ -4,18 +4,14 @@ use aws_sdk_lambda::operation::get_alias::GetAliasOutput;
 use aws_sdk_lambda::operation::get_function_configuration::GetFunctionConfigurationOutput;
 use aws_sdk_lambda::operation::publish_version::PublishVersionOutput;
 use aws_sdk_lambda::operation::update_alias::UpdateAliasOutput;
-use aws_sdk_lambda::operation::update_function_code::{
-    UpdateFunctionCodeError, UpdateFunctionCodeOutput,
-};
+use aws_sdk_lambda::operation::update_function_code::{UpdateFunctionCodeError, UpdateFunctionCodeOutput};
 use aws_sdk_lambda::types::error::{PreconditionFailedException, ResourceConflictException};
 use aws_sdk_lambda::types::{LastUpdateStatus, LastUpdateStatusReasonCode};
 use aws_sdk_lambda::Client;
 use aws_smithy_mocks::{mock, mock_client, Rule, RuleMode};
 use crossdeploy_aws::Deadline;
 use crossdeploy_protocol::{FailureType, Outcome, PipelineContext};
-use lambda_alias_updater::{
-    deploy_package, resume, FunctionRef, LambdaState, Package, UpdaterError,
-};
+use lambda_alias_updater::{deploy_package, resume, FunctionRef, LambdaState, Package, UpdaterError};
 use std::io::Write;
 use std::time::Duration;
 
@@ -23,8 +19,7 @@ const ALIAS_ARN: &str = "arn:aws:lambda:us-east-1:222222222222:function:orders-a
 
 fn package() -> Package {
     let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
-    w.start_file("bootstrap", zip::write::SimpleFileOptions::default())
-        .unwrap();
+    w.start_file("bootstrap", zip::write::SimpleFileOptions::default()).unwrap();
     w.write_all(b"new code").unwrap();
     Package::new(w.finish().unwrap().into_inner(), "test").unwrap()
 }
@@ -40,43 +35,24 @@ fn ctx() -> PipelineContext {
 
 fn alias_at_v1() -> Rule {
     mock!(Client::get_alias).then_output(|| {
-        GetAliasOutput::builder()
-            .function_version("1")
-            .alias_arn(ALIAS_ARN)
-            .revision_id("alias-rev-1")
-            .build()
+        GetAliasOutput::builder().function_version("1").alias_arn(ALIAS_ARN).revision_id("alias-rev-1").build()
     })
 }
 
 fn version_1_has_old_code() -> Rule {
     mock!(Client::get_function_configuration)
         .match_requests(|r| r.qualifier() == Some("1"))
-        .then_output(|| {
-            GetFunctionConfigurationOutput::builder()
-                .code_sha256("old-sha")
-                .version("1")
-                .build()
-        })
+        .then_output(|| GetFunctionConfigurationOutput::builder().code_sha256("old-sha").version("1").build())
 }
 
 fn latest(status: LastUpdateStatus, sha: &str, rev: &str) -> GetFunctionConfigurationOutput {
-    GetFunctionConfigurationOutput::builder()
-        .last_update_status(status)
-        .code_sha256(sha)
-        .revision_id(rev)
-        .build()
+    GetFunctionConfigurationOutput::builder().last_update_status(status).code_sha256(sha).revision_id(rev).build()
 }
 
 fn update_code_ok() -> Rule {
     mock!(Client::update_function_code)
-        .match_requests(|r| {
-            r.revision_id() == Some("rev-0") && r.publish() == Some(false) && r.zip_file().is_some()
-        })
-        .then_output(|| {
-            UpdateFunctionCodeOutput::builder()
-                .last_update_status(LastUpdateStatus::InProgress)
-                .build()
-        })
+        .match_requests(|r| r.revision_id() == Some("rev-0") && r.publish() == Some(false) && r.zip_file().is_some())
+        .then_output(|| UpdateFunctionCodeOutput::builder().last_update_status(LastUpdateStatus::InProgress).build())
 }
 
 fn publish_v2(sha: String) -> Rule {
@@ -84,8 +60,7 @@ fn publish_v2(sha: String) -> Rule {
         .match_requests(move |r| {
             r.code_sha256() == Some(sha.as_str())
                 && r.revision_id() == Some("rev-2")
-                && r.description()
-                    .is_some_and(|d| d.contains("pipeline orders execution exec-1"))
+                && r.description().is_some_and(|d| d.contains("pipeline orders execution exec-1"))
         })
         .then_output(|| PublishVersionOutput::builder().version("2").build())
 }
@@ -95,26 +70,14 @@ fn alias_to_v2() -> Rule {
         .match_requests(|r| {
             r.function_version() == Some("2")
                 && r.revision_id() == Some("alias-rev-1")
-                && r.routing_config()
-                    .is_some_and(|c| c.additional_version_weights().is_some_and(|w| w.is_empty()))
-                && r.description()
-                    .is_some_and(|d| d.ends_with("; previous version 1"))
+                && r.routing_config().is_some_and(|c| c.additional_version_weights().is_some_and(|w| w.is_empty()))
+                && r.description().is_some_and(|d| d.ends_with("; previous version 1"))
         })
-        .then_output(|| {
-            UpdateAliasOutput::builder()
-                .alias_arn(ALIAS_ARN)
-                .function_version("2")
-                .build()
-        })
+        .then_output(|| UpdateAliasOutput::builder().alias_arn(ALIAS_ARN).function_version("2").build())
 }
 
 fn target(client: &Client) -> FunctionRef<'_> {
-    FunctionRef {
-        lambda: client,
-        account: "222222222222",
-        function: "orders-api",
-        alias: "live",
-    }
+    FunctionRef { lambda: client, account: "222222222222", function: "orders-api", alias: "live" }
 }
 
 #[tokio::test(start_paused = true)]
@@ -130,48 +93,21 @@ async fn an_update_in_progress_is_waited_for_then_published_and_the_alias_moved(
         .times(2)
         .output(move || latest(LastUpdateStatus::Successful, &sha2, "rev-2"))
         .build();
-    let (alias, v1, update, publish, move_alias) = (
-        alias_at_v1(),
-        version_1_has_old_code(),
-        update_code_ok(),
-        publish_v2(sha.clone()),
-        alias_to_v2(),
-    );
-    let client = mock_client!(
-        aws_sdk_lambda,
-        RuleMode::MatchAny,
-        [&alias, &v1, &latest_rule, &update, &publish, &move_alias]
-    );
+    let (alias, v1, update, publish, move_alias) =
+        (alias_at_v1(), version_1_has_old_code(), update_code_ok(), publish_v2(sha.clone()), alias_to_v2());
+    let client =
+        mock_client!(aws_sdk_lambda, RuleMode::MatchAny, [&alias, &v1, &latest_rule, &update, &publish, &move_alias]);
 
-    let outcome = deploy_package(
-        &target(&client),
-        &pkg,
-        &ctx(),
-        Deadline::after(Duration::from_secs(60)),
-    )
-    .await
-    .unwrap();
+    let outcome =
+        deploy_package(&target(&client), &pkg, &ctx(), Deadline::after(Duration::from_secs(60))).await.unwrap();
 
-    let Outcome::Succeeded { outputs, .. } = outcome else {
-        panic!("{outcome:?}")
-    };
+    let Outcome::Succeeded { outputs, .. } = outcome else { panic!("{outcome:?}") };
     assert_eq!(outputs["FunctionVersion"], "2");
     assert_eq!(outputs["PreviousVersion"], "1");
     assert_eq!(outputs["AliasArn"], ALIAS_ARN);
     assert_eq!(outputs["CodeSha256"], sha);
-    assert_eq!(
-        latest_rule.num_calls(),
-        4,
-        "one read before, three while waiting"
-    );
-    assert_eq!(
-        (
-            update.num_calls(),
-            publish.num_calls(),
-            move_alias.num_calls()
-        ),
-        (1, 1, 1)
-    );
+    assert_eq!(latest_rule.num_calls(), 4, "one read before, three while waiting");
+    assert_eq!((update.num_calls(), publish.num_calls(), move_alias.num_calls()), (1, 1, 1));
 }
 
 #[tokio::test(start_paused = true)]
@@ -186,40 +122,21 @@ async fn an_update_that_fails_fails_the_job_with_lambdas_reason_and_publishes_no
             GetFunctionConfigurationOutput::builder()
                 .last_update_status(LastUpdateStatus::Failed)
                 .last_update_status_reason_code(LastUpdateStatusReasonCode::InvalidRuntime)
-                .last_update_status_reason(
-                    "The runtime parameter of provided is no longer supported",
-                )
+                .last_update_status_reason("The runtime parameter of provided is no longer supported")
                 .build()
         })
         .build();
     let (alias, v1, update) = (alias_at_v1(), version_1_has_old_code(), update_code_ok());
-    let publish = mock!(Client::publish_version)
-        .then_output(|| PublishVersionOutput::builder().version("2").build());
-    let client = mock_client!(
-        aws_sdk_lambda,
-        RuleMode::MatchAny,
-        [&alias, &v1, &latest_rule, &update, &publish]
-    );
+    let publish = mock!(Client::publish_version).then_output(|| PublishVersionOutput::builder().version("2").build());
+    let client = mock_client!(aws_sdk_lambda, RuleMode::MatchAny, [&alias, &v1, &latest_rule, &update, &publish]);
 
-    let err = deploy_package(
-        &target(&client),
-        &pkg,
-        &ctx(),
-        Deadline::after(Duration::from_secs(60)),
-    )
-    .await
-    .unwrap_err();
+    let err =
+        deploy_package(&target(&client), &pkg, &ctx(), Deadline::after(Duration::from_secs(60))).await.unwrap_err();
 
     assert_eq!(err.failure_type(), FailureType::JobFailed);
     let msg = err.to_string();
-    assert!(
-        msg.contains("InvalidRuntime: The runtime parameter of provided is no longer supported"),
-        "{msg}"
-    );
-    assert!(
-        msg.contains("orders-api") && msg.contains("222222222222"),
-        "{msg}"
-    );
+    assert!(msg.contains("InvalidRuntime: The runtime parameter of provided is no longer supported"), "{msg}");
+    assert!(msg.contains("orders-api") && msg.contains("222222222222"), "{msg}");
     assert_eq!(publish.num_calls(), 0);
 }
 
@@ -246,26 +163,12 @@ async fn a_resource_conflict_is_retried_then_the_deploy_succeeds() {
         .times(2)
         .output(|| UpdateFunctionCodeOutput::builder().build())
         .build();
-    let (alias, v1, publish, move_alias) = (
-        alias_at_v1(),
-        version_1_has_old_code(),
-        publish_v2(sha),
-        alias_to_v2(),
-    );
-    let client = mock_client!(
-        aws_sdk_lambda,
-        RuleMode::MatchAny,
-        [&alias, &v1, &latest_rule, &update, &publish, &move_alias]
-    );
+    let (alias, v1, publish, move_alias) = (alias_at_v1(), version_1_has_old_code(), publish_v2(sha), alias_to_v2());
+    let client =
+        mock_client!(aws_sdk_lambda, RuleMode::MatchAny, [&alias, &v1, &latest_rule, &update, &publish, &move_alias]);
 
-    let outcome = deploy_package(
-        &target(&client),
-        &pkg,
-        &ctx(),
-        Deadline::after(Duration::from_secs(60)),
-    )
-    .await
-    .unwrap();
+    let outcome =
+        deploy_package(&target(&client), &pkg, &ctx(), Deadline::after(Duration::from_secs(60))).await.unwrap();
 
     assert!(matches!(outcome, Outcome::Succeeded { .. }), "{outcome:?}");
     assert_eq!(update.num_calls(), 3);
@@ -286,37 +189,20 @@ async fn a_precondition_failure_says_someone_else_changed_the_function() {
         )
     });
     let (alias, v1) = (alias_at_v1(), version_1_has_old_code());
-    let publish = mock!(Client::publish_version)
-        .then_output(|| PublishVersionOutput::builder().version("2").build());
-    let client = mock_client!(
-        aws_sdk_lambda,
-        RuleMode::MatchAny,
-        [&alias, &v1, &latest_rule, &update, &publish]
-    );
+    let publish = mock!(Client::publish_version).then_output(|| PublishVersionOutput::builder().version("2").build());
+    let client = mock_client!(aws_sdk_lambda, RuleMode::MatchAny, [&alias, &v1, &latest_rule, &update, &publish]);
 
-    let err = deploy_package(
-        &target(&client),
-        &pkg,
-        &ctx(),
-        Deadline::after(Duration::from_secs(60)),
-    )
-    .await
-    .unwrap_err();
+    let err =
+        deploy_package(&target(&client), &pkg, &ctx(), Deadline::after(Duration::from_secs(60))).await.unwrap_err();
 
     assert!(matches!(err, UpdaterError::Changed { .. }), "{err:?}");
     let msg = err.to_string();
     assert!(
-        msg.contains("PreconditionFailedException")
-            && msg.contains("orders-api")
-            && msg.contains("222222222222"),
+        msg.contains("PreconditionFailedException") && msg.contains("orders-api") && msg.contains("222222222222"),
         "{msg}"
     );
     assert!(msg.contains("retry this action"), "{msg}");
-    assert_eq!(
-        update.num_calls(),
-        1,
-        "a precondition failure is not retried"
-    );
+    assert_eq!(update.num_calls(), 1, "a precondition failure is not retried");
     assert_eq!(publish.num_calls(), 0);
 }
 
@@ -333,58 +219,23 @@ async fn a_wait_cut_short_by_the_deadline_hands_back_state_and_resumes() {
         .times(3)
         .output(move || latest(LastUpdateStatus::Successful, &sha2, "rev-2"))
         .build();
-    let (alias, v1, update, publish, move_alias) = (
-        alias_at_v1(),
-        version_1_has_old_code(),
-        update_code_ok(),
-        publish_v2(sha.clone()),
-        alias_to_v2(),
-    );
-    let client = mock_client!(
-        aws_sdk_lambda,
-        RuleMode::MatchAny,
-        [&alias, &v1, &latest_rule, &update, &publish, &move_alias]
-    );
+    let (alias, v1, update, publish, move_alias) =
+        (alias_at_v1(), version_1_has_old_code(), update_code_ok(), publish_v2(sha.clone()), alias_to_v2());
+    let client =
+        mock_client!(aws_sdk_lambda, RuleMode::MatchAny, [&alias, &v1, &latest_rule, &update, &publish, &move_alias]);
 
-    let first = deploy_package(
-        &target(&client),
-        &pkg,
-        &ctx(),
-        Deadline::after(Duration::from_millis(2500)),
-    )
-    .await
-    .unwrap();
-    let Outcome::InProgress { state, .. } = first else {
-        panic!("{first:?}")
-    };
+    let first =
+        deploy_package(&target(&client), &pkg, &ctx(), Deadline::after(Duration::from_millis(2500))).await.unwrap();
+    let Outcome::InProgress { state, .. } = first else { panic!("{first:?}") };
     assert_eq!(publish.num_calls(), 0);
     let state: LambdaState = serde_json::from_value(state).unwrap();
 
-    let second = resume(
-        &target(&client),
-        state,
-        &ctx(),
-        Deadline::after(Duration::from_secs(60)),
-    )
-    .await
-    .unwrap();
+    let second = resume(&target(&client), state, &ctx(), Deadline::after(Duration::from_secs(60))).await.unwrap();
 
-    let Outcome::Succeeded { outputs, .. } = second else {
-        panic!("{second:?}")
-    };
+    let Outcome::Succeeded { outputs, .. } = second else { panic!("{second:?}") };
+    assert_eq!((outputs["FunctionVersion"].as_str(), outputs["PreviousVersion"].as_str()), ("2", "1"));
     assert_eq!(
-        (
-            outputs["FunctionVersion"].as_str(),
-            outputs["PreviousVersion"].as_str()
-        ),
-        ("2", "1")
-    );
-    assert_eq!(
-        (
-            update.num_calls(),
-            publish.num_calls(),
-            move_alias.num_calls()
-        ),
+        (update.num_calls(), publish.num_calls(), move_alias.num_calls()),
         (1, 1, 1),
         "the code is uploaded once"
     );
@@ -403,34 +254,15 @@ async fn an_alias_that_already_serves_the_package_changes_nothing() {
     });
     let v2 = mock!(Client::get_function_configuration)
         .match_requests(|r| r.qualifier() == Some("2"))
-        .then_output(move || {
-            GetFunctionConfigurationOutput::builder()
-                .code_sha256(&sha)
-                .build()
-        });
-    let update = mock!(Client::update_function_code)
-        .then_output(|| UpdateFunctionCodeOutput::builder().build());
+        .then_output(move || GetFunctionConfigurationOutput::builder().code_sha256(&sha).build());
+    let update = mock!(Client::update_function_code).then_output(|| UpdateFunctionCodeOutput::builder().build());
     let client = mock_client!(aws_sdk_lambda, RuleMode::MatchAny, [&alias, &v2, &update]);
 
-    let outcome = deploy_package(
-        &target(&client),
-        &pkg,
-        &ctx(),
-        Deadline::after(Duration::from_secs(60)),
-    )
-    .await
-    .unwrap();
+    let outcome =
+        deploy_package(&target(&client), &pkg, &ctx(), Deadline::after(Duration::from_secs(60))).await.unwrap();
 
-    let Outcome::Succeeded { outputs, summary } = outcome else {
-        panic!()
-    };
-    assert_eq!(
-        (
-            outputs["FunctionVersion"].as_str(),
-            outputs["PreviousVersion"].as_str()
-        ),
-        ("2", "1")
-    );
+    let Outcome::Succeeded { outputs, summary } = outcome else { panic!() };
+    assert_eq!((outputs["FunctionVersion"].as_str(), outputs["PreviousVersion"].as_str()), ("2", "1"));
     assert!(summary.contains("nothing changed"), "{summary}");
     assert_eq!(update.num_calls(), 0);
 }

@@ -18,21 +18,13 @@ pub enum InvokeError {
     #[error("failed to invoke the updater {function}: {error}")]
     Call { function: String, error: ErrorInfo },
     #[error("the updater {function} failed: {error_type}: {message}")]
-    Function {
-        function: String,
-        error_type: String,
-        message: String,
-    },
+    Function { function: String, error_type: String, message: String },
     #[error("the updater {function} answered something that is not an outcome: {problem}")]
     BadAnswer { function: String, problem: String },
 }
 
 impl Invoke for aws_sdk_lambda::Client {
-    async fn invoke(
-        &self,
-        function: &str,
-        request: &UpdaterRequest,
-    ) -> Result<Outcome, InvokeError> {
+    async fn invoke(&self, function: &str, request: &UpdaterRequest) -> Result<Outcome, InvokeError> {
         let payload = serde_json::to_vec(request).map_err(|e| InvokeError::BadAnswer {
             function: function.to_owned(),
             problem: format!("the request could not be written: {e}"),
@@ -44,10 +36,7 @@ impl Invoke for aws_sdk_lambda::Client {
             .payload(Blob::new(payload))
             .send()
             .await
-            .map_err(|e| InvokeError::Call {
-                function: function.to_owned(),
-                error: ErrorInfo::from_sdk(&e),
-            })?;
+            .map_err(|e| InvokeError::Call { function: function.to_owned(), error: ErrorInfo::from_sdk(&e) })?;
         let body = out.payload.map(Blob::into_inner).unwrap_or_default();
         if let Some(kind) = out.function_error {
             // The runtime's error document: {"errorType": ..., "errorMessage": ...}.
@@ -55,15 +44,10 @@ impl Invoke for aws_sdk_lambda::Client {
             return Err(InvokeError::Function {
                 function: function.to_owned(),
                 error_type: doc["errorType"].as_str().unwrap_or(&kind).to_owned(),
-                message: doc["errorMessage"]
-                    .as_str()
-                    .unwrap_or("no message")
-                    .to_owned(),
+                message: doc["errorMessage"].as_str().unwrap_or("no message").to_owned(),
             });
         }
-        serde_json::from_slice(&body).map_err(|e| InvokeError::BadAnswer {
-            function: function.to_owned(),
-            problem: e.to_string(),
-        })
+        serde_json::from_slice(&body)
+            .map_err(|e| InvokeError::BadAnswer { function: function.to_owned(), problem: e.to_string() })
     }
 }

@@ -9,10 +9,9 @@ use aws_sdk_codepipeline::types::{
 };
 use aws_smithy_mocks::{mock, mock_client, Rule, RuleMode};
 use crossdeploy_aws::Deadline;
+use crossdeploy_ledger::Ledger;
 use crossdeploy_protocol::{FailureType, Outcome, UpdaterRequest};
-use pipeline_job_worker::{
-    handle_invoke_event, Invoke, InvokeError, Updaters, Worker, WorkerError,
-};
+use pipeline_job_worker::{handle_invoke_event, Invoke, InvokeError, Settings, Updaters, Worker, WorkerError};
 use serde_json::json;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -33,10 +32,7 @@ struct FakeUpdater {
 
 impl FakeUpdater {
     fn new(behaviours: Vec<Behaviour>) -> Self {
-        Self {
-            behaviour: Mutex::new(behaviours),
-            seen: Mutex::new(Vec::new()),
-        }
+        Self { behaviour: Mutex::new(behaviours), seen: Mutex::new(Vec::new()) }
     }
     fn calls(&self) -> usize {
         self.seen.lock().unwrap().len()
@@ -46,11 +42,7 @@ impl FakeUpdater {
 struct Fake(Arc<FakeUpdater>);
 
 impl Invoke for Fake {
-    async fn invoke(
-        &self,
-        _function: &str,
-        request: &UpdaterRequest,
-    ) -> Result<Outcome, InvokeError> {
+    async fn invoke(&self, _function: &str, request: &UpdaterRequest) -> Result<Outcome, InvokeError> {
         self.0.seen.lock().unwrap().push(request.clone());
         let b = self.0.behaviour.lock().unwrap().remove(0);
         match b {
@@ -116,40 +108,46 @@ fn success_rule() -> Rule {
     mock!(Cp::put_job_success_result).then_output(|| PutJobSuccessResultOutput::builder().build())
 }
 
+/// A ledger whose every conditional write succeeds: a fresh job, a free target. (The ledger's
+/// own behaviour, and the worker's with it, is tested against DynamoDB in tests/.)
+fn free_ledger() -> Ledger {
+    use aws_sdk_dynamodb::operation::{
+        delete_item::DeleteItemOutput, put_item::PutItemOutput, update_item::UpdateItemOutput,
+    };
+    type Ddb = aws_sdk_dynamodb::Client;
+    let put = mock!(Ddb::put_item).then_output(|| PutItemOutput::builder().build());
+    let update = mock!(Ddb::update_item).then_output(|| UpdateItemOutput::builder().build());
+    let delete = mock!(Ddb::delete_item).then_output(|| DeleteItemOutput::builder().build());
+    Ledger::new(mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, [&put, &update, &delete]), "ledger")
+}
+
 fn worker(cp: Cp, fake: &Arc<FakeUpdater>) -> Arc<Worker<Fake>> {
     Arc::new(Worker {
         codepipeline: cp,
         invoker: Fake(fake.clone()),
-        updaters: Updaters {
-            lambda: Some("lambda-alias-updater".into()),
-            ecs: None,
-        },
+        updaters: Updaters { lambda: Some("lambda-alias-updater".into()), ecs: None },
+        ledger: free_ledger(),
+        settings: Settings::new("us-east-1"),
     })
 }
 
 #[tokio::test]
 async fn user_parameters_that_are_not_json_get_one_configuration_error_and_no_updater_call() {
-    let (details, fail, ok) = (
-        job_details(),
-        failure_rule(CpFailure::ConfigurationError, "UserParameters"),
-        success_rule(),
-    );
-    let cp = mock_client!(
-        aws_sdk_codepipeline,
-        RuleMode::MatchAny,
-        [&details, &fail, &ok]
-    );
+    let (details, fail, ok) =
+        (job_details(), failure_rule(CpFailure::ConfigurationError, "UserParameters"), success_rule());
+    let cp = mock_client!(aws_sdk_codepipeline, RuleMode::MatchAny, [&details, &fail, &ok]);
     let fake = Arc::new(FakeUpdater::new(vec![]));
 
     let handled = handle_invoke_event(
         event("{not json", None),
         worker(cp, &fake),
         Deadline::after(Duration::from_secs(60)),
+        "run-1",
     )
     .await
     .unwrap();
 
-    assert_eq!(handled.answer, "ConfigurationError");
+    assert_eq!(handled.unwrap().answer, "ConfigurationError");
     assert_eq!((fail.num_calls(), ok.num_calls(), fake.calls()), (1, 0, 0));
 }
 
@@ -166,25 +164,15 @@ async fn a_successful_deploy_is_answered_once_with_its_outputs_and_the_pipeline_
         })
         .then_output(|| PutJobSuccessResultOutput::builder().build());
     let fail = failure_rule(CpFailure::JobFailed, "");
-    let cp = mock_client!(
-        aws_sdk_codepipeline,
-        RuleMode::MatchAny,
-        [&details, &ok, &fail]
-    );
-    let fake = Arc::new(FakeUpdater::new(vec![Behaviour::Answer(
-        Outcome::Succeeded {
-            summary: "moved".into(),
-            outputs: [("FunctionVersion".to_string(), "7".to_string())].into(),
-        },
-    )]));
+    let cp = mock_client!(aws_sdk_codepipeline, RuleMode::MatchAny, [&details, &ok, &fail]);
+    let fake = Arc::new(FakeUpdater::new(vec![Behaviour::Answer(Outcome::Succeeded {
+        summary: "moved".into(),
+        outputs: [("FunctionVersion".to_string(), "7".to_string())].into(),
+    })]));
 
-    handle_invoke_event(
-        event(GOOD, None),
-        worker(cp, &fake),
-        Deadline::after(Duration::from_secs(60)),
-    )
-    .await
-    .unwrap();
+    handle_invoke_event(event(GOOD, None), worker(cp, &fake), Deadline::after(Duration::from_secs(60)), "run-1")
+        .await
+        .unwrap();
 
     assert_eq!((ok.num_calls(), fail.num_calls()), (1, 0));
     let UpdaterRequest::Deploy(req) = &fake.seen.lock().unwrap()[0];
@@ -196,207 +184,82 @@ async fn a_successful_deploy_is_answered_once_with_its_outputs_and_the_pipeline_
 
 #[tokio::test]
 async fn an_updater_that_panics_still_gets_the_job_answered_as_failed() {
-    let (details, fail, ok) = (
-        job_details(),
-        failure_rule(CpFailure::JobFailed, "panic"),
-        success_rule(),
-    );
-    let cp = mock_client!(
-        aws_sdk_codepipeline,
-        RuleMode::MatchAny,
-        [&details, &fail, &ok]
-    );
+    let (details, fail, ok) = (job_details(), failure_rule(CpFailure::JobFailed, "panic"), success_rule());
+    let cp = mock_client!(aws_sdk_codepipeline, RuleMode::MatchAny, [&details, &fail, &ok]);
     let fake = Arc::new(FakeUpdater::new(vec![Behaviour::Panic]));
 
-    let handled = handle_invoke_event(
-        event(GOOD, None),
-        worker(cp, &fake),
-        Deadline::after(Duration::from_secs(60)),
-    )
-    .await
-    .unwrap();
+    let handled =
+        handle_invoke_event(event(GOOD, None), worker(cp, &fake), Deadline::after(Duration::from_secs(60)), "run-1")
+            .await
+            .unwrap();
 
-    assert_eq!(handled.answer, "JobFailed");
+    assert_eq!(handled.unwrap().answer, "JobFailed");
     assert_eq!((fail.num_calls(), ok.num_calls()), (1, 0));
 }
 
 #[tokio::test]
 async fn an_updater_that_never_answers_is_cut_at_the_deadline_and_the_job_fails() {
-    let (details, fail, ok) = (
-        job_details(),
-        failure_rule(CpFailure::JobFailed, "before the worker's deadline"),
-        success_rule(),
-    );
-    let cp = mock_client!(
-        aws_sdk_codepipeline,
-        RuleMode::MatchAny,
-        [&details, &fail, &ok]
-    );
+    let (details, fail, ok) =
+        (job_details(), failure_rule(CpFailure::JobFailed, "before the worker's deadline"), success_rule());
+    let cp = mock_client!(aws_sdk_codepipeline, RuleMode::MatchAny, [&details, &fail, &ok]);
     let fake = Arc::new(FakeUpdater::new(vec![Behaviour::Hang]));
 
     let started = std::time::Instant::now();
-    let handled = handle_invoke_event(
-        event(GOOD, None),
-        worker(cp, &fake),
-        Deadline::after(Duration::from_secs(7)),
-    )
-    .await
-    .unwrap();
+    let handled =
+        handle_invoke_event(event(GOOD, None), worker(cp, &fake), Deadline::after(Duration::from_secs(7)), "run-1")
+            .await
+            .unwrap();
 
-    assert_eq!(handled.answer, "JobFailed");
+    assert_eq!(handled.unwrap().answer, "JobFailed");
     assert_eq!((fail.num_calls(), ok.num_calls()), (1, 0));
-    assert!(
-        started.elapsed() < Duration::from_secs(7),
-        "answered before the invocation's deadline"
-    );
-}
-
-#[tokio::test]
-async fn in_progress_becomes_a_continuation_and_the_next_job_resumes_from_it() {
-    let details = job_details();
-    let cont = mock!(Cp::put_job_success_result)
-        .match_requests(|r| {
-            r.continuation_token()
-                .is_some_and(|t| t.contains("WaitingForUpdate") && t.len() <= 2048)
-                && r.execution_details().unwrap().percent_complete() == Some(40)
-        })
-        .then_output(|| PutJobSuccessResultOutput::builder().build());
-    let done = mock!(Cp::put_job_success_result)
-        .match_requests(|r| r.continuation_token().is_none())
-        .then_output(|| PutJobSuccessResultOutput::builder().build());
-    let cp = mock_client!(
-        aws_sdk_codepipeline,
-        RuleMode::MatchAny,
-        [&details, &cont, &done]
-    );
-    let state = json!({"Phase": "WaitingForUpdate", "CodeSha256": "abc"});
-    let fake = Arc::new(FakeUpdater::new(vec![
-        Behaviour::Answer(Outcome::InProgress {
-            summary: "waiting".into(),
-            percent_complete: 40,
-            state: state.clone(),
-        }),
-        Behaviour::Answer(Outcome::Succeeded {
-            summary: "moved".into(),
-            outputs: Default::default(),
-        }),
-    ]));
-    let w = worker(cp, &fake);
-
-    let first = handle_invoke_event(
-        event(GOOD, None),
-        w.clone(),
-        Deadline::after(Duration::from_secs(60)),
-    )
-    .await
-    .unwrap();
-    assert_eq!(first.answer, "InProgress");
-    let token = state.to_string();
-    let second = handle_invoke_event(
-        event(GOOD, Some(&token)),
-        w,
-        Deadline::after(Duration::from_secs(60)),
-    )
-    .await
-    .unwrap();
-
-    assert_eq!(second.answer, "Succeeded");
-    assert_eq!((cont.num_calls(), done.num_calls()), (1, 1));
-    let UpdaterRequest::Deploy(resumed) = &fake.seen.lock().unwrap()[1];
-    assert_eq!(resumed.resume.as_ref(), Some(&state));
+    assert!(started.elapsed() < Duration::from_secs(7), "answered before the invocation's deadline");
 }
 
 #[tokio::test]
 async fn a_failed_outcome_keeps_its_failure_type_and_message() {
-    let (details, fail, ok) = (
-        job_details(),
-        failure_rule(
-            CpFailure::PermissionError,
-            "not on crossdeploy's allow-list",
-        ),
-        success_rule(),
-    );
-    let cp = mock_client!(
-        aws_sdk_codepipeline,
-        RuleMode::MatchAny,
-        [&details, &fail, &ok]
-    );
+    let (details, fail, ok) =
+        (job_details(), failure_rule(CpFailure::PermissionError, "not on crossdeploy's allow-list"), success_rule());
+    let cp = mock_client!(aws_sdk_codepipeline, RuleMode::MatchAny, [&details, &fail, &ok]);
     let fake = Arc::new(FakeUpdater::new(vec![Behaviour::Answer(Outcome::failed(
         FailureType::PermissionError,
         "role arn:aws:iam::222222222222:role/x is not on crossdeploy's allow-list",
     ))]));
 
-    handle_invoke_event(
-        event(GOOD, None),
-        worker(cp, &fake),
-        Deadline::after(Duration::from_secs(60)),
-    )
-    .await
-    .unwrap();
+    handle_invoke_event(event(GOOD, None), worker(cp, &fake), Deadline::after(Duration::from_secs(60)), "run-1")
+        .await
+        .unwrap();
 
     assert_eq!((fail.num_calls(), ok.num_calls()), (1, 0));
 }
 
 #[tokio::test]
 async fn an_event_that_is_not_a_job_is_answered_by_nobody() {
-    let (details, fail, ok) = (
-        job_details(),
-        failure_rule(CpFailure::JobFailed, ""),
-        success_rule(),
-    );
-    let cp = mock_client!(
-        aws_sdk_codepipeline,
-        RuleMode::MatchAny,
-        [&details, &fail, &ok]
-    );
+    let (details, fail, ok) = (job_details(), failure_rule(CpFailure::JobFailed, ""), success_rule());
+    let cp = mock_client!(aws_sdk_codepipeline, RuleMode::MatchAny, [&details, &fail, &ok]);
     let fake = Arc::new(FakeUpdater::new(vec![]));
 
     let err = handle_invoke_event(
         json!({"source": "aws.events"}),
         worker(cp, &fake),
         Deadline::after(Duration::from_secs(60)),
+        "run-1",
     )
     .await
     .unwrap_err();
 
     assert!(matches!(err, WorkerError::NotAJob(_)));
-    assert_eq!(
-        (
-            details.num_calls(),
-            fail.num_calls(),
-            ok.num_calls(),
-            fake.calls()
-        ),
-        (0, 0, 0, 0)
-    );
+    assert_eq!((details.num_calls(), fail.num_calls(), ok.num_calls(), fake.calls()), (0, 0, 0, 0));
 }
 
 #[tokio::test]
 async fn a_malformed_job_is_answered_as_failed_naming_what_is_missing() {
-    let (details, fail, ok) = (
-        job_details(),
-        failure_rule(CpFailure::JobFailed, "inputArtifacts"),
-        success_rule(),
-    );
-    let cp = mock_client!(
-        aws_sdk_codepipeline,
-        RuleMode::MatchAny,
-        [&details, &fail, &ok]
-    );
+    let (details, fail, ok) = (job_details(), failure_rule(CpFailure::JobFailed, "inputArtifacts"), success_rule());
+    let cp = mock_client!(aws_sdk_codepipeline, RuleMode::MatchAny, [&details, &fail, &ok]);
     let fake = Arc::new(FakeUpdater::new(vec![]));
     let mut e = event(GOOD, None);
-    e["CodePipeline.job"]["data"]
-        .as_object_mut()
-        .unwrap()
-        .remove("inputArtifacts");
+    e["CodePipeline.job"]["data"].as_object_mut().unwrap().remove("inputArtifacts");
 
-    handle_invoke_event(
-        e,
-        worker(cp, &fake),
-        Deadline::after(Duration::from_secs(60)),
-    )
-    .await
-    .unwrap();
+    handle_invoke_event(e, worker(cp, &fake), Deadline::after(Duration::from_secs(60)), "run-1").await.unwrap();
 
     assert_eq!((fail.num_calls(), fake.calls()), (1, 0));
 }
@@ -411,10 +274,7 @@ async fn the_lambda_invoker_turns_a_function_error_into_a_clear_failure() {
             InvokeOutput::builder()
                 .status_code(200)
                 .function_error("Unhandled")
-                .payload(Blob::new(
-                    br#"{"errorType":"Runtime.ExitError","errorMessage":"signal: killed"}"#
-                        .to_vec(),
-                ))
+                .payload(Blob::new(br#"{"errorType":"Runtime.ExitError","errorMessage":"signal: killed"}"#.to_vec()))
                 .build()
         });
     let lambda = mock_client!(aws_sdk_lambda, RuleMode::MatchAny, [&rule]);
@@ -426,12 +286,7 @@ async fn the_lambda_invoker_turns_a_function_error_into_a_clear_failure() {
     }))
     .unwrap();
 
-    let err = Invoke::invoke(&lambda, "lambda-alias-updater", &req)
-        .await
-        .unwrap_err();
+    let err = Invoke::invoke(&lambda, "lambda-alias-updater", &req).await.unwrap_err();
 
-    assert_eq!(
-        err.to_string(),
-        "the updater lambda-alias-updater failed: Runtime.ExitError: signal: killed"
-    );
+    assert_eq!(err.to_string(), "the updater lambda-alias-updater failed: Runtime.ExitError: signal: killed");
 }

@@ -17,10 +17,7 @@ impl Deadline {
     /// constant 600 000 ms, i.e. 1970) gives no usable budget: then `fallback` from now applies,
     /// so every wait stays bounded either way.
     pub fn from_epoch_millis(deadline_ms: u64, fallback: Duration) -> Self {
-        let now_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0);
+        let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
         match deadline_ms.checked_sub(now_ms) {
             Some(left) if left > 0 => Self::after(Duration::from_millis(left)),
             _ => Self::after(fallback),
@@ -64,30 +61,18 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_future_deadline_is_kept() {
-        let now_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_millis() as u64;
+        let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as u64;
         let d = Deadline::from_epoch_millis(now_ms + 60_000, Duration::from_secs(300));
         let left = d.remaining();
-        assert!(
-            left <= Duration::from_secs(60) && left > Duration::from_secs(55),
-            "{left:?}"
-        );
+        assert!(left <= Duration::from_secs(60) && left > Duration::from_secs(55), "{left:?}");
     }
 
     #[tokio::test(start_paused = true)]
     async fn margins_never_move_a_deadline_before_now() {
         let d = Deadline::after(Duration::from_secs(10));
-        assert_eq!(
-            d.less(Duration::from_secs(4)).remaining(),
-            Duration::from_secs(6)
-        );
+        assert_eq!(d.less(Duration::from_secs(4)).remaining(), Duration::from_secs(6));
         assert!(d.less(Duration::from_secs(40)).has_passed());
-        assert_eq!(
-            d.at_most(Duration::from_secs(3)).remaining(),
-            Duration::from_secs(3)
-        );
+        assert_eq!(d.at_most(Duration::from_secs(3)).remaining(), Duration::from_secs(3));
         tokio::time::advance(Duration::from_secs(11)).await;
         assert!(d.has_passed());
     }

@@ -22,16 +22,10 @@ impl ErrorInfo {
                 let e = service.err();
                 Self {
                     code: e.code().map(str::to_owned),
-                    message: e
-                        .message()
-                        .map(str::to_owned)
-                        .unwrap_or_else(|| DisplayErrorContext(e).to_string()),
+                    message: e.message().map(str::to_owned).unwrap_or_else(|| DisplayErrorContext(e).to_string()),
                 }
             }
-            other => Self {
-                code: None,
-                message: DisplayErrorContext(other).to_string(),
-            },
+            other => Self { code: None, message: DisplayErrorContext(other).to_string() },
         }
     }
 
@@ -57,10 +51,7 @@ impl fmt::Display for ErrorInfo {
 /// Error codes AWS uses for a denied call. These are not modelled per operation, so the code is
 /// the only typed thing to match (never the message text).
 pub fn is_access_denied_code(code: &str) -> bool {
-    matches!(
-        code,
-        "AccessDenied" | "AccessDeniedException" | "UnauthorizedOperation" | "AuthorizationError"
-    )
+    matches!(code, "AccessDenied" | "AccessDeniedException" | "UnauthorizedOperation" | "AuthorizationError")
 }
 
 /// Error codes AWS uses for throttling.
@@ -84,17 +75,11 @@ mod tests {
 
     #[test]
     fn display_names_the_code_then_the_message() {
-        let e = ErrorInfo {
-            code: Some("AccessDenied".into()),
-            message: "not authorized".into(),
-        };
+        let e = ErrorInfo { code: Some("AccessDenied".into()), message: "not authorized".into() };
         assert_eq!(e.to_string(), "AccessDenied: not authorized");
         assert!(e.is_access_denied());
         assert!(!e.is_throttling());
-        let t = ErrorInfo {
-            code: None,
-            message: "connection refused".into(),
-        };
+        let t = ErrorInfo { code: None, message: "connection refused".into() };
         assert_eq!(t.to_string(), "no answer from AWS: connection refused");
     }
 }

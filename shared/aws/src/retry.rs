@@ -13,17 +13,12 @@ pub struct Backoff {
 
 impl Backoff {
     /// For conflicts and throttling on control-plane calls (Lambda, ECS): 6 tries over about 15 s.
-    pub const CONTROL_PLANE: Backoff = Backoff {
-        attempts: 6,
-        first: Duration::from_millis(500),
-        max: Duration::from_secs(5),
-    };
+    pub const CONTROL_PLANE: Backoff =
+        Backoff { attempts: 6, first: Duration::from_millis(500), max: Duration::from_secs(5) };
 
     /// The wait before try number `attempt + 1` (attempt counts from 1), before jitter.
     pub fn delay(&self, attempt: u32) -> Duration {
-        let factor = 1u32
-            .checked_shl(attempt.saturating_sub(1))
-            .unwrap_or(u32::MAX);
+        let factor = 1u32.checked_shl(attempt.saturating_sub(1)).unwrap_or(u32::MAX);
         self.first.saturating_mul(factor).min(self.max)
     }
 }
@@ -62,10 +57,8 @@ where
 
 /// Between 75% and 100% of `d`, so that concurrent callers spread out.
 fn jitter(d: Duration) -> Duration {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|t| t.subsec_nanos())
-        .unwrap_or(0);
+    let nanos =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|t| t.subsec_nanos()).unwrap_or(0);
     let quarter = d / 4;
     let spread = quarter.mul_f64(f64::from(nanos % 1000) / 1000.0);
     d - quarter + spread

@@ -12,14 +12,7 @@ pub struct AllowList {
 
 impl AllowList {
     pub fn parse(value: &str) -> Self {
-        Self {
-            patterns: value
-                .split(',')
-                .map(str::trim)
-                .filter(|p| !p.is_empty())
-                .map(str::to_owned)
-                .collect(),
-        }
+        Self { patterns: value.split(',').map(str::trim).filter(|p| !p.is_empty()).map(str::to_owned).collect() }
     }
 
     /// From `CROSSDEPLOY_ALLOWED_TARGET_ROLES`; unset is empty.
@@ -32,9 +25,7 @@ impl AllowList {
     }
 
     pub fn allows(&self, role: &RoleArn) -> bool {
-        self.patterns
-            .iter()
-            .any(|p| glob_match(p.as_bytes(), role.as_str().as_bytes()))
+        self.patterns.iter().any(|p| glob_match(p.as_bytes(), role.as_str().as_bytes()))
     }
 }
 
@@ -44,10 +35,7 @@ fn glob_match(pattern: &[u8], text: &[u8]) -> bool {
         None => text.is_empty(),
         Some((b'*', rest)) => {
             // Try every length of the run `*` stands for, up to the next separator.
-            let run = text
-                .iter()
-                .position(|b| *b == b':' || *b == b'/')
-                .unwrap_or(text.len());
+            let run = text.iter().position(|b| *b == b':' || *b == b'/').unwrap_or(text.len());
             (0..=run).any(|n| glob_match(rest, &text[n..]))
         }
         Some((c, rest)) => text.first() == Some(c) && glob_match(rest, &text[1..]),
@@ -72,9 +60,8 @@ mod tests {
 
     #[test]
     fn exact_entries_allow_exactly_that_role() {
-        let list = AllowList::parse(
-            "arn:aws:iam::222222222222:role/crossdeploy-target, arn:aws:iam::333333333333:role/other",
-        );
+        let list =
+            AllowList::parse("arn:aws:iam::222222222222:role/crossdeploy-target, arn:aws:iam::333333333333:role/other");
         assert!(list.allows(&arn("arn:aws:iam::222222222222:role/crossdeploy-target")));
         assert!(list.allows(&arn("arn:aws:iam::333333333333:role/other")));
         assert!(!list.allows(&arn("arn:aws:iam::333333333333:role/crossdeploy-target")));

@@ -36,12 +36,8 @@ pub enum CredentialsError {
 impl CredentialsError {
     pub fn failure_type(&self) -> FailureType {
         match self {
-            CredentialsError::NotAllowed { .. } | CredentialsError::Denied { .. } => {
-                FailureType::PermissionError
-            }
-            CredentialsError::Sts { .. } | CredentialsError::NoCredentials { .. } => {
-                FailureType::JobFailed
-            }
+            CredentialsError::NotAllowed { .. } | CredentialsError::Denied { .. } => FailureType::PermissionError,
+            CredentialsError::Sts { .. } | CredentialsError::NoCredentials { .. } => FailureType::JobFailed,
         }
     }
 }

@@ -49,9 +49,7 @@ impl TargetCredentials {
     }
 
     fn fresh(&self, now: SystemTime) -> bool {
-        self.expiration
-            .duration_since(now)
-            .is_ok_and(|left| left > REFRESH_BEFORE_EXPIRY)
+        self.expiration.duration_since(now).is_ok_and(|left| left > REFRESH_BEFORE_EXPIRY)
     }
 
     fn to_sdk(&self) -> Credentials {
@@ -123,19 +121,8 @@ impl fmt::Debug for TargetSessions {
 impl TargetSessions {
     /// `base` gives endpoints, HTTP client and default region to the target clients;
     /// `sts` is the client AssumeRole goes through (the function's own credentials).
-    pub fn new(
-        sts: aws_sdk_sts::Client,
-        base: SdkConfig,
-        allow: AllowList,
-        external_id: Option<String>,
-    ) -> Self {
-        Self {
-            sts,
-            base,
-            allow,
-            external_id: external_id.filter(|e| !e.is_empty()),
-            cache: Mutex::new(HashMap::new()),
-        }
+    pub fn new(sts: aws_sdk_sts::Client, base: SdkConfig, allow: AllowList, external_id: Option<String>) -> Self {
+        Self { sts, base, allow, external_id: external_id.filter(|e| !e.is_empty()), cache: Mutex::new(HashMap::new()) }
     }
 
     /// From the environment: the allow-list and `CROSSDEPLOY_EXTERNAL_ID`.
@@ -178,25 +165,15 @@ impl TargetSessions {
             }
         };
         drop(cache);
-        let mut config = self
-            .base
-            .to_builder()
-            .credentials_provider(SharedCredentialsProvider::new(credentials.to_sdk()));
+        let mut config =
+            self.base.to_builder().credentials_provider(SharedCredentialsProvider::new(credentials.to_sdk()));
         if let Some(region) = region {
             config = config.region(Region::new(region.to_owned()));
         }
-        Ok(TargetSession {
-            role: role.clone(),
-            credentials,
-            config: config.build(),
-        })
+        Ok(TargetSession { role: role.clone(), credentials, config: config.build() })
     }
 
-    async fn assume_role(
-        &self,
-        role: &RoleArn,
-        session_seed: &str,
-    ) -> Result<TargetCredentials, CredentialsError> {
+    async fn assume_role(&self, role: &RoleArn, session_seed: &str) -> Result<TargetCredentials, CredentialsError> {
         let name = session_name(session_seed);
         let out = self
             .sts
@@ -211,28 +188,15 @@ impl TargetSessions {
             .map_err(|e| {
                 let error = ErrorInfo::from_sdk(&e);
                 if error.is_access_denied() {
-                    CredentialsError::Denied {
-                        role: role.clone(),
-                        error,
-                    }
+                    CredentialsError::Denied { role: role.clone(), error }
                 } else {
-                    CredentialsError::Sts {
-                        role: role.clone(),
-                        error,
-                    }
+                    CredentialsError::Sts { role: role.clone(), error }
                 }
             })?;
-        let c = out
-            .credentials
-            .ok_or_else(|| CredentialsError::NoCredentials { role: role.clone() })?;
+        let c = out.credentials.ok_or_else(|| CredentialsError::NoCredentials { role: role.clone() })?;
         let expiration = SystemTime::try_from(c.expiration).unwrap_or_else(|_| SystemTime::now());
         tracing::info!(role = %role, session = %name, access_key_id = %c.access_key_id, "assumed target role");
-        Ok(TargetCredentials::new(
-            c.access_key_id,
-            c.secret_access_key,
-            c.session_token,
-            expiration,
-        ))
+        Ok(TargetCredentials::new(c.access_key_id, c.secret_access_key, c.session_token, expiration))
     }
 }
 
@@ -242,20 +206,10 @@ pub fn session_name(seed: &str) -> String {
     const PREFIX: &str = "crossdeploy-";
     let cleaned: String = seed
         .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || "_+=,.@-".contains(c) {
-                c
-            } else {
-                '-'
-            }
-        })
+        .map(|c| if c.is_ascii_alphanumeric() || "_+=,.@-".contains(c) { c } else { '-' })
         .take(64 - PREFIX.len())
         .collect();
-    let cleaned = if cleaned.is_empty() {
-        "job".to_owned()
-    } else {
-        cleaned
-    };
+    let cleaned = if cleaned.is_empty() { "job".to_owned() } else { cleaned };
     format!("{PREFIX}{cleaned}")
 }
 
@@ -275,9 +229,7 @@ mod tests {
         assert_eq!(long.len(), 64);
         let unicode = session_name("déploiement✓");
         assert!(unicode.len() <= 64);
-        assert!(unicode
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "_+=,.@-".contains(c)));
+        assert!(unicode.chars().all(|c| c.is_ascii_alphanumeric() || "_+=,.@-".contains(c)));
     }
 
     #[test]

@@ -13,10 +13,7 @@ use std::time::{Duration, SystemTime};
 const ROLE: &str = "arn:aws:iam::222222222222:role/crossdeploy-target";
 
 fn base() -> SdkConfig {
-    SdkConfig::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new("eu-west-1"))
-        .build()
+    SdkConfig::builder().behavior_version(BehaviorVersion::latest()).region(Region::new("eu-west-1")).build()
 }
 
 fn credentials(valid_for: Duration) -> Credentials {
@@ -42,36 +39,23 @@ async fn a_cached_session_is_reused_with_no_second_sts_call() {
                 && r.role_session_name() == Some("crossdeploy-exec-1")
                 && r.source_identity() == Some("crossdeploy-exec-1")
         })
-        .then_output(|| {
-            AssumeRoleOutput::builder()
-                .credentials(credentials(Duration::from_secs(3600)))
-                .build()
-        });
+        .then_output(|| AssumeRoleOutput::builder().credentials(credentials(Duration::from_secs(3600))).build());
     let sts = mock_client!(aws_sdk_sts, RuleMode::MatchAny, [&rule]);
     let sessions = TargetSessions::new(sts, base(), AllowList::parse(ROLE), Some("ext-123".into()));
 
     let first = sessions.assume(&role(), None, "exec-1").await.unwrap();
-    let second = sessions
-        .assume(&role(), Some("us-east-2"), "exec-2")
-        .await
-        .unwrap();
+    let second = sessions.assume(&role(), Some("us-east-2"), "exec-2").await.unwrap();
 
     assert_eq!(rule.num_calls(), 1, "the second deploy must not call STS");
     assert_eq!(first.credentials.access_key_id(), "ASIATARGET");
     assert_eq!(first.config.region().map(|r| r.as_ref()), Some("eu-west-1"));
-    assert_eq!(
-        second.config.region().map(|r| r.as_ref()),
-        Some("us-east-2")
-    );
+    assert_eq!(second.config.region().map(|r| r.as_ref()), Some("us-east-2"));
 }
 
 #[tokio::test]
 async fn a_session_close_to_expiry_is_renewed() {
-    let rule = mock!(aws_sdk_sts::Client::assume_role).then_output(|| {
-        AssumeRoleOutput::builder()
-            .credentials(credentials(Duration::from_secs(10 * 60)))
-            .build()
-    });
+    let rule = mock!(aws_sdk_sts::Client::assume_role)
+        .then_output(|| AssumeRoleOutput::builder().credentials(credentials(Duration::from_secs(10 * 60))).build());
     let sts = mock_client!(aws_sdk_sts, RuleMode::MatchAny, [&rule]);
     let sessions = TargetSessions::new(sts, base(), AllowList::parse(ROLE), None);
     sessions.assume(&role(), None, "a").await.unwrap();
@@ -81,26 +65,16 @@ async fn a_session_close_to_expiry_is_renewed() {
 
 #[tokio::test]
 async fn a_role_off_the_allow_list_is_refused_before_any_sts_call() {
-    let rule = mock!(aws_sdk_sts::Client::assume_role).then_output(|| {
-        AssumeRoleOutput::builder()
-            .credentials(credentials(Duration::from_secs(3600)))
-            .build()
-    });
+    let rule = mock!(aws_sdk_sts::Client::assume_role)
+        .then_output(|| AssumeRoleOutput::builder().credentials(credentials(Duration::from_secs(3600))).build());
     let sts = mock_client!(aws_sdk_sts, RuleMode::MatchAny, [&rule]);
-    let sessions = TargetSessions::new(
-        sts,
-        base(),
-        AllowList::parse("arn:aws:iam::333333333333:role/crossdeploy-target"),
-        None,
-    );
+    let sessions =
+        TargetSessions::new(sts, base(), AllowList::parse("arn:aws:iam::333333333333:role/crossdeploy-target"), None);
     let err = sessions.assume(&role(), None, "a").await.unwrap_err();
     assert!(matches!(err, CredentialsError::NotAllowed { .. }));
     assert_eq!(err.failure_type(), FailureType::PermissionError);
     assert!(err.to_string().contains(ROLE), "{err}");
-    assert!(
-        err.to_string().contains("CROSSDEPLOY_ALLOWED_TARGET_ROLES"),
-        "{err}"
-    );
+    assert!(err.to_string().contains("CROSSDEPLOY_ALLOWED_TARGET_ROLES"), "{err}");
     assert_eq!(rule.num_calls(), 0);
 }
 
@@ -119,8 +93,5 @@ async fn access_denied_by_sts_is_a_permission_error_naming_the_role() {
     let err = sessions.assume(&role(), None, "a").await.unwrap_err();
     assert_eq!(err.failure_type(), FailureType::PermissionError);
     let msg = err.to_string();
-    assert!(
-        msg.contains(ROLE) && msg.contains("AccessDenied") && msg.contains("222222222222"),
-        "{msg}"
-    );
+    assert!(msg.contains(ROLE) && msg.contains("AccessDenied") && msg.contains("222222222222"), "{msg}");
 }

@@ -12,9 +12,7 @@
 
 mod records;
 
-pub use records::{
-    Continuation, DeploymentRecord, DeploymentStatus, LeaseHolder, Phase, TargetKey,
-};
+pub use records::{Continuation, DeploymentRecord, DeploymentStatus, LeaseHolder, Phase, TargetKey};
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::Client;
@@ -51,10 +49,7 @@ pub enum Lease {
 }
 
 pub fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
 fn s(v: impl Into<String>) -> AttributeValue {
@@ -78,40 +73,24 @@ pub struct Ledger {
 
 impl Ledger {
     pub fn new(client: Client, table: impl Into<String>) -> Self {
-        Self {
-            client,
-            table: table.into(),
-        }
+        Self { client, table: table.into() }
     }
 
     pub fn table(&self) -> &str {
         &self.table
     }
 
-    fn error<E, R>(
-        &self,
-        action: &'static str,
-        e: &aws_sdk_dynamodb::error::SdkError<E, R>,
-    ) -> LedgerError
+    fn error<E, R>(&self, action: &'static str, e: &aws_sdk_dynamodb::error::SdkError<E, R>) -> LedgerError
     where
         E: aws_sdk_dynamodb::error::ProvideErrorMetadata + std::error::Error + 'static,
         R: std::fmt::Debug,
     {
-        LedgerError {
-            action,
-            table: self.table.clone(),
-            error: ErrorInfo::from_sdk(e),
-        }
+        LedgerError { action, table: self.table.clone(), error: ErrorInfo::from_sdk(e) }
     }
 
     /// Claims `job_id` for `owner` until `hold` from now. A job answered already, or held by a
     /// live run, is [`Claim::Taken`].
-    pub async fn claim_job(
-        &self,
-        job_id: &str,
-        owner: &str,
-        hold: Duration,
-    ) -> Result<Claim, LedgerError> {
+    pub async fn claim_job(&self, job_id: &str, owner: &str, hold: Duration) -> Result<Claim, LedgerError> {
         let now = now_secs();
         let result = self
             .client
@@ -123,9 +102,7 @@ impl Ledger {
             .item("owner", s(owner))
             .item("claimed_until", n(now + hold.as_secs()))
             .item("expires_at", n(now + RETENTION.as_secs()))
-            .condition_expression(
-                "attribute_not_exists(pk) OR (#status = :claimed AND claimed_until < :now)",
-            )
+            .condition_expression("attribute_not_exists(pk) OR (#status = :claimed AND claimed_until < :now)")
             .expression_attribute_names("#status", "status")
             .expression_attribute_values(":claimed", s("CLAIMED"))
             .expression_attribute_values(":now", n(now))
@@ -133,10 +110,7 @@ impl Ledger {
             .await;
         match result {
             Ok(_) => Ok(Claim::Claimed),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|x| x.is_conditional_check_failed_exception()) =>
-            {
+            Err(e) if e.as_service_error().is_some_and(|x| x.is_conditional_check_failed_exception()) => {
                 Ok(Claim::Taken)
             }
             Err(e) => Err(self.error("claim job", &e)),
@@ -144,12 +118,7 @@ impl Ledger {
     }
 
     /// Marks a claimed job answered, so no run takes it again.
-    pub async fn finish_job(
-        &self,
-        job_id: &str,
-        owner: &str,
-        answer: &str,
-    ) -> Result<(), LedgerError> {
+    pub async fn finish_job(&self, job_id: &str, owner: &str, answer: &str) -> Result<(), LedgerError> {
         let result = self
             .client
             .update_item()
@@ -168,14 +137,8 @@ impl Ledger {
             .await;
         match result {
             Ok(_) => Ok(()),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|x| x.is_conditional_check_failed_exception()) =>
-            {
-                tracing::warn!(
-                    job_id,
-                    "the job's claim passed to another run before it was marked answered"
-                );
+            Err(e) if e.as_service_error().is_some_and(|x| x.is_conditional_check_failed_exception()) => {
+                tracing::warn!(job_id, "the job's claim passed to another run before it was marked answered");
                 Ok(())
             }
             Err(e) => Err(self.error("mark job answered", &e)),
@@ -208,10 +171,7 @@ impl Ledger {
             .await;
         match result {
             Ok(_) => Ok(Lease::Acquired),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|x| x.is_conditional_check_failed_exception()) =>
-            {
+            Err(e) if e.as_service_error().is_some_and(|x| x.is_conditional_check_failed_exception()) => {
                 let item = self
                     .client
                     .get_item()
@@ -237,11 +197,7 @@ impl Ledger {
     }
 
     /// Gives the target's lease back, if `deployment_id` holds it.
-    pub async fn release_lease(
-        &self,
-        target: &TargetKey,
-        deployment_id: &str,
-    ) -> Result<(), LedgerError> {
+    pub async fn release_lease(&self, target: &TargetKey, deployment_id: &str) -> Result<(), LedgerError> {
         let result = self
             .client
             .delete_item()
@@ -254,32 +210,20 @@ impl Ledger {
             .await;
         match result {
             Ok(_) => Ok(()),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|x| x.is_conditional_check_failed_exception()) =>
-            {
-                Ok(())
-            }
+            Err(e) if e.as_service_error().is_some_and(|x| x.is_conditional_check_failed_exception()) => Ok(()),
             Err(e) => Err(self.error("release a lease", &e)),
         }
     }
 
     /// Stores a continuation under `token` (written once).
-    pub async fn save_continuation(
-        &self,
-        token: &str,
-        continuation: &Continuation,
-    ) -> Result<(), LedgerError> {
+    pub async fn save_continuation(&self, token: &str, continuation: &Continuation) -> Result<(), LedgerError> {
         let now = now_secs();
         self.client
             .put_item()
             .table_name(&self.table)
             .item("pk", s(format!("CONT#{token}")))
             .item("sk", s("CONT"))
-            .item(
-                "data",
-                s(serde_json::to_string(continuation).unwrap_or_default()),
-            )
+            .item("data", s(serde_json::to_string(continuation).unwrap_or_default()))
             .item("expires_at", n(now + RETENTION.as_secs()))
             .condition_expression("attribute_not_exists(pk)")
             .send()
@@ -288,10 +232,7 @@ impl Ledger {
         Ok(())
     }
 
-    pub async fn load_continuation(
-        &self,
-        token: &str,
-    ) -> Result<Option<Continuation>, LedgerError> {
+    pub async fn load_continuation(&self, token: &str) -> Result<Option<Continuation>, LedgerError> {
         let out = self
             .client
             .get_item()
@@ -302,11 +243,7 @@ impl Ledger {
             .send()
             .await
             .map_err(|e| self.error("load continuation state", &e))?;
-        Ok(out
-            .item
-            .as_ref()
-            .and_then(|i| get_s(i, "data"))
-            .and_then(|d| serde_json::from_str(d).ok()))
+        Ok(out.item.as_ref().and_then(|i| get_s(i, "data")).and_then(|d| serde_json::from_str(d).ok()))
     }
 
     /// Records a deployment as it starts; a second call for the same deployment changes nothing.
@@ -321,12 +258,7 @@ impl Ledger {
             .await;
         match result {
             Ok(_) => Ok(()),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|x| x.is_conditional_check_failed_exception()) =>
-            {
-                Ok(())
-            }
+            Err(e) if e.as_service_error().is_some_and(|x| x.is_conditional_check_failed_exception()) => Ok(()),
             Err(e) => Err(self.error("record a deployment", &e)),
         }
     }
@@ -345,10 +277,7 @@ impl Ledger {
             .await;
         match result {
             Ok(_) => Ok(()),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|x| x.is_conditional_check_failed_exception()) =>
-            {
+            Err(e) if e.as_service_error().is_some_and(|x| x.is_conditional_check_failed_exception()) => {
                 tracing::warn!(deployment_id = %record.deployment_id, "the deployment was recorded as finished already");
                 Ok(())
             }
@@ -357,10 +286,7 @@ impl Ledger {
     }
 
     /// The target's deployments, newest first.
-    pub async fn deployments(
-        &self,
-        target: &TargetKey,
-    ) -> Result<Vec<DeploymentRecord>, LedgerError> {
+    pub async fn deployments(&self, target: &TargetKey) -> Result<Vec<DeploymentRecord>, LedgerError> {
         let out = self
             .client
             .query()

@@ -15,17 +15,10 @@ impl TargetKey {
         Self(match &request.spec {
             DeploySpec::Lambda(l) => {
                 // A function named by ARN and by name is the same target.
-                let name = l
-                    .function_name
-                    .rsplit(':')
-                    .next()
-                    .unwrap_or(&l.function_name);
+                let name = l.function_name.rsplit(':').next().unwrap_or(&l.function_name);
                 format!("lambda/{account}/{region}/{name}/{}", l.alias)
             }
-            DeploySpec::Ecs(e) => format!(
-                "ecs/{account}/{region}/{}/{}",
-                e.cluster_name, e.service_name
-            ),
+            DeploySpec::Ecs(e) => format!("ecs/{account}/{region}/{}/{}", e.cluster_name, e.service_name),
         })
     }
 
@@ -130,22 +123,10 @@ impl DeploymentRecord {
     pub(crate) fn item(&self) -> HashMap<String, AttributeValue> {
         let s = |v: &str| AttributeValue::S(v.to_owned());
         let mut item = HashMap::from([
-            (
-                "pk".to_owned(),
-                s(&format!("TARGET#{}", self.target.as_str())),
-            ),
-            (
-                "sk".to_owned(),
-                s(&format!(
-                    "DEPLOY#{:012}#{}",
-                    self.started_at, self.deployment_id
-                )),
-            ),
+            ("pk".to_owned(), s(&format!("TARGET#{}", self.target.as_str()))),
+            ("sk".to_owned(), s(&format!("DEPLOY#{:012}#{}", self.started_at, self.deployment_id))),
             ("status".to_owned(), s(self.status.as_str())),
-            (
-                "data".to_owned(),
-                s(&serde_json::to_string(self).unwrap_or_default()),
-            ),
+            ("data".to_owned(), s(&serde_json::to_string(self).unwrap_or_default())),
         ]);
         if let Some(p) = &self.pipeline.pipeline_name {
             item.insert("pipeline".to_owned(), s(p));

@@ -27,22 +27,12 @@ pub struct ConfigError {
 
 impl ConfigError {
     fn new(key: &str, problem: impl Into<String>) -> Self {
-        Self {
-            key: key.to_owned(),
-            problem: problem.into(),
-        }
+        Self { key: key.to_owned(), problem: problem.into() }
     }
 }
 
-const LAMBDA_KEYS: &[&str] = &[
-    "TargetRoleArn",
-    "FunctionName",
-    "Alias",
-    "ArtifactPath",
-    "DeploymentStrategy",
-    "AlarmNames",
-    "Region",
-];
+const LAMBDA_KEYS: &[&str] =
+    &["TargetRoleArn", "FunctionName", "Alias", "ArtifactPath", "DeploymentStrategy", "AlarmNames", "Region"];
 const ECS_KEYS: &[&str] = &[
     "TargetRoleArn",
     "ClusterName",
@@ -57,50 +47,45 @@ const ECS_KEYS: &[&str] = &[
 /// Parses an Invoke action's `UserParameters`: a JSON object with `"Kind"` and the contract's keys.
 pub fn parse_user_parameters(raw: Option<&str>) -> Result<DeployConfig, ConfigError> {
     const KEY: &str = "UserParameters";
-    let raw = raw
-        .map(str::trim)
-        .filter(|r| !r.is_empty())
-        .ok_or_else(|| ConfigError::new(KEY, "missing; expected a JSON object such as {\"Kind\":\"Lambda\",\"TargetRoleArn\":...}"))?;
+    let raw = raw.map(str::trim).filter(|r| !r.is_empty()).ok_or_else(|| {
+        ConfigError::new(KEY, "missing; expected a JSON object such as {\"Kind\":\"Lambda\",\"TargetRoleArn\":...}")
+    })?;
     let value: Value = serde_json::from_str(raw).map_err(|e| {
-        ConfigError::new(
-            KEY,
-            format!(
-                "not JSON ({}); expected a JSON object with \"Kind\" and the action's keys",
-                e
-            ),
-        )
+        ConfigError::new(KEY, format!("not JSON ({}); expected a JSON object with \"Kind\" and the action's keys", e))
     })?;
     let Value::Object(map) = value else {
-        return Err(ConfigError::new(
-            KEY,
-            "not a JSON object; expected {\"Kind\":\"Lambda\"|\"Ecs\", ...}",
-        ));
+        return Err(ConfigError::new(KEY, "not a JSON object; expected {\"Kind\":\"Lambda\"|\"Ecs\", ...}"));
     };
     let mut map: BTreeMap<String, Value> = map.into_iter().collect();
     let kind = match map.remove("Kind") {
-        None => {
-            return Err(ConfigError::new(
-                "Kind",
-                "missing; expected \"Lambda\" or \"Ecs\"",
-            ))
-        }
+        None => return Err(ConfigError::new("Kind", "missing; expected \"Lambda\" or \"Ecs\"")),
         Some(Value::String(k)) if k == "Lambda" => Kind::Lambda,
         Some(Value::String(k)) if k == "Ecs" => Kind::Ecs,
         Some(other) => {
-            return Err(ConfigError::new(
-                "Kind",
-                format!("unknown kind {other}; expected \"Lambda\" or \"Ecs\""),
-            ))
+            return Err(ConfigError::new("Kind", format!("unknown kind {other}; expected \"Lambda\" or \"Ecs\"")))
         }
     };
     parse_configuration(kind, &map)
 }
 
+/// The configuration of a job, whichever way it came: an Invoke action's UserParameters, or a
+/// custom action's configuration properties (the provider gives the kind).
+pub fn job_configuration(job: &crate::Job) -> Result<DeployConfig, ConfigError> {
+    match &job.source {
+        crate::JobSource::Invoke => parse_user_parameters(job.configuration.get("UserParameters").map(String::as_str)),
+        crate::JobSource::Poll { provider, .. } => {
+            let kind = crate::actions::kind_of(provider).ok_or_else(|| {
+                ConfigError::new("provider", format!("`{provider}` is not a crossdeploy action type"))
+            })?;
+            let map: BTreeMap<String, Value> =
+                job.configuration.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect();
+            parse_configuration(kind, &map)
+        }
+    }
+}
+
 /// Parses the contract's keys for one kind. Shared by Invoke actions and custom actions.
-pub fn parse_configuration(
-    kind: Kind,
-    map: &BTreeMap<String, Value>,
-) -> Result<DeployConfig, ConfigError> {
+pub fn parse_configuration(kind: Kind, map: &BTreeMap<String, Value>) -> Result<DeployConfig, ConfigError> {
     let known = match kind {
         Kind::Lambda => LAMBDA_KEYS,
         Kind::Ecs => ECS_KEYS,
@@ -108,23 +93,18 @@ pub fn parse_configuration(
     if let Some(unknown) = map.keys().find(|k| !known.contains(&k.as_str())) {
         return Err(ConfigError::new(
             unknown,
-            format!(
-                "unknown key for a {kind:?} action; the keys are {}",
-                known.join(", ")
-            ),
+            format!("unknown key for a {kind:?} action; the keys are {}", known.join(", ")),
         ));
     }
     let keys = Keys(map);
-    let role_arn: RoleArn = keys.required("TargetRoleArn")?.parse().map_err(
-        |e: crossdeploy_protocol::RoleArnError| ConfigError::new("TargetRoleArn", e.to_string()),
-    )?;
+    let role_arn: RoleArn = keys
+        .required("TargetRoleArn")?
+        .parse()
+        .map_err(|e: crossdeploy_protocol::RoleArnError| ConfigError::new("TargetRoleArn", e.to_string()))?;
     let region = keys.optional("Region")?;
     if let Some(r) = &region {
         if !is_region(r) {
-            return Err(ConfigError::new(
-                "Region",
-                format!("`{r}` is not an AWS region name (e.g. eu-west-1)"),
-            ));
+            return Err(ConfigError::new("Region", format!("`{r}` is not an AWS region name (e.g. eu-west-1)")));
         }
     }
     let alarm_names = keys.list("AlarmNames")?;
@@ -141,7 +121,9 @@ pub fn parse_configuration(
             if !is_alias_name(&alias) {
                 return Err(ConfigError::new(
                     "Alias",
-                    format!("`{alias}` is not a Lambda alias name (1 to 128 letters, digits, - and _, not only digits)"),
+                    format!(
+                        "`{alias}` is not a Lambda alias name (1 to 128 letters, digits, - and _, not only digits)"
+                    ),
                 ));
             }
             let artifact_path = keys.optional("ArtifactPath")?;
@@ -155,25 +137,16 @@ pub fn parse_configuration(
             }
             let strategy = match keys.optional("DeploymentStrategy")? {
                 None => DeploymentStrategy::AllAtOnce,
-                Some(s) => s
-                    .parse()
-                    .map_err(|e: crossdeploy_protocol::StrategyError| {
-                        ConfigError::new("DeploymentStrategy", e.to_string())
-                    })?,
+                Some(s) => s.parse().map_err(|e: crossdeploy_protocol::StrategyError| {
+                    ConfigError::new("DeploymentStrategy", e.to_string())
+                })?,
             };
-            DeploySpec::Lambda(LambdaSpec {
-                function_name,
-                alias,
-                artifact_path,
-                strategy,
-            })
+            DeploySpec::Lambda(LambdaSpec { function_name, alias, artifact_path, strategy })
         }
         Kind::Ecs => {
             let cluster_name = keys.required("ClusterName")?;
             let service_name = keys.required("ServiceName")?;
-            let file_name = keys
-                .optional("FileName")?
-                .unwrap_or_else(|| "imagedefinitions.json".to_owned());
+            let file_name = keys.optional("FileName")?.unwrap_or_else(|| "imagedefinitions.json".to_owned());
             let container_name = keys.optional("ContainerName")?;
             let is_image_detail = file_name.rsplit('/').next() == Some("imageDetail.json");
             if is_image_detail && container_name.is_none() {
@@ -184,31 +157,14 @@ pub fn parse_configuration(
             }
             let timeout_minutes = match keys.optional("TimeoutMinutes")? {
                 None => 30,
-                Some(t) => t
-                    .parse::<u32>()
-                    .ok()
-                    .filter(|m| (1..=1440).contains(m))
-                    .ok_or_else(|| {
-                        ConfigError::new(
-                            "TimeoutMinutes",
-                            format!("`{t}` is not a whole number of minutes from 1 to 1440"),
-                        )
-                    })?,
+                Some(t) => t.parse::<u32>().ok().filter(|m| (1..=1440).contains(m)).ok_or_else(|| {
+                    ConfigError::new("TimeoutMinutes", format!("`{t}` is not a whole number of minutes from 1 to 1440"))
+                })?,
             };
-            DeploySpec::Ecs(EcsSpec {
-                cluster_name,
-                service_name,
-                file_name,
-                container_name,
-                timeout_minutes,
-            })
+            DeploySpec::Ecs(EcsSpec { cluster_name, service_name, file_name, container_name, timeout_minutes })
         }
     };
-    Ok(DeployConfig {
-        target: Target { role_arn, region },
-        spec,
-        alarm_names,
-    })
+    Ok(DeployConfig { target: Target { role_arn, region }, spec, alarm_names })
 }
 
 struct Keys<'a>(&'a BTreeMap<String, Value>);
@@ -218,10 +174,9 @@ impl Keys<'_> {
     fn optional(&self, key: &str) -> Result<Option<String>, ConfigError> {
         match self.0.get(key) {
             None | Some(Value::Null) => Ok(None),
-            Some(Value::String(s)) if s.trim().is_empty() => Err(ConfigError::new(
-                key,
-                "empty; give a value or leave the key out",
-            )),
+            Some(Value::String(s)) if s.trim().is_empty() => {
+                Err(ConfigError::new(key, "empty; give a value or leave the key out"))
+            }
             Some(Value::String(s)) => Ok(Some(s.trim().to_owned())),
             Some(Value::Number(n)) => Ok(Some(n.to_string())),
             Some(_) => Err(ConfigError::new(key, "must be a string")),
@@ -231,9 +186,7 @@ impl Keys<'_> {
     fn required(&self, key: &str) -> Result<String, ConfigError> {
         match self.0.get(key) {
             None | Some(Value::Null) => Err(ConfigError::new(key, "missing; it is required")),
-            Some(Value::String(s)) if s.trim().is_empty() => {
-                Err(ConfigError::new(key, "empty; it is required"))
-            }
+            Some(Value::String(s)) if s.trim().is_empty() => Err(ConfigError::new(key, "empty; it is required")),
             _ => Ok(self.optional(key)?.unwrap_or_default()),
         }
     }
@@ -246,17 +199,12 @@ impl Keys<'_> {
             Some(Value::Array(a)) => a
                 .iter()
                 .map(|v| {
-                    v.as_str().map(|s| s.trim().to_owned()).ok_or_else(|| {
-                        ConfigError::new(key, "must be a comma-separated string of alarm names")
-                    })
+                    v.as_str()
+                        .map(|s| s.trim().to_owned())
+                        .ok_or_else(|| ConfigError::new(key, "must be a comma-separated string of alarm names"))
                 })
                 .collect::<Result<_, _>>()?,
-            Some(_) => {
-                return Err(ConfigError::new(
-                    key,
-                    "must be a comma-separated string of alarm names",
-                ))
-            }
+            Some(_) => return Err(ConfigError::new(key, "must be a comma-separated string of alarm names")),
         };
         if items.iter().any(|a| a.is_empty() || a.len() > 255) {
             return Err(ConfigError::new(
@@ -271,22 +219,13 @@ impl Keys<'_> {
 fn is_region(r: &str) -> bool {
     let parts: Vec<&str> = r.split('-').collect();
     parts.len() >= 3
-        && parts.iter().all(|p| {
-            !p.is_empty()
-                && p.bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
-        })
-        && parts
-            .last()
-            .is_some_and(|p| p.bytes().all(|b| b.is_ascii_digit()))
+        && parts.iter().all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()))
+        && parts.last().is_some_and(|p| p.bytes().all(|b| b.is_ascii_digit()))
 }
 
 fn is_function_name(f: &str) -> bool {
-    let plain = |n: &str| {
-        (1..=64).contains(&n.len())
-            && n.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-    };
+    let plain =
+        |n: &str| (1..=64).contains(&n.len()) && n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
     if let Some(rest) = f.strip_prefix("arn:") {
         // arn:<partition>:lambda:<region>:<account>:function:<name>
         let parts: Vec<&str> = rest.split(':').collect();
@@ -298,8 +237,7 @@ fn is_function_name(f: &str) -> bool {
 
 fn is_alias_name(a: &str) -> bool {
     (1..=128).contains(&a.len())
-        && a.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        && a.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         && !a.bytes().all(|b| b.is_ascii_digit())
 }
 
@@ -344,49 +282,27 @@ mod tests {
         let c = parse(&p).unwrap();
         assert_eq!(c.alarm_names, vec!["orders-5xx", "orders-latency"]);
         assert_eq!(c.target.region.as_deref(), Some("eu-west-1"));
-        let DeploySpec::Lambda(l) = c.spec else {
-            panic!()
-        };
-        assert_eq!(
-            l.strategy,
-            DeploymentStrategy::Linear {
-                percent: 10,
-                minutes: 1
-            }
-        );
+        let DeploySpec::Lambda(l) = c.spec else { panic!() };
+        assert_eq!(l.strategy, DeploymentStrategy::Linear { percent: 10, minutes: 1 });
     }
 
     #[test]
     fn ecs_parameters_parse_with_their_defaults() {
-        let c = parse(&json!({"Kind": "Ecs", "TargetRoleArn": ROLE, "ClusterName": "prod", "ServiceName": "web"})).unwrap();
+        let c =
+            parse(&json!({"Kind": "Ecs", "TargetRoleArn": ROLE, "ClusterName": "prod", "ServiceName": "web"})).unwrap();
         let DeploySpec::Ecs(e) = c.spec else { panic!() };
-        assert_eq!(
-            (e.file_name.as_str(), e.timeout_minutes, e.container_name),
-            ("imagedefinitions.json", 30, None)
-        );
+        assert_eq!((e.file_name.as_str(), e.timeout_minutes, e.container_name), ("imagedefinitions.json", 30, None));
         let err = parse(&json!({"Kind": "Ecs", "TargetRoleArn": ROLE, "ClusterName": "prod", "ServiceName": "web", "FileName": "imageDetail.json"})).unwrap_err();
         assert_eq!(err.key, "ContainerName");
         let err = parse(&json!({"Kind": "Ecs", "TargetRoleArn": ROLE, "ClusterName": "prod", "ServiceName": "web", "TimeoutMinutes": "soon"})).unwrap_err();
         assert_eq!(err.key, "TimeoutMinutes");
         let c = parse(&json!({"Kind": "Ecs", "TargetRoleArn": ROLE, "ClusterName": "prod", "ServiceName": "web", "TimeoutMinutes": 45})).unwrap();
-        assert!(matches!(
-            c.spec,
-            DeploySpec::Ecs(EcsSpec {
-                timeout_minutes: 45,
-                ..
-            })
-        ));
+        assert!(matches!(c.spec, DeploySpec::Ecs(EcsSpec { timeout_minutes: 45, .. })));
     }
 
     #[test]
     fn user_parameters_that_are_not_a_json_object_are_refused() {
-        for raw in [
-            None,
-            Some(""),
-            Some("not json"),
-            Some("[1,2]"),
-            Some("\"Lambda\""),
-        ] {
+        for raw in [None, Some(""), Some("not json"), Some("[1,2]"), Some("\"Lambda\"")] {
             let e = parse_user_parameters(raw).unwrap_err();
             assert_eq!(e.key, "UserParameters", "{raw:?}: {e}");
         }

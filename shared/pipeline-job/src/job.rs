@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 pub enum JobSource {
     /// The `CodePipeline.job` event of an Invoke action.
     Invoke,
-    /// PollForJobs for a custom action; the nonce acknowledges it.
-    Poll { nonce: String },
+    /// PollForJobs for a custom action of `provider`; the nonce acknowledges it.
+    Poll { nonce: String, provider: String },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,10 +52,7 @@ impl Job {
             .filter(|id| !id.is_empty())
             .ok_or(JobError::NotAJob)?
             .to_owned();
-        let malformed = |problem: String| JobError::Malformed {
-            job_id: job_id.clone(),
-            problem,
-        };
+        let malformed = |problem: String| JobError::Malformed { job_id: job_id.clone(), problem };
         let parsed: CodePipelineJobEvent = serde::Deserialize::deserialize(event)
             .map_err(|e: serde_json::Error| malformed(describe_serde_error(&e)))?;
         let job = parsed.code_pipeline_job;
@@ -75,30 +72,64 @@ impl Job {
             let s3 = a.location.s3_location;
             match (s3.bucket_name, s3.object_key) {
                 (Some(bucket), Some(key)) if !bucket.is_empty() && !key.is_empty() => {
-                    input_artifacts.push(InputArtifact {
-                        name: a.name,
-                        location: ArtifactLocation { bucket, key },
-                    })
+                    input_artifacts.push(InputArtifact { name: a.name, location: ArtifactLocation { bucket, key } })
                 }
-                _ => {
-                    return Err(malformed(format!(
-                        "input artifact {i} has no S3 bucket name or object key"
-                    )))
-                }
+                _ => return Err(malformed(format!("input artifact {i} has no S3 bucket name or object key"))),
             }
         }
 
         Ok(Job {
-            pipeline: PipelineContext {
-                job_id: job_id.clone(),
-                ..PipelineContext::default()
-            },
+            pipeline: PipelineContext { job_id: job_id.clone(), ..PipelineContext::default() },
             id: job_id,
             account_id: job.account_id,
             source: JobSource::Invoke,
             configuration,
             input_artifacts,
             continuation_token: data.continuation_token.filter(|t| !t.is_empty()),
+        })
+    }
+}
+
+impl Job {
+    /// A job PollForJobs handed out for the custom action `provider`.
+    pub fn from_polled(job: &aws_sdk_codepipeline::types::Job, provider: &str) -> Result<Job, JobError> {
+        let job_id = job.id().filter(|i| !i.is_empty()).ok_or(JobError::NotAJob)?.to_owned();
+        let malformed = |problem: &str| JobError::Malformed { job_id: job_id.clone(), problem: problem.to_owned() };
+        let nonce = job.nonce().ok_or_else(|| malformed("no nonce to acknowledge it with"))?.to_owned();
+        let data = job.data().ok_or_else(|| malformed("no job data"))?;
+        let configuration: BTreeMap<String, String> = data
+            .action_configuration()
+            .and_then(|c| c.configuration())
+            .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+            .unwrap_or_default();
+        let mut input_artifacts = Vec::new();
+        for (i, a) in data.input_artifacts().iter().enumerate() {
+            let s3 = a.location().and_then(|l| l.s3_location());
+            match (s3.map(|l| l.bucket_name()), s3.map(|l| l.object_key())) {
+                (Some(bucket), Some(key)) if !bucket.is_empty() && !key.is_empty() => {
+                    input_artifacts.push(InputArtifact {
+                        name: a.name().map(str::to_owned),
+                        location: ArtifactLocation { bucket: bucket.to_owned(), key: key.to_owned() },
+                    })
+                }
+                _ => return Err(malformed(&format!("input artifact {i} has no S3 bucket name or object key"))),
+            }
+        }
+        let ctx = data.pipeline_context();
+        Ok(Job {
+            pipeline: PipelineContext {
+                job_id: job_id.clone(),
+                pipeline_name: ctx.and_then(|c| c.pipeline_name()).map(str::to_owned),
+                execution_id: ctx.and_then(|c| c.pipeline_execution_id()).map(str::to_owned),
+                stage: ctx.and_then(|c| c.stage()).and_then(|s| s.name()).map(str::to_owned),
+                action: ctx.and_then(|c| c.action()).and_then(|a| a.name()).map(str::to_owned),
+            },
+            id: job_id,
+            account_id: job.account_id().map(str::to_owned),
+            source: JobSource::Poll { nonce, provider: provider.to_owned() },
+            configuration,
+            input_artifacts,
+            continuation_token: data.continuation_token().filter(|t| !t.is_empty()).map(str::to_owned),
         })
     }
 }
@@ -154,16 +185,10 @@ mod tests {
         assert_eq!(job.id, "11111111-abcd-1111-abcd-111111abcdef");
         assert_eq!(job.source, JobSource::Invoke);
         assert_eq!(job.configuration["UserParameters"], "{\"Kind\":\"Lambda\"}");
-        assert_eq!(
-            job.input_artifacts[0].location.to_string(),
-            "s3://artifacts/orders/BuildOutp/abc.zip"
-        );
+        assert_eq!(job.input_artifacts[0].location.to_string(), "s3://artifacts/orders/BuildOutp/abc.zip");
         assert_eq!(job.continuation_token.as_deref(), Some("tok-1"));
         let shown = format!("{job:?}");
-        assert!(
-            !shown.contains("SECRET") && !shown.contains("TOKEN-artifact"),
-            "{shown}"
-        );
+        assert!(!shown.contains("SECRET") && !shown.contains("TOKEN-artifact"), "{shown}");
     }
 
     #[test]
@@ -181,22 +206,13 @@ mod tests {
     #[test]
     fn a_job_with_malformed_data_is_answerable_and_names_the_field() {
         let mut e = invoke_event();
-        e["CodePipeline.job"]["data"]
-            .as_object_mut()
-            .unwrap()
-            .remove("inputArtifacts");
+        e["CodePipeline.job"]["data"].as_object_mut().unwrap().remove("inputArtifacts");
         let err = Job::from_invoke_event(&e).unwrap_err();
-        assert!(
-            matches!(&err, JobError::Malformed { job_id, .. } if job_id == "11111111-abcd-1111-abcd-111111abcdef")
-        );
-        assert!(
-            err.to_string().contains("missing field `inputArtifacts`"),
-            "{err}"
-        );
+        assert!(matches!(&err, JobError::Malformed { job_id, .. } if job_id == "11111111-abcd-1111-abcd-111111abcdef"));
+        assert!(err.to_string().contains("missing field `inputArtifacts`"), "{err}");
 
         let mut e = invoke_event();
-        e["CodePipeline.job"]["data"]["artifactCredentials"]["secretAccessKey"] =
-            json!(["SECRET-in-the-wrong-shape"]);
+        e["CodePipeline.job"]["data"]["artifactCredentials"]["secretAccessKey"] = json!(["SECRET-in-the-wrong-shape"]);
         let err = Job::from_invoke_event(&e).unwrap_err();
         assert!(!err.to_string().contains("SECRET"), "{err}");
     }

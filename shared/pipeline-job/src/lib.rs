@@ -5,13 +5,15 @@
 //! - [`DeployConfig`]: the configuration contract of DESIGN.md, parsed with errors that name the key.
 //! - [`answer_job`]: `PutJobSuccessResult` / `PutJobFailureResult`, and [`fetch_pipeline_context`].
 
+pub mod actions;
 mod config;
 mod job;
+mod poll;
 mod report;
 
-pub use config::{parse_configuration, parse_user_parameters, ConfigError, DeployConfig, Kind};
+pub use config::{job_configuration, parse_configuration, parse_user_parameters, ConfigError, DeployConfig, Kind};
 pub use job::{InputArtifact, Job, JobError, JobSource};
+pub use poll::{acknowledge_job, poll_for_jobs, PollError};
 pub use report::{
-    answer_job, fetch_pipeline_context, Answered, JobAnswer, ReportError, Success,
-    MAX_CONTINUATION_TOKEN,
+    answer_job, fetch_pipeline_context, Answered, JobAnswer, ReportError, Success, MAX_CONTINUATION_TOKEN,
 };

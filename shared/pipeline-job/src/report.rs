@@ -15,11 +15,7 @@ pub const MAX_CONTINUATION_TOKEN: usize = 2048;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum JobAnswer {
     Success(Success),
-    Failure {
-        failure_type: FailureType,
-        message: String,
-        external_execution_id: Option<String>,
-    },
+    Failure { failure_type: FailureType, message: String, external_execution_id: Option<String> },
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -50,29 +46,18 @@ pub struct ReportError {
 }
 
 /// Sends the answer. Throttling is retried by the SDK's standard retry policy.
-pub async fn answer_job(
-    client: &Client,
-    job_id: &str,
-    answer: &JobAnswer,
-) -> Result<Answered, ReportError> {
+pub async fn answer_job(client: &Client, job_id: &str, answer: &JobAnswer) -> Result<Answered, ReportError> {
     let result = match answer {
         JobAnswer::Success(s) => {
             let details = ExecutionDetails::builder()
                 .summary(truncate(&s.summary, MAX_SUMMARY))
                 .set_external_execution_id(
-                    s.external_execution_id
-                        .as_deref()
-                        .map(|e| truncate(e, MAX_EXTERNAL_EXECUTION_ID)),
+                    s.external_execution_id.as_deref().map(|e| truncate(e, MAX_EXTERNAL_EXECUTION_ID)),
                 )
                 .set_percent_complete(s.percent_complete.map(|p| i32::from(p.min(100))))
                 .build();
-            let outputs: Option<HashMap<String, String>> =
-                (!s.output_variables.is_empty()).then(|| {
-                    s.output_variables
-                        .iter()
-                        .map(|(k, v)| (k.clone(), v.clone()))
-                        .collect()
-                });
+            let outputs: Option<HashMap<String, String>> = (!s.output_variables.is_empty())
+                .then(|| s.output_variables.iter().map(|(k, v)| (k.clone(), v.clone())).collect());
             client
                 .put_job_success_result()
                 .job_id(job_id)
@@ -83,17 +68,11 @@ pub async fn answer_job(
                 .await
                 .map(|_| ())
                 .map_err(|e| {
-                    let already = e
-                        .as_service_error()
-                        .is_some_and(|s| s.is_invalid_job_state_exception());
+                    let already = e.as_service_error().is_some_and(|s| s.is_invalid_job_state_exception());
                     (already, ErrorInfo::from_sdk(&e), "PutJobSuccessResult")
                 })
         }
-        JobAnswer::Failure {
-            failure_type,
-            message,
-            external_execution_id,
-        } => {
+        JobAnswer::Failure { failure_type, message, external_execution_id } => {
             let details = FailureDetails::builder()
                 .r#type(match failure_type {
                     FailureType::ConfigurationError => CpFailureType::ConfigurationError,
@@ -102,21 +81,10 @@ pub async fn answer_job(
                 })
                 .message(truncate(message, MAX_FAILURE_MESSAGE))
                 .set_external_execution_id(
-                    external_execution_id
-                        .as_deref()
-                        .map(|e| truncate(e, MAX_EXTERNAL_EXECUTION_ID)),
+                    external_execution_id.as_deref().map(|e| truncate(e, MAX_EXTERNAL_EXECUTION_ID)),
                 )
                 .build()
-                .map_err(|e| {
-                    (
-                        false,
-                        ErrorInfo {
-                            code: None,
-                            message: e.to_string(),
-                        },
-                        "PutJobFailureResult",
-                    )
-                });
+                .map_err(|e| (false, ErrorInfo { code: None, message: e.to_string() }, "PutJobFailureResult"));
             match details {
                 Err(e) => Err(e),
                 Ok(details) => client
@@ -127,9 +95,7 @@ pub async fn answer_job(
                     .await
                     .map(|_| ())
                     .map_err(|e| {
-                        let already = e
-                            .as_service_error()
-                            .is_some_and(|s| s.is_invalid_job_state_exception());
+                        let already = e.as_service_error().is_some_and(|s| s.is_invalid_job_state_exception());
                         (already, ErrorInfo::from_sdk(&e), "PutJobFailureResult")
                     }),
             }
@@ -141,42 +107,21 @@ pub async fn answer_job(
             tracing::warn!(job_id, operation, %error, "the job was answered already; nothing changed");
             Ok(Answered::Already)
         }
-        Err((false, error, operation)) => Err(ReportError {
-            job_id: job_id.to_owned(),
-            operation,
-            error,
-        }),
+        Err((false, error, operation)) => Err(ReportError { job_id: job_id.to_owned(), operation, error }),
     }
 }
 
 /// Pipeline name, execution id, stage and action of a job (`GetJobDetails`): the Invoke event
 /// does not carry them.
-pub async fn fetch_pipeline_context(
-    client: &Client,
-    job_id: &str,
-) -> Result<PipelineContext, ErrorInfo> {
-    let out = client
-        .get_job_details()
-        .job_id(job_id)
-        .send()
-        .await
-        .map_err(|e| ErrorInfo::from_sdk(&e))?;
-    let ctx = out
-        .job_details
-        .and_then(|d| d.data)
-        .and_then(|d| d.pipeline_context);
+pub async fn fetch_pipeline_context(client: &Client, job_id: &str) -> Result<PipelineContext, ErrorInfo> {
+    let out = client.get_job_details().job_id(job_id).send().await.map_err(|e| ErrorInfo::from_sdk(&e))?;
+    let ctx = out.job_details.and_then(|d| d.data).and_then(|d| d.pipeline_context);
     Ok(PipelineContext {
         job_id: job_id.to_owned(),
         pipeline_name: ctx.as_ref().and_then(|c| c.pipeline_name.clone()),
         execution_id: ctx.as_ref().and_then(|c| c.pipeline_execution_id.clone()),
-        stage: ctx
-            .as_ref()
-            .and_then(|c| c.stage.as_ref())
-            .and_then(|s| s.name.clone()),
-        action: ctx
-            .as_ref()
-            .and_then(|c| c.action.as_ref())
-            .and_then(|a| a.name.clone()),
+        stage: ctx.as_ref().and_then(|c| c.stage.as_ref()).and_then(|s| s.name.clone()),
+        action: ctx.as_ref().and_then(|c| c.action.as_ref()).and_then(|a| a.name.clone()),
     })
 }
 
@@ -221,10 +166,7 @@ mod tests {
             output_variables: [("FunctionVersion".to_string(), "7".to_string())].into(),
             continuation_token: None,
         });
-        assert_eq!(
-            answer_job(&client, "job-1", &answer).await.unwrap(),
-            Answered::Now
-        );
+        assert_eq!(answer_job(&client, "job-1", &answer).await.unwrap(), Answered::Now);
         assert_eq!(rule.num_calls(), 1);
     }
 
@@ -233,8 +175,7 @@ mod tests {
         let rule = mock!(Client::put_job_failure_result)
             .match_requests(|r| {
                 let d = r.failure_details().unwrap();
-                d.r#type() == &CpFailureType::PermissionError
-                    && d.message().chars().count() == MAX_FAILURE_MESSAGE
+                d.r#type() == &CpFailureType::PermissionError && d.message().chars().count() == MAX_FAILURE_MESSAGE
             })
             .then_output(|| PutJobFailureResultOutput::builder().build());
         let client = mock_client!(aws_sdk_codepipeline, RuleMode::MatchAny, [&rule]);
@@ -251,16 +192,11 @@ mod tests {
     async fn a_second_answer_is_recognised_as_already_answered() {
         let rule = mock!(Client::put_job_success_result).then_error(|| {
             PutJobSuccessResultError::InvalidJobStateException(
-                InvalidJobStateException::builder()
-                    .message("job is not in progress")
-                    .build(),
+                InvalidJobStateException::builder().message("job is not in progress").build(),
             )
         });
         let client = mock_client!(aws_sdk_codepipeline, RuleMode::MatchAny, [&rule]);
         let answer = JobAnswer::Success(Success::default());
-        assert_eq!(
-            answer_job(&client, "job-1", &answer).await.unwrap(),
-            Answered::Already
-        );
+        assert_eq!(answer_job(&client, "job-1", &answer).await.unwrap(), Answered::Already);
     }
 }

@@ -40,18 +40,12 @@ impl FromStr for RoleArn {
     type Err = RoleArnError;
 
     fn from_str(value: &str) -> Result<Self, Self::Err> {
-        let err = |why| RoleArnError {
-            value: value.to_owned(),
-            why,
-        };
+        let err = |why| RoleArnError { value: value.to_owned(), why };
         let parts: Vec<&str> = value.split(':').collect();
         if parts.len() != 6 || parts[0] != "arn" {
             return Err(err("not six colon-separated parts starting with `arn`"));
         }
-        if !matches!(
-            parts[1],
-            "aws" | "aws-cn" | "aws-us-gov" | "aws-iso" | "aws-iso-b"
-        ) {
+        if !matches!(parts[1], "aws" | "aws-cn" | "aws-us-gov" | "aws-iso" | "aws-iso-b") {
             return Err(err("unknown partition"));
         }
         if parts[2] != "iam" || !parts[3].is_empty() {
@@ -65,22 +59,15 @@ impl FromStr for RoleArn {
         };
         let name = path_and_name.rsplit('/').next().unwrap_or_default();
         let name_ok = (1..=64).contains(&name.len())
-            && name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"+=,.@_-".contains(&b));
+            && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"+=,.@_-".contains(&b));
         if !name_ok {
-            return Err(err(
-                "the role name is empty, too long or has characters IAM does not allow",
-            ));
+            return Err(err("the role name is empty, too long or has characters IAM does not allow"));
         }
         if value.len() > 2048 {
             return Err(err("longer than 2048 characters"));
         }
         let account_start = parts[..4].iter().map(|p| p.len() + 1).sum();
-        Ok(RoleArn {
-            arn: value.to_owned(),
-            account_start,
-        })
+        Ok(RoleArn { arn: value.to_owned(), account_start })
     }
 }
 
@@ -115,9 +102,7 @@ mod tests {
 
     #[test]
     fn a_role_arn_is_split_into_account_and_name() {
-        let arn: RoleArn = "arn:aws:iam::222222222222:role/deploy/crossdeploy-target"
-            .parse()
-            .unwrap();
+        let arn: RoleArn = "arn:aws:iam::222222222222:role/deploy/crossdeploy-target".parse().unwrap();
         assert_eq!(arn.account_id(), "222222222222");
         assert_eq!(arn.name(), "crossdeploy-target");
         assert_eq!(arn.partition(), "aws");

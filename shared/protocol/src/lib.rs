@@ -159,10 +159,7 @@ pub enum Outcome {
 
 impl Outcome {
     pub fn failed(failure_type: FailureType, message: impl Into<String>) -> Self {
-        Outcome::Failed {
-            failure_type,
-            message: message.into(),
-        }
+        Outcome::Failed { failure_type, message: message.into() }
     }
 }
 
@@ -213,23 +210,15 @@ mod tests {
                 action: Some("Lambda".into()),
             },
             target: Target {
-                role_arn: "arn:aws:iam::222222222222:role/crossdeploy-target"
-                    .parse()
-                    .unwrap(),
+                role_arn: "arn:aws:iam::222222222222:role/crossdeploy-target".parse().unwrap(),
                 region: None,
             },
-            artifact: ArtifactLocation {
-                bucket: "artifacts".into(),
-                key: "orders/BuildOutput/abc.zip".into(),
-            },
+            artifact: ArtifactLocation { bucket: "artifacts".into(), key: "orders/BuildOutput/abc.zip".into() },
             spec: DeploySpec::Lambda(LambdaSpec {
                 function_name: "orders-api".into(),
                 alias: "live".into(),
                 artifact_path: Some("lambda.zip".into()),
-                strategy: DeploymentStrategy::Canary {
-                    percent: 10,
-                    minutes: 5,
-                },
+                strategy: DeploymentStrategy::Canary { percent: 10, minutes: 5 },
             }),
             alarm_names: vec!["orders-5xx".into()],
             resume: None,
@@ -243,10 +232,7 @@ mod tests {
         assert_eq!(json["Action"], "Deploy");
         assert_eq!(json["Spec"]["Kind"], "Lambda");
         assert_eq!(json["Spec"]["Strategy"], "Canary10Percent5Minutes");
-        assert_eq!(
-            json["Target"]["RoleArn"],
-            "arn:aws:iam::222222222222:role/crossdeploy-target"
-        );
+        assert_eq!(json["Target"]["RoleArn"], "arn:aws:iam::222222222222:role/crossdeploy-target");
         let back: UpdaterRequest = serde_json::from_value(json).unwrap();
         assert_eq!(back, r);
     }

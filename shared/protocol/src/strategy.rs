@@ -32,25 +32,16 @@ impl FromStr for DeploymentStrategy {
     type Err = StrategyError;
 
     fn from_str(value: &str) -> Result<Self, Self::Err> {
-        let err = |why| StrategyError {
-            value: value.to_owned(),
-            why,
-        };
+        let err = |why| StrategyError { value: value.to_owned(), why };
         if value == "AllAtOnce" {
             return Ok(DeploymentStrategy::AllAtOnce);
         }
         let (percent, minutes, linear) = if let Some(rest) = value.strip_prefix("Canary") {
-            let (p, m) = rest
-                .split_once("Percent")
-                .ok_or_else(|| err("no `Percent`"))?;
-            let m = m
-                .strip_suffix("Minutes")
-                .ok_or_else(|| err("no `Minutes` at the end"))?;
+            let (p, m) = rest.split_once("Percent").ok_or_else(|| err("no `Percent`"))?;
+            let m = m.strip_suffix("Minutes").ok_or_else(|| err("no `Minutes` at the end"))?;
             (p, m, false)
         } else if let Some(rest) = value.strip_prefix("Linear") {
-            let (p, m) = rest
-                .split_once("PercentEvery")
-                .ok_or_else(|| err("no `PercentEvery`"))?;
+            let (p, m) = rest.split_once("PercentEvery").ok_or_else(|| err("no `PercentEvery`"))?;
             let m = m
                 .strip_suffix("Minutes")
                 .or_else(|| m.strip_suffix("Minute"))
@@ -82,10 +73,7 @@ impl fmt::Display for DeploymentStrategy {
             DeploymentStrategy::Canary { percent, minutes } => {
                 write!(f, "Canary{percent}Percent{minutes}Minutes")
             }
-            DeploymentStrategy::Linear {
-                percent,
-                minutes: 1,
-            } => {
+            DeploymentStrategy::Linear { percent, minutes: 1 } => {
                 write!(f, "Linear{percent}PercentEvery1Minute")
             }
             DeploymentStrategy::Linear { percent, minutes } => {
@@ -117,45 +105,15 @@ mod tests {
     fn codedeploy_names_parse_and_print_back() {
         for (name, s) in [
             ("AllAtOnce", AllAtOnce),
-            (
-                "Canary10Percent5Minutes",
-                Canary {
-                    percent: 10,
-                    minutes: 5,
-                },
-            ),
-            (
-                "Canary10Percent30Minutes",
-                Canary {
-                    percent: 10,
-                    minutes: 30,
-                },
-            ),
-            (
-                "Linear10PercentEvery1Minute",
-                Linear {
-                    percent: 10,
-                    minutes: 1,
-                },
-            ),
-            (
-                "Linear10PercentEvery10Minutes",
-                Linear {
-                    percent: 10,
-                    minutes: 10,
-                },
-            ),
+            ("Canary10Percent5Minutes", Canary { percent: 10, minutes: 5 }),
+            ("Canary10Percent30Minutes", Canary { percent: 10, minutes: 30 }),
+            ("Linear10PercentEvery1Minute", Linear { percent: 10, minutes: 1 }),
+            ("Linear10PercentEvery10Minutes", Linear { percent: 10, minutes: 10 }),
         ] {
             assert_eq!(name.parse::<DeploymentStrategy>(), Ok(s), "{name}");
             assert_eq!(s.to_string(), name);
         }
-        assert_eq!(
-            "Linear20PercentEvery1Minutes".parse(),
-            Ok(Linear {
-                percent: 20,
-                minutes: 1
-            })
-        );
+        assert_eq!("Linear20PercentEvery1Minutes".parse(), Ok(Linear { percent: 20, minutes: 1 }));
     }
 
     #[test]

@@ -13,51 +13,24 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const FUNCTIONS: [&str; 3] = [
-    "pipeline-job-worker",
-    "lambda-alias-updater",
-    "ecs-taskdef-updater",
-];
+const FUNCTIONS: [&str; 3] = ["pipeline-job-worker", "lambda-alias-updater", "ecs-taskdef-updater"];
 
 #[tokio::main]
 async fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().collect();
-    let arg = |name: &str| {
-        args.iter()
-            .position(|a| a == name)
-            .and_then(|i| args.get(i + 1))
-            .cloned()
-    };
-    let bin_dir = PathBuf::from(
-        arg("--bin-dir").ok_or("--bin-dir <dir of host release binaries> is required")?,
-    );
-    let zip_dir = PathBuf::from(
-        arg("--zip-dir").ok_or("--zip-dir <cargo lambda build output dir> is required")?,
-    );
-    let runs: usize = arg("--runs")
-        .map(|r| r.parse())
-        .transpose()?
-        .unwrap_or(7)
-        .max(5);
+    let arg = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned();
+    let bin_dir = PathBuf::from(arg("--bin-dir").ok_or("--bin-dir <dir of host release binaries> is required")?);
+    let zip_dir = PathBuf::from(arg("--zip-dir").ok_or("--zip-dir <cargo lambda build output dir> is required")?);
+    let runs: usize = arg("--runs").map(|r| r.parse()).transpose()?.unwrap_or(7).max(5);
 
     println!("crossdeploy benchmark ({runs} runs each; medians)\n");
-    println!(
-        "{:<22} {:>14} {:>14} {:>10}",
-        "function (arm64)", "bootstrap", "bootstrap.zip", "ELF arch"
-    );
+    println!("{:<22} {:>14} {:>14} {:>10}", "function (arm64)", "bootstrap", "bootstrap.zip", "ELF arch");
     for f in FUNCTIONS {
         let (unzipped, zipped, arch) = sizes(&zip_dir.join(f).join("bootstrap.zip"))?;
-        println!(
-            "{f:<22} {:>11.2} MB {:>11.2} MB {arch:>10}",
-            mb(unzipped),
-            mb(zipped)
-        );
+        println!("{f:<22} {:>11.2} MB {:>11.2} MB {arch:>10}", mb(unzipped), mb(zipped));
     }
 
-    println!(
-        "\n{:<22} {:>22}",
-        "function (host build)", "init: exec -> /next"
-    );
+    println!("\n{:<22} {:>22}", "function (host build)", "init: exec -> /next");
     for f in FUNCTIONS {
         let mut times = Vec::new();
         for _ in 0..runs {
@@ -80,12 +53,8 @@ fn median_ms(v: &mut [Duration]) -> f64 {
 
 /// Size of `bootstrap` inside the zip, size of the zip, and the ELF machine of `bootstrap`.
 fn sizes(zip_path: &Path) -> Result<(u64, u64, &'static str)> {
-    let file = std::fs::File::open(zip_path).map_err(|e| {
-        format!(
-            "{}: {e} (build it with ./scripts/bench)",
-            zip_path.display()
-        )
-    })?;
+    let file = std::fs::File::open(zip_path)
+        .map_err(|e| format!("{}: {e} (build it with ./scripts/bench)", zip_path.display()))?;
     let zipped = file.metadata()?.len();
     let mut archive = zip::ZipArchive::new(file)?;
     let mut entry = archive.by_name("bootstrap")?;
@@ -123,12 +92,7 @@ async fn init_time(binary: &Path) -> Result<Duration> {
     let elapsed = started.elapsed();
     let _ = child.kill();
     let _ = child.wait();
-    first.map_err(|_| {
-        format!(
-            "{} made no Runtime API request within 10 s",
-            binary.display()
-        )
-    })??;
+    first.map_err(|_| format!("{} made no Runtime API request within 10 s", binary.display()))??;
     Ok(elapsed)
 }
 
@@ -145,8 +109,7 @@ fn peak_rss_mb(pid: u32) -> Result<f64> {
 
 async fn deploy_comparison(bin_dir: &Path, runs: usize) -> Result<()> {
     let local = LocalAws::start().await?;
-    let (shared, target, bucket, emulator) =
-        (&local.shared, &local.target, &local.bucket, &local.emulator);
+    let (shared, target, bucket, emulator) = (&local.shared, &local.target, &local.bucket, &local.emulator);
     accounts::create_function(target, "orders-api", "live", lambda_package("v0")).await?;
     accounts::create_function(target, "orders-cli", "live", lambda_package("v0")).await?;
     ecs::create_fargate_service(&local.moto.endpoint, target).await?;
@@ -154,33 +117,17 @@ async fn deploy_comparison(bin_dir: &Path, runs: usize) -> Result<()> {
     let common = local.function_env().await?;
     let mut lambda = LocalLambda::start().await?;
     let mut updater_env = common.clone();
-    updater_env.push((
-        "CROSSDEPLOY_ALLOWED_TARGET_ROLES".into(),
-        accounts::target_role(TARGET_ACCOUNT),
-    ));
+    updater_env.push(("CROSSDEPLOY_ALLOWED_TARGET_ROLES".into(), accounts::target_role(TARGET_ACCOUNT)));
     updater_env.push(("CROSSDEPLOY_EXTERNAL_ID".into(), EXTERNAL_ID.into()));
     let mut worker_env = common.clone();
     worker_env.push(("AWS_ENDPOINT_URL_LAMBDA".into(), lambda.endpoint.clone()));
-    worker_env.push((
-        "AWS_ENDPOINT_URL_CODEPIPELINE".into(),
-        emulator.endpoint.clone(),
-    ));
-    worker_env.push((
-        "CROSSDEPLOY_LAMBDA_UPDATER".into(),
-        "lambda-alias-updater".into(),
-    ));
-    worker_env.push((
-        "CROSSDEPLOY_ECS_UPDATER".into(),
-        "ecs-taskdef-updater".into(),
-    ));
+    worker_env.push(("AWS_ENDPOINT_URL_CODEPIPELINE".into(), emulator.endpoint.clone()));
+    worker_env.push(("CROSSDEPLOY_LAMBDA_UPDATER".into(), "lambda-alias-updater".into()));
+    worker_env.push(("CROSSDEPLOY_ECS_UPDATER".into(), "ecs-taskdef-updater".into()));
     for f in ["lambda-alias-updater", "ecs-taskdef-updater"] {
         lambda.run_binary(f, &bin_dir.join(f), &updater_env)?;
     }
-    lambda.run_binary(
-        "pipeline-job-worker",
-        &bin_dir.join("pipeline-job-worker"),
-        &worker_env,
-    )?;
+    lambda.run_binary("pipeline-job-worker", &bin_dir.join("pipeline-job-worker"), &worker_env)?;
 
     let aws = crossdeploy_local::venv_bin("aws")?;
     let work = std::env::temp_dir().join(format!("crossdeploy-bench-{}", std::process::id()));
@@ -192,8 +139,7 @@ async fn deploy_comparison(bin_dir: &Path, runs: usize) -> Result<()> {
         // crossdeploy: the Invoke event in, the job's answer recorded by the emulator.
         let package = lambda_package(&format!("crossdeploy-{i}"));
         let key = format!("orders/BuildOutput/{i}.zip");
-        accounts::put_artifact(shared, bucket, &key, build_artifact("lambda.zip", &package))
-            .await?;
+        accounts::put_artifact(shared, bucket, &key, build_artifact("lambda.zip", &package)).await?;
         let event = emulator.start_invoke_job(NewJob {
             pipeline_name: "orders".into(),
             stage: "Deploy-dev".into(),
@@ -201,30 +147,13 @@ async fn deploy_comparison(bin_dir: &Path, runs: usize) -> Result<()> {
             user_parameters: serde_json::json!({"Kind": "Lambda", "TargetRoleArn": accounts::target_role(TARGET_ACCOUNT), "FunctionName": "orders-api", "Alias": "live", "ArtifactPath": "lambda.zip"}).to_string(),
             artifact: ArtifactLocation { bucket: bucket.clone(), key },
         });
-        let job_id = event["CodePipeline.job"]["id"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned();
+        let job_id = event["CodePipeline.job"]["id"].as_str().unwrap_or_default().to_owned();
         let started = Instant::now();
-        lambda
-            .invoke(
-                shared,
-                "pipeline-job-worker",
-                event.to_string().as_bytes(),
-                Duration::from_secs(60),
-            )
-            .await?;
+        lambda.invoke(shared, "pipeline-job-worker", event.to_string().as_bytes(), Duration::from_secs(60)).await?;
         let took = started.elapsed();
         match emulator.answers().iter().find(|a| a.job_id() == job_id) {
-            Some(Answer::Success {
-                output_variables, ..
-            }) if output_variables.contains_key("FunctionVersion") => {}
-            other => {
-                return Err(format!(
-                    "run {i}: the deploy job was not answered with success: {other:?}"
-                )
-                .into())
-            }
+            Some(Answer::Success { output_variables, .. }) if output_variables.contains_key("FunctionVersion") => {}
+            other => return Err(format!("run {i}: the deploy job was not answered with success: {other:?}").into()),
         }
         ours.push(took);
         if i == 0 {
@@ -244,10 +173,7 @@ async fn deploy_comparison(bin_dir: &Path, runs: usize) -> Result<()> {
     }
 
     // One ECS deploy, for the ECS updater's peak RSS.
-    let images = format!(
-        r#"[{{"name":"web","imageUri":"{}:bench"}}]"#,
-        ecs::OLD_IMAGE.trim_end_matches(":old")
-    );
+    let images = format!(r#"[{{"name":"web","imageUri":"{}:bench"}}]"#, ecs::OLD_IMAGE.trim_end_matches(":old"));
     accounts::put_artifact(
         shared,
         bucket,
@@ -260,21 +186,10 @@ async fn deploy_comparison(bin_dir: &Path, runs: usize) -> Result<()> {
         &serde_json::json!({"Kind": "Ecs", "TargetRoleArn": accounts::target_role(TARGET_ACCOUNT), "ClusterName": ecs::CLUSTER, "ServiceName": ecs::SERVICE}).to_string(),
         ArtifactLocation { bucket: bucket.clone(), key: "orders/BuildOutput/ecs.zip".into() },
     );
-    lambda
-        .invoke(
-            shared,
-            "pipeline-job-worker",
-            event.to_string().as_bytes(),
-            Duration::from_secs(60),
-        )
-        .await?;
+    lambda.invoke(shared, "pipeline-job-worker", event.to_string().as_bytes(), Duration::from_secs(60)).await?;
     match local.answers_for(&event).first() {
         Some(Answer::Success { .. }) => {}
-        other => {
-            return Err(
-                format!("the ECS deploy job was not answered with success: {other:?}").into(),
-            )
-        }
+        other => return Err(format!("the ECS deploy job was not answered with success: {other:?}").into()),
     }
     if let Some(pid) = lambda.pid("ecs-taskdef-updater") {
         rss.push(("ecs-taskdef-updater", peak_rss_mb(pid)?));
@@ -287,7 +202,9 @@ async fn deploy_comparison(bin_dir: &Path, runs: usize) -> Result<()> {
     let (o, c) = (median_ms(&mut ours), median_ms(&mut cli));
     println!("\nLambda deploy, event -> answer, median of {runs} interleaved runs:");
     println!("  crossdeploy (worker -> updater, real binaries under cargo-lambda): {o:>8.1} ms");
-    println!("  seed buildspec (aws sts assume-role, update-function-code, publish-version, update-alias): {c:>8.1} ms");
+    println!(
+        "  seed buildspec (aws sts assume-role, update-function-code, publish-version, update-alias): {c:>8.1} ms"
+    );
     println!("  ratio: crossdeploy is {:.1}x faster", c / o);
     let _ = std::fs::remove_dir_all(&work);
     Ok(())
@@ -305,12 +222,7 @@ fn cli_sequence(aws: &Path, env: &[(String, String)], package: &Path) -> Result<
             .envs(extra.iter().map(|(k, v)| (k, v)))
             .output()?;
         if !out.status.success() {
-            return Err(format!(
-                "aws {}: {}",
-                args.join(" "),
-                String::from_utf8_lossy(&out.stderr)
-            )
-            .into());
+            return Err(format!("aws {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr)).into());
         }
         Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
     };
@@ -352,17 +264,7 @@ fn cli_sequence(aws: &Path, env: &[(String, String)], package: &Path) -> Result<
         ],
         &assumed,
     )?;
-    let version = run(
-        &[
-            "lambda",
-            "publish-version",
-            "--function-name",
-            "orders-cli",
-            "--query",
-            "Version",
-        ],
-        &assumed,
-    )?;
+    let version = run(&["lambda", "publish-version", "--function-name", "orders-cli", "--query", "Version"], &assumed)?;
     run(
         &[
             "lambda",

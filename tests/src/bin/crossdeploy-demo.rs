@@ -30,16 +30,12 @@ async fn main() -> crossdeploy_local::Result<()> {
     let new_image = "111111111111.dkr.ecr.us-east-1.amazonaws.com/web:4f1e5c1";
     let images = format!(r#"[{{"name":"web","imageUri":"{new_image}"}}]"#);
     let key = "orders/BuildOutput/4f1e5c1.zip";
-    let artifact = local
-        .upload(
-            key,
-            zip_of(&[
-                ("lambda.zip", &package),
-                ("imagedefinitions.json", images.as_bytes()),
-            ]),
-        )
-        .await?;
-    println!("build output {artifact} holds lambda.zip (CodeSha256 {}) and imagedefinitions.json ({new_image})", code_sha256(&package));
+    let artifact =
+        local.upload(key, zip_of(&[("lambda.zip", &package), ("imagedefinitions.json", images.as_bytes())])).await?;
+    println!(
+        "build output {artifact} holds lambda.zip (CodeSha256 {}) and imagedefinitions.json ({new_image})",
+        code_sha256(&package)
+    );
 
     let role = accounts::target_role(TARGET_ACCOUNT);
     let lambda = serde_json::json!({"Kind": "Lambda", "TargetRoleArn": role, "FunctionName": FUNCTION, "Alias": ALIAS, "ArtifactPath": "lambda.zip"}).to_string();
@@ -48,28 +44,15 @@ async fn main() -> crossdeploy_local::Result<()> {
     let worker = local.worker();
     for (title, action, params) in [
         ("Lambda: deploy", "DeployLambda", lambda.clone()),
-        (
-            "Lambda: the same artifact again (idempotent)",
-            "DeployLambda",
-            lambda,
-        ),
-        (
-            "Lambda: a role that is not on the allow-list",
-            "DeployLambda",
-            off_list,
-        ),
+        ("Lambda: the same artifact again (idempotent)", "DeployLambda", lambda),
+        ("Lambda: a role that is not on the allow-list", "DeployLambda", off_list),
         ("ECS: new image for the service", "DeployEcs", ecs_params),
     ] {
         let fn_before = accounts::function_state(&local.target, FUNCTION, ALIAS).await?;
         let svc_before = ecs::service_state(&local.target).await?;
         let event = local.job(action, &params, artifact.clone());
         let started = Instant::now();
-        handle_invoke_event(
-            event.clone(),
-            worker.clone(),
-            Deadline::after(Duration::from_secs(120)),
-        )
-        .await?;
+        handle_invoke_event(event.clone(), worker.clone(), Deadline::after(Duration::from_secs(120)), "demo").await?;
         let took = started.elapsed();
         println!("\n== {title} ({} ms)", took.as_millis());
         let role_account = serde_json::from_str::<serde_json::Value>(&params)?["TargetRoleArn"]
@@ -82,7 +65,10 @@ async fn main() -> crossdeploy_local::Result<()> {
         println!("   shared services {SHARED_ACCOUNT} -> role in account {role_account}");
         if action == "DeployLambda" {
             let after = accounts::function_state(&local.target, FUNCTION, ALIAS).await?;
-            println!("   {TARGET_ACCOUNT}: function {FUNCTION}, alias {ALIAS}: version {} -> {} (serves CodeSha256 {})", fn_before.alias_version, after.alias_version, after.alias_version_sha);
+            println!(
+                "   {TARGET_ACCOUNT}: function {FUNCTION}, alias {ALIAS}: version {} -> {} (serves CodeSha256 {})",
+                fn_before.alias_version, after.alias_version, after.alias_version_sha
+            );
         } else {
             let after = ecs::service_state(&local.target).await?;
             let (td, _) = ecs::task_definition(&local.target, &after.task_definition).await?;
@@ -102,33 +88,19 @@ async fn main() -> crossdeploy_local::Result<()> {
         }
         for answer in local.answers_for(&event) {
             match answer {
-                Answer::Success {
-                    summary,
-                    output_variables,
-                    ..
-                } => {
-                    println!(
-                        "   CodePipeline answer: PutJobSuccessResult: {}",
-                        summary.unwrap_or_default()
-                    );
+                Answer::Success { summary, output_variables, .. } => {
+                    println!("   CodePipeline answer: PutJobSuccessResult: {}", summary.unwrap_or_default());
                     for (k, v) in output_variables {
                         println!("     {k} = {v}");
                     }
                 }
-                Answer::Failure {
-                    failure_type,
-                    message,
-                    ..
-                } => println!(
-                    "   CodePipeline answer: PutJobFailureResult {failure_type}: {message}"
-                ),
+                Answer::Failure { failure_type, message, .. } => {
+                    println!("   CodePipeline answer: PutJobFailureResult {failure_type}: {message}")
+                }
             }
         }
     }
     let untouched = accounts::function_state(&local.other, FUNCTION, ALIAS).await?;
-    println!(
-        "\naccount {OTHER_ACCOUNT}: alias {ALIAS} still -> version {} (untouched)",
-        untouched.alias_version
-    );
+    println!("\naccount {OTHER_ACCOUNT}: alias {ALIAS} still -> version {} (untouched)", untouched.alias_version);
     Ok(())
 }

@@ -43,18 +43,13 @@ pub fn replace_images(
     }
     Ok(containers
         .iter()
-        .map(|c| {
-            match changes
-                .iter()
-                .find(|ch| Some(ch.container.as_str()) == c.name())
-            {
-                Some(ch) => {
-                    let mut c = c.clone();
-                    c.image = Some(ch.image.clone());
-                    c
-                }
-                None => c.clone(),
+        .map(|c| match changes.iter().find(|ch| Some(ch.container.as_str()) == c.name()) {
+            Some(ch) => {
+                let mut c = c.clone();
+                c.image = Some(ch.image.clone());
+                c
             }
+            None => c.clone(),
         })
         .collect())
 }
@@ -62,9 +57,7 @@ pub fn replace_images(
 /// Whether the containers already run exactly these images.
 pub fn runs_images(containers: &[ContainerDefinition], changes: &[ImageChange]) -> bool {
     changes.iter().all(|ch| {
-        containers.iter().any(|c| {
-            c.name() == Some(ch.container.as_str()) && c.image() == Some(ch.image.as_str())
-        })
+        containers.iter().any(|c| c.name() == Some(ch.container.as_str()) && c.image() == Some(ch.image.as_str()))
     })
 }
 
@@ -79,11 +72,7 @@ pub fn clone_into(
     containers: Vec<ContainerDefinition>,
     previous_arn: &str,
 ) -> RegisterTaskDefinitionFluentBuilder {
-    let mut tags: Vec<Tag> = tags
-        .iter()
-        .filter(|t| t.key() != Some(PREVIOUS_TAG))
-        .cloned()
-        .collect();
+    let mut tags: Vec<Tag> = tags.iter().filter(|t| t.key() != Some(PREVIOUS_TAG)).cloned().collect();
     tags.push(Tag::builder().key(PREVIOUS_TAG).value(previous_arn).build());
     let td = current.clone();
     register

@@ -9,11 +9,8 @@ use std::collections::BTreeMap;
 /// The top-level fields of a derived `Debug` (`Name { a: .., b: .. }`), name -> value text.
 /// The field lists below come from the SDK's own types this way, not from a list kept here.
 pub(crate) fn debug_fields(text: &str) -> BTreeMap<String, String> {
-    let inner = text
-        .split_once('{')
-        .and_then(|(_, rest)| rest.rsplit_once('}'))
-        .map(|(inner, _)| inner)
-        .unwrap_or_default();
+    let inner =
+        text.split_once('{').and_then(|(_, rest)| rest.rsplit_once('}')).map(|(inner, _)| inner).unwrap_or_default();
     let mut fields = BTreeMap::new();
     let (mut depth, mut in_string, mut escaped, mut start) = (0i32, false, false, 0usize);
     let bytes = inner.as_bytes();
@@ -54,9 +51,7 @@ pub(crate) fn full_task_definition() -> TaskDefinition {
         .image("111111111111.dkr.ecr.us-east-1.amazonaws.com/web:old")
         .repository_credentials(
             RepositoryCredentials::builder()
-                .credentials_parameter(
-                    "arn:aws:secretsmanager:us-east-1:222222222222:secret:registry",
-                )
+                .credentials_parameter("arn:aws:secretsmanager:us-east-1:222222222222:secret:registry")
                 .build()
                 .unwrap(),
         )
@@ -90,31 +85,13 @@ pub(crate) fn full_task_definition() -> TaskDefinition {
                 .build()
                 .unwrap(),
         )
-        .mount_points(
-            MountPoint::builder()
-                .source_volume("shared")
-                .container_path("/data")
-                .read_only(false)
-                .build(),
-        )
+        .mount_points(MountPoint::builder().source_volume("shared").container_path("/data").read_only(false).build())
         .linux_parameters(
             LinuxParameters::builder()
-                .capabilities(
-                    KernelCapabilities::builder()
-                        .add("SYS_PTRACE")
-                        .drop("NET_RAW")
-                        .build(),
-                )
+                .capabilities(KernelCapabilities::builder().add("SYS_PTRACE").drop("NET_RAW").build())
                 .init_process_enabled(true)
                 .shared_memory_size(64)
-                .tmpfs(
-                    Tmpfs::builder()
-                        .container_path("/tmp")
-                        .size(64)
-                        .mount_options("noexec")
-                        .build()
-                        .unwrap(),
-                )
+                .tmpfs(Tmpfs::builder().container_path("/tmp").size(64).mount_options("noexec").build().unwrap())
                 .build(),
         )
         .secrets(
@@ -137,14 +114,7 @@ pub(crate) fn full_task_definition() -> TaskDefinition {
         .user("1000")
         .working_directory("/app")
         .readonly_root_filesystem(true)
-        .ulimits(
-            Ulimit::builder()
-                .name(UlimitName::Nofile)
-                .soft_limit(4096)
-                .hard_limit(8192)
-                .build()
-                .unwrap(),
-        )
+        .ulimits(Ulimit::builder().name(UlimitName::Nofile).soft_limit(4096).hard_limit(8192).build().unwrap())
         .log_configuration(
             LogConfiguration::builder()
                 .log_driver(LogDriver::Awsfirelens)
@@ -221,10 +191,7 @@ pub(crate) fn full_task_definition() -> TaskDefinition {
         )
         .status(TaskDefinitionStatus::Active)
         .requires_attributes(
-            Attribute::builder()
-                .name("com.amazonaws.ecs.capability.docker-remote-api.1.21")
-                .build()
-                .unwrap(),
+            Attribute::builder().name("com.amazonaws.ecs.capability.docker-remote-api.1.21").build().unwrap(),
         )
         .placement_constraints(
             TaskDefinitionPlacementConstraint::builder()
@@ -243,11 +210,7 @@ pub(crate) fn full_task_definition() -> TaskDefinition {
         .cpu("512")
         .memory("1024")
         .inference_accelerators(
-            InferenceAccelerator::builder()
-                .device_name("device1")
-                .device_type("eia2.medium")
-                .build()
-                .unwrap(),
+            InferenceAccelerator::builder().device_name("device1").device_type("eia2.medium").build().unwrap(),
         )
         .pid_mode(PidMode::Task)
         .ipc_mode(IpcMode::Task)
@@ -255,12 +218,7 @@ pub(crate) fn full_task_definition() -> TaskDefinition {
             ProxyConfiguration::builder()
                 .r#type(ProxyConfigurationType::Appmesh)
                 .container_name("envoy")
-                .properties(
-                    KeyValuePair::builder()
-                        .name("AppPorts")
-                        .value("8080")
-                        .build(),
-                )
+                .properties(KeyValuePair::builder().name("AppPorts").value("8080").build())
                 .build()
                 .unwrap(),
         )
@@ -282,44 +240,30 @@ fn client() -> aws_sdk_ecs::Client {
     )
 }
 
-fn registered(
-    td: &TaskDefinition,
-    tags: &[Tag],
-    changes: &[ImageChange],
-) -> RegisterTaskDefinitionInput {
+fn registered(td: &TaskDefinition, tags: &[Tag], changes: &[ImageChange]) -> RegisterTaskDefinitionInput {
     let containers = replace_images(td.container_definitions(), changes).unwrap();
-    clone_into(
-        client().register_task_definition(),
-        td,
-        tags,
-        containers,
-        "arn:previous",
-    )
-    .as_input()
-    .clone()
-    .build()
-    .unwrap()
+    clone_into(client().register_task_definition(), td, tags, containers, "arn:previous")
+        .as_input()
+        .clone()
+        .build()
+        .unwrap()
 }
 
 #[test]
 fn the_fixture_sets_every_field_the_sdk_models() {
     let fields = debug_fields(&format!("{:?}", full_task_definition()));
     assert!(fields.len() >= 26, "{fields:?}");
-    let unset: Vec<&String> = fields
-        .iter()
-        .filter(|(_, v)| v.as_str() == "None")
-        .map(|(k, _)| k)
-        .collect();
-    assert!(unset.is_empty(), "the SDK models fields the fixture does not set: {unset:?}; set them so the clone test covers them");
+    let unset: Vec<&String> = fields.iter().filter(|(_, v)| v.as_str() == "None").map(|(k, _)| k).collect();
+    assert!(
+        unset.is_empty(),
+        "the SDK models fields the fixture does not set: {unset:?}; set them so the clone test covers them"
+    );
 }
 
 #[test]
 fn every_field_is_either_read_only_or_carried_to_register() {
     let described = debug_fields(&format!("{:?}", TaskDefinition::builder().build()));
-    let register = debug_fields(&format!(
-        "{:?}",
-        RegisterTaskDefinitionInput::builder().build().unwrap()
-    ));
+    let register = debug_fields(&format!("{:?}", RegisterTaskDefinitionInput::builder().build().unwrap()));
     for field in described.keys() {
         assert!(
             READ_ONLY_FIELDS.contains(&field.as_str()) || register.contains_key(field),
@@ -354,19 +298,13 @@ fn the_registered_revision_equals_the_described_one_but_for_the_images() {
     }
     let mut containers = td.container_definitions().to_vec();
     containers[0].image = Some("111111111111.dkr.ecr.us-east-1.amazonaws.com/web:new".into());
-    expected.insert(
-        "container_definitions".into(),
-        format!("{:?}", Some(containers)),
-    );
+    expected.insert("container_definitions".into(), format!("{:?}", Some(containers)));
     let mut got = debug_fields(&format!("{input:?}"));
     let got_tags = got.remove("tags");
     assert_eq!(got, expected);
     let want_tags = vec![
         Tag::builder().key("team").value("orders").build(),
-        Tag::builder()
-            .key(PREVIOUS_TAG)
-            .value("arn:previous")
-            .build(),
+        Tag::builder().key(PREVIOUS_TAG).value("arn:previous").build(),
     ];
     assert_eq!(
         got_tags,
@@ -378,26 +316,14 @@ fn the_registered_revision_equals_the_described_one_but_for_the_images() {
 #[test]
 fn containers_not_named_keep_their_image_and_unknown_ones_are_refused() {
     let td = full_task_definition();
-    let changes = vec![ImageChange {
-        container: "envoy".into(),
-        image: "envoy:2".into(),
-    }];
+    let changes = vec![ImageChange { container: "envoy".into(), image: "envoy:2".into() }];
     let out = replace_images(td.container_definitions(), &changes).unwrap();
     assert_eq!(out[0], td.container_definitions()[0]);
     assert_eq!(out[1], td.container_definitions()[1]);
     assert_eq!(out[2].image(), Some("envoy:2"));
-    let e = replace_images(
-        td.container_definitions(),
-        &[ImageChange {
-            container: "api".into(),
-            image: "x".into(),
-        }],
-    )
-    .unwrap_err();
-    assert!(
-        e.contains("`api`") && e.contains("web, log_router, envoy"),
-        "{e}"
-    );
+    let e = replace_images(td.container_definitions(), &[ImageChange { container: "api".into(), image: "x".into() }])
+        .unwrap_err();
+    assert!(e.contains("`api`") && e.contains("web, log_router, envoy"), "{e}");
 }
 
 #[test]
@@ -408,10 +334,7 @@ fn runs_images_tells_whether_anything_changes() {
         image: "111111111111.dkr.ecr.us-east-1.amazonaws.com/web:old".into(),
     }];
     assert!(runs_images(td.container_definitions(), &same));
-    let new = vec![ImageChange {
-        container: "web".into(),
-        image: "web:new".into(),
-    }];
+    let new = vec![ImageChange { container: "web".into(), image: "web:new".into() }];
     assert!(!runs_images(td.container_definitions(), &new));
 }
 
