@@ -3,10 +3,12 @@
 //! the real SDK client.
 //!
 //! Implemented: PutJobSuccessResult, PutJobFailureResult (a second answer for a job gets
-//! `InvalidJobStateException`, an unknown job `JobNotFoundException`), GetJobDetails, and
-//! continuation for Invoke actions: a success with a continuation token queues a new job carrying
-//! it, which a test takes with [`Emulator::take_continuations`] and hands to the worker, as
-//! CodePipeline would invoke it again.
+//! `InvalidJobStateException`, an unknown job `JobNotFoundException`), GetJobDetails,
+//! CreateCustomActionType, PollForJobs (by action type, up to the batch size; each job handed
+//! out once, with a fresh nonce), AcknowledgeJob (the nonce checked), and continuation: a success
+//! with a continuation token queues a new job for the same action carrying it — a custom action's
+//! for the next PollForJobs, an Invoke action's for [`Emulator::take_continuations`], whose events
+//! a test hands to the worker as CodePipeline would invoke it again.
 
 use crate::{unique, Result};
 use bytes::Bytes;
@@ -59,24 +61,52 @@ impl Answer {
     }
 }
 
+/// A job's status, as CodePipeline names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Status {
+pub enum Status {
+    Queued,
+    Dispatched,
     InProgress,
     Succeeded,
     Failed,
 }
 
+/// A custom action's job to create, as CodePipeline does when a pipeline reaches the action.
+#[derive(Debug, Clone)]
+pub struct NewCustomJob {
+    pub provider: String,
+    pub pipeline_name: String,
+    pub stage: String,
+    pub action: String,
+    pub configuration: BTreeMap<String, String>,
+    pub artifact: ArtifactLocation,
+}
+
+#[derive(Debug, Clone)]
+enum Kind {
+    Invoke { user_parameters: String },
+    Custom { provider: String, configuration: BTreeMap<String, String> },
+}
+
 #[derive(Debug, Clone)]
 struct EmulatedJob {
-    job: NewJob,
+    kind: Kind,
+    pipeline_name: String,
+    stage: String,
+    action: String,
+    artifact: ArtifactLocation,
     execution_id: String,
     status: Status,
+    nonce: Option<String>,
     continuation_token: Option<String>,
 }
 
 #[derive(Default)]
 struct State {
     jobs: BTreeMap<String, EmulatedJob>,
+    /// Queued custom jobs, oldest first.
+    queue: VecDeque<String>,
+    action_types: BTreeMap<String, Value>,
     answers: Vec<Answer>,
     continuations: VecDeque<String>,
     calls: BTreeMap<String, usize>,
@@ -125,11 +155,62 @@ impl Emulator {
     /// returns the `CodePipeline.job` event it would invoke the function with.
     pub fn start_invoke_job(&self, job: NewJob) -> Value {
         let id = job_id();
-        let execution_id = job_id();
-        let emulated = EmulatedJob { job, execution_id, status: Status::InProgress, continuation_token: None };
+        let emulated = EmulatedJob {
+            kind: Kind::Invoke { user_parameters: job.user_parameters },
+            pipeline_name: job.pipeline_name,
+            stage: job.stage,
+            action: job.action,
+            artifact: job.artifact,
+            execution_id: job_id(),
+            status: Status::InProgress,
+            nonce: None,
+            continuation_token: None,
+        };
         let event = invoke_event(&id, &emulated);
         self.lock().jobs.insert(id, emulated);
         event
+    }
+
+    /// Queues a custom action's job for PollForJobs, as CodePipeline does when a pipeline run
+    /// reaches the action; returns its id. The action type need not exist (a job of a type no
+    /// worker polls for stays queued).
+    pub fn start_custom_job(&self, job: NewCustomJob) -> String {
+        let id = job_id();
+        let emulated = EmulatedJob {
+            kind: Kind::Custom { provider: job.provider, configuration: job.configuration },
+            pipeline_name: job.pipeline_name,
+            stage: job.stage,
+            action: job.action,
+            artifact: job.artifact,
+            execution_id: job_id(),
+            status: Status::Queued,
+            nonce: None,
+            continuation_token: None,
+        };
+        let mut state = self.lock();
+        state.jobs.insert(id.clone(), emulated);
+        state.queue.push_back(id.clone());
+        id
+    }
+
+    /// The continuation token a job carries.
+    pub fn continuation_token_of(&self, job_id: &str) -> Option<String> {
+        self.lock().jobs.get(job_id).and_then(|j| j.continuation_token.clone())
+    }
+
+    /// A job's status.
+    pub fn status(&self, job_id: &str) -> Option<Status> {
+        self.lock().jobs.get(job_id).map(|j| j.status)
+    }
+
+    /// How many custom jobs are queued, of any action type.
+    pub fn queued(&self) -> usize {
+        self.lock().queue.len()
+    }
+
+    /// The action types created, by `Owner/Category/Provider/Version`.
+    pub fn action_types(&self) -> BTreeMap<String, Value> {
+        self.lock().action_types.clone()
     }
 
     /// The events CodePipeline would invoke the function with to continue jobs answered with a
@@ -172,12 +253,12 @@ fn invoke_event(id: &str, j: &EmulatedJob) -> Value {
             "data": {
                 "actionConfiguration": {"configuration": {
                     "FunctionName": "pipeline-job-worker",
-                    "UserParameters": j.job.user_parameters,
+                    "UserParameters": match &j.kind { Kind::Invoke { user_parameters } => user_parameters.clone(), Kind::Custom { .. } => String::new() },
                 }},
                 "inputArtifacts": [{
                     "name": "BuildOutput",
                     "revision": null,
-                    "location": {"type": "S3", "s3Location": {"bucketName": j.job.artifact.bucket, "objectKey": j.job.artifact.key}}
+                    "location": {"type": "S3", "s3Location": {"bucketName": j.artifact.bucket, "objectKey": j.artifact.key}}
                 }],
                 "outputArtifacts": [],
                 // What CodePipeline sends; crossdeploy must never log or use these.
@@ -190,6 +271,49 @@ fn invoke_event(id: &str, j: &EmulatedJob) -> Value {
             }
         }
     })
+}
+
+/// A custom job as PollForJobs and GetJobDetails give it.
+fn job_data(id: &str, j: &EmulatedJob) -> Value {
+    let (provider, configuration) = match &j.kind {
+        Kind::Custom { provider, configuration } => (provider.clone(), json!(configuration)),
+        Kind::Invoke { user_parameters } => {
+            ("Lambda".to_owned(), json!({"FunctionName": "pipeline-job-worker", "UserParameters": user_parameters}))
+        }
+    };
+    let owner = if matches!(j.kind, Kind::Custom { .. }) { "Custom" } else { "AWS" };
+    json!({
+        "actionTypeId": {"category": if owner == "AWS" { "Invoke" } else { "Deploy" }, "owner": owner, "provider": provider, "version": "1"},
+        "actionConfiguration": {"configuration": configuration},
+        "pipelineContext": {
+            "pipelineName": j.pipeline_name,
+            "stage": {"name": j.stage},
+            "action": {"name": j.action, "actionExecutionId": format!("{id}-action")},
+            "pipelineArn": format!("arn:aws:codepipeline:us-east-1:{PIPELINE_ACCOUNT}:{}", j.pipeline_name),
+            "pipelineExecutionId": j.execution_id,
+        },
+        "inputArtifacts": [{
+            "name": "BuildOutput",
+            "location": {"type": "S3", "s3Location": {"bucketName": j.artifact.bucket, "objectKey": j.artifact.key}}
+        }],
+        "outputArtifacts": [],
+        "artifactCredentials": {
+            "accessKeyId": "ASIAARTIFACTKEYID",
+            "secretAccessKey": "ARTIFACT-SECRET-never-logged",
+            "sessionToken": "ARTIFACT-SESSION-TOKEN-never-logged"
+        },
+        "continuationToken": j.continuation_token,
+    })
+}
+
+fn action_type_key(id: &Value) -> Option<String> {
+    Some(format!(
+        "{}/{}/{}/{}",
+        id["owner"].as_str().unwrap_or("Custom"),
+        id["category"].as_str()?,
+        id["provider"].as_str()?,
+        id["version"].as_str()?
+    ))
 }
 
 fn respond(status: StatusCode, body: Value) -> Response<Full<Bytes>> {
@@ -233,6 +357,60 @@ async fn serve(req: Request<Incoming>, state: &Mutex<State>) -> Response<Full<By
     };
     let mut state = state.lock().unwrap_or_else(|p| p.into_inner());
     *state.calls.entry(op.clone()).or_default() += 1;
+    match op.as_str() {
+        "CreateCustomActionType" => {
+            let id = json!({"category": input["category"], "owner": "Custom", "provider": input["provider"], "version": input["version"]});
+            let Some(key) = action_type_key(&id) else {
+                return error("ValidationException", "category, provider and version are required");
+            };
+            let (Some(_), Some(_)) =
+                (input["inputArtifactDetails"].as_object(), input["outputArtifactDetails"].as_object())
+            else {
+                return error("ValidationException", "inputArtifactDetails and outputArtifactDetails are required");
+            };
+            let action_type = json!({
+                "id": id,
+                "settings": input["settings"],
+                "actionConfigurationProperties": input["configurationProperties"],
+                "inputArtifactDetails": input["inputArtifactDetails"],
+                "outputArtifactDetails": input["outputArtifactDetails"],
+            });
+            state.action_types.insert(key, action_type.clone());
+            return respond(StatusCode::OK, json!({"actionType": action_type, "tags": input["tags"]}));
+        }
+        "PollForJobs" => {
+            let Some(key) = action_type_key(&input["actionTypeId"]) else {
+                return error("ValidationException", "actionTypeId needs category, owner, provider and version");
+            };
+            if !state.action_types.contains_key(&key) {
+                return error(
+                    "ActionTypeNotFoundException",
+                    &format!("The specified action type cannot be found: {key}"),
+                );
+            }
+            let provider = input["actionTypeId"]["provider"].as_str().unwrap_or_default().to_owned();
+            let max = input["maxBatchSize"].as_u64().unwrap_or(1).clamp(1, 100) as usize;
+            let mut handed = Vec::new();
+            let queued: Vec<String> = state.queue.iter().cloned().collect();
+            for id in queued {
+                if handed.len() >= max {
+                    break;
+                }
+                let Some(job) = state.jobs.get_mut(&id) else { continue };
+                if !matches!(&job.kind, Kind::Custom { provider: p, .. } if *p == provider) {
+                    continue;
+                }
+                let nonce = job_id();
+                job.status = Status::Dispatched;
+                job.nonce = Some(nonce.clone());
+                handed
+                    .push(json!({"id": id, "data": job_data(&id, job), "nonce": nonce, "accountId": PIPELINE_ACCOUNT}));
+                state.queue.retain(|q| *q != id);
+            }
+            return respond(StatusCode::OK, json!({"jobs": handed}));
+        }
+        _ => {}
+    }
     let Some(job_id) = input["jobId"].as_str().map(str::to_owned) else {
         return error(
             "ValidationException",
@@ -248,20 +426,29 @@ async fn serve(req: Request<Incoming>, state: &Mutex<State>) -> Response<Full<By
     match op.as_str() {
         "GetJobDetails" => respond(
             StatusCode::OK,
-            json!({"jobDetails": {
-                "id": job_id,
-                "accountId": PIPELINE_ACCOUNT,
-                "data": {
-                    "pipelineContext": {
-                        "pipelineName": job.job.pipeline_name,
-                        "stage": {"name": job.job.stage},
-                        "action": {"name": job.job.action, "actionExecutionId": format!("{job_id}-action")},
-                        "pipelineExecutionId": job.execution_id,
-                    },
-                    "continuationToken": job.continuation_token,
-                }
-            }}),
+            json!({"jobDetails": {"id": job_id, "accountId": PIPELINE_ACCOUNT, "data": job_data(&job_id, &job)}}),
         ),
+        "AcknowledgeJob" => {
+            if input["nonce"].as_str() != job.nonce.as_deref() || job.nonce.is_none() {
+                return error(
+                    "InvalidNonceException",
+                    &format!("The nonce was specified in an invalid format for job {job_id}"),
+                );
+            }
+            if job.status == Status::Dispatched {
+                if let Some(j) = state.jobs.get_mut(&job_id) {
+                    j.status = Status::InProgress;
+                }
+            }
+            let status = match state.jobs.get(&job_id).map(|j| j.status) {
+                Some(Status::InProgress) => "InProgress",
+                Some(Status::Succeeded) => "Succeeded",
+                Some(Status::Failed) => "Failed",
+                Some(Status::Dispatched) => "Dispatched",
+                _ => "Queued",
+            };
+            respond(StatusCode::OK, json!({"status": status}))
+        }
         "PutJobSuccessResult" | "PutJobFailureResult" if job.status != Status::InProgress => {
             error("InvalidJobStateException", &format!("Job {job_id} is not in progress; it was answered already"))
         }
@@ -293,7 +480,10 @@ async fn serve(req: Request<Incoming>, state: &Mutex<State>) -> Response<Full<By
             }
             if let Some(token) = continuation_token {
                 let next = job_id_for_continuation(&mut state, &job, token);
-                state.continuations.push_back(next);
+                match job.kind {
+                    Kind::Invoke { .. } => state.continuations.push_back(next),
+                    Kind::Custom { .. } => state.queue.push_back(next),
+                }
             }
             respond(StatusCode::OK, json!({}))
         }
@@ -329,13 +519,14 @@ async fn serve(req: Request<Incoming>, state: &Mutex<State>) -> Response<Full<By
 
 fn job_id_for_continuation(state: &mut State, job: &EmulatedJob, token: String) -> String {
     let id = job_id();
+    let queued = matches!(job.kind, Kind::Custom { .. });
     state.jobs.insert(
         id.clone(),
         EmulatedJob {
-            job: job.job.clone(),
-            execution_id: job.execution_id.clone(),
-            status: Status::InProgress,
+            status: if queued { Status::Queued } else { Status::InProgress },
+            nonce: None,
             continuation_token: Some(token),
+            ..job.clone()
         },
     );
     id

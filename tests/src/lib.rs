@@ -18,9 +18,10 @@ mod http;
 mod in_process;
 mod local;
 mod moto;
+pub mod templates;
 
 pub use cargo_lambda::LocalLambda;
-pub use emulator::{Answer, Emulator, NewJob};
+pub use emulator::{Answer, Emulator, NewCustomJob, NewJob, Status};
 pub use in_process::{InProcessUpdater, ECS_UPDATER, LAMBDA_UPDATER};
 pub use local::LocalAws;
 pub use moto::Moto;

@@ -113,10 +113,12 @@ pub async fn follow(
                     s.describe()
                 )))
             }
-            Rollout::RolledBack { reason } => return Err(EcsError::Rollout(format!(
+            Rollout::RolledBack { reason } => {
+                return Err(EcsError::Rollout(format!(
                 "the deployment of {task_definition_arn} to {} was rolled back (deployment circuit breaker): {reason}",
                 s.describe()
-            ))),
+            )))
+            }
             Rollout::InProgress { deployment_id } => {
                 let waited = now_secs().saturating_sub(*started_at);
                 if waited >= timeout.as_secs() {

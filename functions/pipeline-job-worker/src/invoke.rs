@@ -51,3 +51,14 @@ impl Invoke for aws_sdk_lambda::Client {
             .map_err(|e| InvokeError::BadAnswer { function: function.to_owned(), problem: e.to_string() })
     }
 }
+
+/// A shared invoker invokes as the one it shares.
+impl<T: Invoke> Invoke for std::sync::Arc<T> {
+    fn invoke(
+        &self,
+        function: &str,
+        request: &UpdaterRequest,
+    ) -> impl Future<Output = Result<Outcome, InvokeError>> + Send {
+        (**self).invoke(function, request)
+    }
+}

@@ -1,7 +1,7 @@
 use crate::{classify, poll_and_process, Invoke, Trigger, Worker, ANSWER_MARGIN};
 use crossdeploy_aws::Deadline;
 use crossdeploy_ledger::{
-    now_secs, Claim, Continuation, DeploymentRecord, DeploymentStatus, Lease, LeaseHolder, Phase, TargetKey,
+    now_millis, now_secs, Claim, Continuation, DeploymentRecord, DeploymentStatus, Lease, LeaseHolder, Phase, TargetKey,
 };
 use crossdeploy_pipeline_job::{
     answer_job, fetch_pipeline_context, job_configuration, Answered, Job, JobAnswer, JobError, ReportError, Success,
@@ -207,14 +207,16 @@ async fn prepare<I: Invoke>(job: &Job, worker: &Worker<I>) -> Result<Prepared, J
         alarm_names: config.alarm_names,
         resume: None,
     };
+    // A deployment's record starts when it gets to work: a waiting one is restamped by each job.
     let (deployment_id, started_at, phase) = match continuation {
-        None => (job.id.clone(), now_secs(), None),
-        Some(c) => {
-            if let Phase::Updating { state } = &c.phase {
+        None => (job.id.clone(), now_millis(), None),
+        Some(c) => match &c.phase {
+            Phase::Updating { state } => {
                 request.resume = Some(state.clone());
+                (c.deployment_id, c.started_at, Some(c.phase))
             }
-            (c.deployment_id, c.started_at, Some(c.phase))
-        }
+            Phase::WaitingForLease { .. } => (c.deployment_id, now_millis(), Some(c.phase)),
+        },
     };
     Ok(Prepared {
         job_id: job.id.clone(),
@@ -258,7 +260,7 @@ async fn execute<I: Invoke>(p: &Prepared, worker: &Worker<I>, deadline: Deadline
         pipeline: ctx.pipeline_name.clone(),
         execution_id: ctx.execution_id.clone(),
         job_id: Some(p.job_id.clone()),
-        since: p.started_at,
+        since: now_secs(),
     };
     match worker.ledger.acquire_lease(&p.target, &holder, worker.settings.lease_ttl).await {
         Err(e) => return failure(FailureType::JobFailed, &p.job_id, e.to_string()),
@@ -368,7 +370,7 @@ fn record(
         role_arn: p.request.target.role_arn.to_string(),
         pipeline: p.request.pipeline.clone(),
         started_at: p.started_at,
-        finished_at: (status != DeploymentStatus::InProgress).then(now_secs),
+        finished_at: (status != DeploymentStatus::InProgress).then(now_millis),
         status,
         previous: get(outputs::PREVIOUS_VERSION, outputs::PREVIOUS_TASK_DEFINITION_ARN),
         deployed: get(outputs::FUNCTION_VERSION, outputs::TASK_DEFINITION_ARN),

@@ -12,14 +12,21 @@ impl TargetKey {
     pub fn of(request: &DeployRequest, default_region: &str) -> Self {
         let account = request.target.account_id();
         let region = request.target.region.as_deref().unwrap_or(default_region);
-        Self(match &request.spec {
-            DeploySpec::Lambda(l) => {
-                // A function named by ARN and by name is the same target.
-                let name = l.function_name.rsplit(':').next().unwrap_or(&l.function_name);
-                format!("lambda/{account}/{region}/{name}/{}", l.alias)
-            }
-            DeploySpec::Ecs(e) => format!("ecs/{account}/{region}/{}/{}", e.cluster_name, e.service_name),
-        })
+        match &request.spec {
+            DeploySpec::Lambda(l) => Self::lambda(account, region, &l.function_name, &l.alias),
+            DeploySpec::Ecs(e) => Self::ecs(account, region, &e.cluster_name, &e.service_name),
+        }
+    }
+
+    /// A function's alias. A function named by ARN and by name is the same target.
+    pub fn lambda(account: &str, region: &str, function: &str, alias: &str) -> Self {
+        let name = function.rsplit(':').next().unwrap_or(function);
+        Self(format!("lambda/{account}/{region}/{name}/{alias}"))
+    }
+
+    /// A service in a cluster.
+    pub fn ecs(account: &str, region: &str, cluster: &str, service: &str) -> Self {
+        Self(format!("ecs/{account}/{region}/{cluster}/{service}"))
     }
 
     pub fn as_str(&self) -> &str {
@@ -78,6 +85,7 @@ pub enum Phase {
 #[serde(rename_all = "PascalCase")]
 pub struct Continuation {
     pub deployment_id: String,
+    /// When the deployment's record started (milliseconds since the epoch).
     pub started_at: u64,
     pub phase: Phase,
 }
@@ -107,7 +115,9 @@ pub struct DeploymentRecord {
     pub target: TargetKey,
     pub role_arn: String,
     pub pipeline: PipelineContext,
+    /// Milliseconds since the epoch.
     pub started_at: u64,
+    /// Milliseconds since the epoch.
     pub finished_at: Option<u64>,
     pub status: DeploymentStatus,
     /// What stood before: the previous version or task definition.
@@ -124,7 +134,7 @@ impl DeploymentRecord {
         let s = |v: &str| AttributeValue::S(v.to_owned());
         let mut item = HashMap::from([
             ("pk".to_owned(), s(&format!("TARGET#{}", self.target.as_str()))),
-            ("sk".to_owned(), s(&format!("DEPLOY#{:012}#{}", self.started_at, self.deployment_id))),
+            ("sk".to_owned(), s(&format!("DEPLOY#{:015}#{}", self.started_at, self.deployment_id))),
             ("status".to_owned(), s(self.status.as_str())),
             ("data".to_owned(), s(&serde_json::to_string(self).unwrap_or_default())),
         ]);

@@ -124,6 +124,7 @@ async fn deploy_comparison(bin_dir: &Path, runs: usize) -> Result<()> {
     worker_env.push(("AWS_ENDPOINT_URL_CODEPIPELINE".into(), emulator.endpoint.clone()));
     worker_env.push(("CROSSDEPLOY_LAMBDA_UPDATER".into(), "lambda-alias-updater".into()));
     worker_env.push(("CROSSDEPLOY_ECS_UPDATER".into(), "ecs-taskdef-updater".into()));
+    worker_env.push(("CROSSDEPLOY_LEDGER_TABLE".into(), local.ledger_table.clone()));
     for f in ["lambda-alias-updater", "ecs-taskdef-updater"] {
         lambda.run_binary(f, &bin_dir.join(f), &updater_env)?;
     }
