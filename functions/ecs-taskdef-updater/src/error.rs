@@ -22,8 +22,8 @@ pub enum EcsError {
     BadRequest(String),
 }
 
-impl EcsError {
-    pub fn failure_type(&self) -> FailureType {
+impl crossdeploy_aws::UpdaterFailure for EcsError {
+    fn failure_type(&self) -> FailureType {
         match self {
             EcsError::Credentials(e) => e.failure_type(),
             EcsError::Artifact(e) => e.failure_type(),

@@ -10,7 +10,7 @@ use aws_sdk_ecs::types::{
 use aws_sdk_ecs::Client;
 use aws_smithy_mocks::{mock, mock_client, Rule, RuleMode};
 use aws_smithy_types::error::ErrorMetadata;
-use crossdeploy_aws::Deadline;
+use crossdeploy_aws::{Deadline, UpdaterFailure};
 use crossdeploy_protocol::{FailureType, Outcome};
 use ecs_taskdef_updater::images::ImageChange;
 use ecs_taskdef_updater::{deploy_images, follow, EcsState, ServiceRef};

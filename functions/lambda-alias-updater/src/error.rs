@@ -41,8 +41,8 @@ pub enum UpdaterError {
     BadRequest(String),
 }
 
-impl UpdaterError {
-    pub fn failure_type(&self) -> FailureType {
+impl crossdeploy_aws::UpdaterFailure for UpdaterError {
+    fn failure_type(&self) -> FailureType {
         match self {
             UpdaterError::Credentials(e) => e.failure_type(),
             UpdaterError::Artifact(e) => e.failure_type(),

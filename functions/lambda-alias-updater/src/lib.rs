@@ -23,7 +23,7 @@ pub use version::publish_version;
 use aws_config::SdkConfig;
 use crossdeploy_aws::Deadline;
 use crossdeploy_credentials::TargetSessions;
-use crossdeploy_protocol::{DeployRequest, DeploySpec, DeploymentStrategy, Outcome, UpdaterRequest};
+use crossdeploy_protocol::{DeployRequest, DeploySpec, DeploymentStrategy, Outcome};
 use std::time::Duration;
 
 /// Time kept back from the invocation's deadline to answer.
@@ -46,31 +46,11 @@ impl Deps {
 
 /// Handles one request (the Lambda event, as JSON) and always answers with an [`Outcome`].
 pub async fn handle(event: serde_json::Value, deps: &Deps, deadline: Deadline) -> Outcome {
-    let request: UpdaterRequest = match serde_json::from_value(event) {
-        Ok(r) => r,
-        Err(e) => {
-            let err = UpdaterError::BadRequest(e.to_string());
-            tracing::error!(error = %err, "refused a request");
-            return Outcome::failed(err.failure_type(), err.to_string());
-        }
-    };
-    let UpdaterRequest::Deploy(request) = request;
-    let outcome = match deploy(&request, deps, deadline.less(ANSWER_MARGIN)).await {
-        Ok(o) => o,
-        Err(e) => Outcome::failed(e.failure_type(), e.to_string()),
-    };
-    match &outcome {
-        Outcome::Succeeded { summary, .. } => {
-            tracing::info!(request_id = %request.request_id, %summary, "succeeded")
-        }
-        Outcome::InProgress { summary, .. } => {
-            tracing::info!(request_id = %request.request_id, %summary, "in progress")
-        }
-        Outcome::Failed { failure_type, message } => {
-            tracing::error!(request_id = %request.request_id, failure_type = failure_type.as_str(), %message, "failed")
-        }
-    }
-    outcome
+    crossdeploy_aws::handle_updater_request(event, deadline, ANSWER_MARGIN, |request, deadline| async move {
+        // Boxed: the deployment's future is deep, and rustc's layout of the runtime's future must stay bounded.
+        Box::pin(deploy(&request, deps, deadline)).await
+    })
+    .await
 }
 
 /// One deployment request, from the allow-list check to the moved alias.

@@ -9,7 +9,7 @@ use aws_sdk_lambda::types::error::{PreconditionFailedException, ResourceConflict
 use aws_sdk_lambda::types::{LastUpdateStatus, LastUpdateStatusReasonCode};
 use aws_sdk_lambda::Client;
 use aws_smithy_mocks::{mock, mock_client, Rule, RuleMode};
-use crossdeploy_aws::Deadline;
+use crossdeploy_aws::{Deadline, UpdaterFailure};
 use crossdeploy_protocol::{FailureType, Outcome, PipelineContext};
 use lambda_alias_updater::{deploy_package, resume, FunctionRef, LambdaState, Package, UpdaterError};
 use std::io::Write;

@@ -5,10 +5,12 @@
 mod deadline;
 mod error;
 mod retry;
+mod updater;
 
 pub use deadline::Deadline;
 pub use error::{is_access_denied_code, is_throttling_code, ErrorInfo};
 pub use retry::{retry, Backoff};
+pub use updater::{handle_updater_request, UpdaterFailure};
 
 /// JSON logs for CloudWatch, filtered by `RUST_LOG` (default `info`). Call once at start.
 /// Nothing crossdeploy logs holds a credential or a whole event; this adds no environment either.
