@@ -166,3 +166,38 @@ pub async fn create_ledger_table(shared: &SdkConfig) -> Result<String> {
         .await?;
     Ok(table)
 }
+
+/// A metric alarm in an account (state OK until set otherwise).
+pub async fn create_alarm(account: &SdkConfig, name: &str) -> Result<()> {
+    use aws_sdk_cloudwatch::types::{ComparisonOperator, Statistic};
+    aws_sdk_cloudwatch::Client::new(account)
+        .put_metric_alarm()
+        .alarm_name(name)
+        .namespace("AWS/Lambda")
+        .metric_name("Errors")
+        .statistic(Statistic::Sum)
+        .period(60)
+        .evaluation_periods(1)
+        .threshold(5.0)
+        .comparison_operator(ComparisonOperator::GreaterThanThreshold)
+        .send()
+        .await?;
+    Ok(())
+}
+
+/// `set-alarm-state`, as a test or an operator would.
+pub async fn set_alarm_state(
+    account: &SdkConfig,
+    name: &str,
+    state: aws_sdk_cloudwatch::types::StateValue,
+    reason: &str,
+) -> Result<()> {
+    aws_sdk_cloudwatch::Client::new(account)
+        .set_alarm_state()
+        .alarm_name(name)
+        .state_value(state)
+        .state_reason(reason)
+        .send()
+        .await?;
+    Ok(())
+}

@@ -8,13 +8,15 @@ use crossdeploy_protocol::PipelineContext;
 use std::collections::HashMap;
 
 /// What the alias points at.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct AliasState {
     pub version: String,
     pub arn: Option<String>,
     pub revision_id: Option<String>,
     /// The version crossdeploy moved the alias away from, as recorded in the alias's description.
     pub recorded_previous: Option<String>,
+    /// Versions other than `version` taking part of the traffic, with their weights.
+    pub routing: Vec<(String, f64)>,
 }
 
 const PREVIOUS_MARK: &str = "; previous version ";
@@ -36,6 +38,12 @@ pub async fn read_alias(f: &FunctionRef<'_>, deadline: Deadline) -> Result<Optio
             version: out.function_version.unwrap_or_default(),
             arn: out.alias_arn,
             revision_id: out.revision_id,
+            routing: out
+                .routing_config
+                .as_ref()
+                .and_then(|r| r.additional_version_weights.clone())
+                .map(|w| w.into_iter().collect())
+                .unwrap_or_default(),
             recorded_previous: out
                 .description
                 .as_deref()
@@ -50,6 +58,65 @@ pub async fn read_alias(f: &FunctionRef<'_>, deadline: Deadline) -> Result<Optio
     }
 }
 
+/// The alias after a move: its ARN and new RevisionId (the guard of the next move).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Moved {
+    pub arn: String,
+    pub revision_id: Option<String>,
+}
+
+/// Points the existing alias at `main`, with `extra` (a version and its percent of the traffic)
+/// or no routing, guarded by the alias's RevisionId.
+pub async fn route_alias(
+    f: &FunctionRef<'_>,
+    main: &str,
+    extra: Option<(&str, u8)>,
+    revision_id: Option<&str>,
+    ctx: &PipelineContext,
+    previous: &str,
+    deadline: Deadline,
+) -> Result<Moved, UpdaterError> {
+    let weights: HashMap<String, f64> =
+        extra.map(|(v, p)| (v.to_owned(), crate::shift::weight(p))).into_iter().collect();
+    let description = bounded_description(ctx, previous);
+    let out = retry(
+        "UpdateAlias",
+        Backoff::CONTROL_PLANE,
+        deadline,
+        |e: &aws_sdk_lambda::error::SdkError<aws_sdk_lambda::operation::update_alias::UpdateAliasError>| {
+            e.as_service_error()
+                .is_some_and(|s| s.is_resource_conflict_exception() || s.is_too_many_requests_exception())
+        },
+        || {
+            f.lambda
+                .update_alias()
+                .function_name(f.function)
+                .name(f.alias)
+                .function_version(main)
+                .routing_config(
+                    AliasRoutingConfiguration::builder().set_additional_version_weights(Some(weights.clone())).build(),
+                )
+                .set_revision_id(revision_id.map(str::to_owned))
+                .description(&description)
+                .send()
+        },
+    )
+    .await
+    .map_err(|e| {
+        if e.as_service_error().is_some_and(|s| s.is_precondition_failed_exception()) {
+            return UpdaterError::Changed {
+                what: "the alias",
+                function: f.function.to_owned(),
+                account: f.account.to_owned(),
+                error: ErrorInfo::from_sdk(&e),
+            };
+        }
+        let not_found = e.as_service_error().is_some_and(|s| s.is_resource_not_found_exception());
+        f.aws_error("move the alias of", ErrorInfo::from_sdk(&e), not_found)
+    })?;
+    Ok(Moved { arn: out.alias_arn.unwrap_or_default(), revision_id: out.revision_id })
+}
+
 /// Points the alias wholly at `version` with no routing left, guarded by the alias's RevisionId;
 /// creates it when it does not exist. Returns the alias ARN.
 pub async fn upsert_alias(
@@ -59,76 +126,35 @@ pub async fn upsert_alias(
     ctx: &PipelineContext,
     deadline: Deadline,
 ) -> Result<String, UpdaterError> {
-    let previous = current.map(|a| a.version.as_str()).unwrap_or("none");
-    let description = bounded_description(ctx, previous);
-    let arn = match current {
-        Some(alias) => {
-            retry(
-                "UpdateAlias",
-                Backoff::CONTROL_PLANE,
-                deadline,
-                |e: &aws_sdk_lambda::error::SdkError<aws_sdk_lambda::operation::update_alias::UpdateAliasError>| {
-                    e.as_service_error()
-                        .is_some_and(|s| s.is_resource_conflict_exception() || s.is_too_many_requests_exception())
-                },
-                || {
-                    f.lambda
-                        .update_alias()
-                        .function_name(f.function)
-                        .name(f.alias)
-                        .function_version(version)
-                        .routing_config(
-                            AliasRoutingConfiguration::builder()
-                                .set_additional_version_weights(Some(HashMap::new()))
-                                .build(),
-                        )
-                        .set_revision_id(alias.revision_id.clone())
-                        .description(&description)
-                        .send()
-                },
-            )
-            .await
-            .map_err(|e| {
-                if e.as_service_error().is_some_and(|s| s.is_precondition_failed_exception()) {
-                    return UpdaterError::Changed {
-                        what: "the alias",
-                        function: f.function.to_owned(),
-                        account: f.account.to_owned(),
-                        error: ErrorInfo::from_sdk(&e),
-                    };
-                }
-                let not_found = e.as_service_error().is_some_and(|s| s.is_resource_not_found_exception());
-                f.aws_error("move the alias of", ErrorInfo::from_sdk(&e), not_found)
-            })?
-            .alias_arn
-        }
-        None => {
-            retry(
-                "CreateAlias",
-                Backoff::CONTROL_PLANE,
-                deadline,
-                |e: &aws_sdk_lambda::error::SdkError<aws_sdk_lambda::operation::create_alias::CreateAliasError>| {
-                    e.as_service_error()
-                        .is_some_and(|s| s.is_resource_conflict_exception() || s.is_too_many_requests_exception())
-                },
-                || {
-                    f.lambda
-                        .create_alias()
-                        .function_name(f.function)
-                        .name(f.alias)
-                        .function_version(version)
-                        .description(&description)
-                        .send()
-                },
-            )
-            .await
-            .map_err(|e| {
-                let not_found = e.as_service_error().is_some_and(|s| s.is_resource_not_found_exception());
-                f.aws_error("create the alias of", ErrorInfo::from_sdk(&e), not_found)
-            })?
-            .alias_arn
-        }
-    };
+    if let Some(alias) = current {
+        let moved = route_alias(f, version, None, alias.revision_id.as_deref(), ctx, &alias.version, deadline).await?;
+        return Ok(moved.arn);
+    }
+    let description = bounded_description(ctx, "none");
+    let arn = retry(
+        "CreateAlias",
+        Backoff::CONTROL_PLANE,
+        deadline,
+        |e: &aws_sdk_lambda::error::SdkError<aws_sdk_lambda::operation::create_alias::CreateAliasError>| {
+            e.as_service_error()
+                .is_some_and(|s| s.is_resource_conflict_exception() || s.is_too_many_requests_exception())
+        },
+        || {
+            f.lambda
+                .create_alias()
+                .function_name(f.function)
+                .name(f.alias)
+                .function_version(version)
+                .description(&description)
+                .send()
+        },
+    )
+    .await
+    .map_err(|e| {
+        let not_found = e.as_service_error().is_some_and(|s| s.is_resource_not_found_exception());
+        f.aws_error("create the alias of", ErrorInfo::from_sdk(&e), not_found)
+    })?
+    .alias_arn;
     Ok(arn.unwrap_or_default())
 }
 

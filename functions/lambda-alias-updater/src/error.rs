@@ -36,9 +36,34 @@ pub enum UpdaterError {
     #[error(transparent)]
     Artifact(#[from] crossdeploy_artifact::ArtifactError),
 
+    /// An alarm named in AlarmNames is missing, or could not be read.
+    #[error(transparent)]
+    Alarms(#[from] crossdeploy_alarms::AlarmError),
+
+    /// An alarm went to ALARM while traffic was shifting: the alias was put back.
+    #[error(transparent)]
+    AlarmFired(Box<AlarmFired>),
+
+    /// An alarm was in ALARM before anything changed.
+    #[error("alarm {alarm} in account {account} is in ALARM already ({reason}); nothing was deployed to function {function}. Deploy once it is OK")]
+    AlarmBeforeStart { alarm: String, reason: String, account: String, function: String },
+
     /// The update request itself is not one this updater understands.
     #[error("the updater could not read its request: {0}")]
     BadRequest(String),
+}
+
+/// What an alarm stopped, and what was put back.
+#[derive(Debug, thiserror::Error)]
+#[error("alarm {alarm} in account {account} is in ALARM ({reason}); alias {alias} of function {function} was restored to version {restored} with no routing, and version {new} gets no traffic")]
+pub struct AlarmFired {
+    pub alarm: String,
+    pub reason: String,
+    pub account: String,
+    pub function: String,
+    pub alias: String,
+    pub restored: String,
+    pub new: String,
 }
 
 impl crossdeploy_aws::UpdaterFailure for UpdaterError {
@@ -46,6 +71,13 @@ impl crossdeploy_aws::UpdaterFailure for UpdaterError {
         match self {
             UpdaterError::Credentials(e) => e.failure_type(),
             UpdaterError::Artifact(e) => e.failure_type(),
+            UpdaterError::Alarms(crossdeploy_alarms::AlarmError::Missing { .. }) => FailureType::ConfigurationError,
+            UpdaterError::Alarms(crossdeploy_alarms::AlarmError::Read { error, .. }) if error.is_access_denied() => {
+                FailureType::PermissionError
+            }
+            UpdaterError::Alarms(_) | UpdaterError::AlarmFired(_) | UpdaterError::AlarmBeforeStart { .. } => {
+                FailureType::JobFailed
+            }
             UpdaterError::Configuration(_) => FailureType::ConfigurationError,
             UpdaterError::Aws { error, .. } if error.is_access_denied() => FailureType::PermissionError,
             UpdaterError::Aws { not_found: true, .. } => FailureType::ConfigurationError,

@@ -11,11 +11,12 @@ mod artifact;
 mod deploy;
 mod error;
 mod function;
+pub mod shift;
 mod version;
 
-pub use alias::{read_alias, upsert_alias, AliasState};
+pub use alias::{read_alias, route_alias, upsert_alias, AliasState, Moved};
 pub use artifact::{read_package, Package, MAX_PACKAGE_BYTES};
-pub use deploy::{deploy_package, resume, LambdaState};
+pub use deploy::{deploy_package, resume, Gates, LambdaState, Shifting, ALARM_POLL};
 pub use error::UpdaterError;
 pub use function::{code_state, update_code, wait_for_update, CodeState, FunctionRef, Settled};
 pub use version::publish_version;
@@ -23,7 +24,7 @@ pub use version::publish_version;
 use aws_config::SdkConfig;
 use crossdeploy_aws::Deadline;
 use crossdeploy_credentials::TargetSessions;
-use crossdeploy_protocol::{DeployRequest, DeploySpec, DeploymentStrategy, Outcome};
+use crossdeploy_protocol::{DeployRequest, DeploySpec, Outcome};
 use std::time::Duration;
 
 /// Time kept back from the invocation's deadline to answer.
@@ -61,12 +62,6 @@ pub async fn deploy(request: &DeployRequest, deps: &Deps, deadline: Deadline) ->
                 .to_owned(),
         ));
     };
-    if spec.strategy != DeploymentStrategy::AllAtOnce {
-        return Err(UpdaterError::Configuration(format!(
-            "DeploymentStrategy `{}` is not available in this release of crossdeploy, which deploys AllAtOnce only; remove the key or set it to AllAtOnce",
-            spec.strategy
-        )));
-    }
     let role = &request.target.role_arn;
     // Refuse a role off the allow-list before reading anything.
     if !deps.sessions.allow_list().allows(role) {
@@ -89,8 +84,10 @@ pub async fn deploy(request: &DeployRequest, deps: &Deps, deadline: Deadline) ->
     let lambda = aws_sdk_lambda::Client::new(&session.config);
     let f =
         FunctionRef { lambda: &lambda, account: role.account_id(), function: &spec.function_name, alias: &spec.alias };
+    let cloudwatch = aws_sdk_cloudwatch::Client::new(&session.config);
+    let gates = Gates { strategy: spec.strategy, alarms: &request.alarm_names, cloudwatch: &cloudwatch };
     match work {
-        Work::Resume(state) => resume(&f, state, ctx, deadline).await,
-        Work::Fresh(package) => deploy_package(&f, &package, ctx, deadline).await,
+        Work::Resume(state) => resume(&f, &gates, state, ctx, deadline).await,
+        Work::Fresh(package) => deploy_package(&f, &gates, &package, ctx, deadline).await,
     }
 }

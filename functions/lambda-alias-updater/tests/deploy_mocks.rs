@@ -11,7 +11,7 @@ use aws_sdk_lambda::Client;
 use aws_smithy_mocks::{mock, mock_client, Rule, RuleMode};
 use crossdeploy_aws::{Deadline, UpdaterFailure};
 use crossdeploy_protocol::{FailureType, Outcome, PipelineContext};
-use lambda_alias_updater::{deploy_package, resume, FunctionRef, LambdaState, Package, UpdaterError};
+use lambda_alias_updater::{deploy_package, resume, FunctionRef, Gates, LambdaState, Package, Shifting, UpdaterError};
 use std::io::Write;
 use std::time::Duration;
 
@@ -76,6 +76,17 @@ fn alias_to_v2() -> Rule {
         .then_output(|| UpdateAliasOutput::builder().alias_arn(ALIAS_ARN).function_version("2").build())
 }
 
+/// No alarms, all at once: the gates of a plain deployment (CloudWatch is never called).
+fn plain(cw: &aws_sdk_cloudwatch::Client) -> Gates<'_> {
+    Gates { strategy: Default::default(), alarms: &[], cloudwatch: cw }
+}
+
+fn unused_cloudwatch() -> aws_sdk_cloudwatch::Client {
+    let never = mock!(aws_sdk_cloudwatch::Client::describe_alarms)
+        .then_output(|| aws_sdk_cloudwatch::operation::describe_alarms::DescribeAlarmsOutput::builder().build());
+    mock_client!(aws_sdk_cloudwatch, [&never])
+}
+
 fn target(client: &Client) -> FunctionRef<'_> {
     FunctionRef { lambda: client, account: "222222222222", function: "orders-api", alias: "live" }
 }
@@ -98,8 +109,15 @@ async fn an_update_in_progress_is_waited_for_then_published_and_the_alias_moved(
     let client =
         mock_client!(aws_sdk_lambda, RuleMode::MatchAny, [&alias, &v1, &latest_rule, &update, &publish, &move_alias]);
 
-    let outcome =
-        deploy_package(&target(&client), &pkg, &ctx(), Deadline::after(Duration::from_secs(60))).await.unwrap();
+    let outcome = deploy_package(
+        &target(&client),
+        &plain(&unused_cloudwatch()),
+        &pkg,
+        &ctx(),
+        Deadline::after(Duration::from_secs(60)),
+    )
+    .await
+    .unwrap();
 
     let Outcome::Succeeded { outputs, .. } = outcome else { panic!("{outcome:?}") };
     assert_eq!(outputs["FunctionVersion"], "2");
@@ -130,8 +148,15 @@ async fn an_update_that_fails_fails_the_job_with_lambdas_reason_and_publishes_no
     let publish = mock!(Client::publish_version).then_output(|| PublishVersionOutput::builder().version("2").build());
     let client = mock_client!(aws_sdk_lambda, RuleMode::MatchAny, [&alias, &v1, &latest_rule, &update, &publish]);
 
-    let err =
-        deploy_package(&target(&client), &pkg, &ctx(), Deadline::after(Duration::from_secs(60))).await.unwrap_err();
+    let err = deploy_package(
+        &target(&client),
+        &plain(&unused_cloudwatch()),
+        &pkg,
+        &ctx(),
+        Deadline::after(Duration::from_secs(60)),
+    )
+    .await
+    .unwrap_err();
 
     assert_eq!(err.failure_type(), FailureType::JobFailed);
     let msg = err.to_string();
@@ -167,8 +192,15 @@ async fn a_resource_conflict_is_retried_then_the_deploy_succeeds() {
     let client =
         mock_client!(aws_sdk_lambda, RuleMode::MatchAny, [&alias, &v1, &latest_rule, &update, &publish, &move_alias]);
 
-    let outcome =
-        deploy_package(&target(&client), &pkg, &ctx(), Deadline::after(Duration::from_secs(60))).await.unwrap();
+    let outcome = deploy_package(
+        &target(&client),
+        &plain(&unused_cloudwatch()),
+        &pkg,
+        &ctx(),
+        Deadline::after(Duration::from_secs(60)),
+    )
+    .await
+    .unwrap();
 
     assert!(matches!(outcome, Outcome::Succeeded { .. }), "{outcome:?}");
     assert_eq!(update.num_calls(), 3);
@@ -192,8 +224,15 @@ async fn a_precondition_failure_says_someone_else_changed_the_function() {
     let publish = mock!(Client::publish_version).then_output(|| PublishVersionOutput::builder().version("2").build());
     let client = mock_client!(aws_sdk_lambda, RuleMode::MatchAny, [&alias, &v1, &latest_rule, &update, &publish]);
 
-    let err =
-        deploy_package(&target(&client), &pkg, &ctx(), Deadline::after(Duration::from_secs(60))).await.unwrap_err();
+    let err = deploy_package(
+        &target(&client),
+        &plain(&unused_cloudwatch()),
+        &pkg,
+        &ctx(),
+        Deadline::after(Duration::from_secs(60)),
+    )
+    .await
+    .unwrap_err();
 
     assert!(matches!(err, UpdaterError::Changed { .. }), "{err:?}");
     let msg = err.to_string();
@@ -224,13 +263,23 @@ async fn a_wait_cut_short_by_the_deadline_hands_back_state_and_resumes() {
     let client =
         mock_client!(aws_sdk_lambda, RuleMode::MatchAny, [&alias, &v1, &latest_rule, &update, &publish, &move_alias]);
 
-    let first =
-        deploy_package(&target(&client), &pkg, &ctx(), Deadline::after(Duration::from_millis(2500))).await.unwrap();
+    let first = deploy_package(
+        &target(&client),
+        &plain(&unused_cloudwatch()),
+        &pkg,
+        &ctx(),
+        Deadline::after(Duration::from_millis(2500)),
+    )
+    .await
+    .unwrap();
     let Outcome::InProgress { state, .. } = first else { panic!("{first:?}") };
     assert_eq!(publish.num_calls(), 0);
     let state: LambdaState = serde_json::from_value(state).unwrap();
 
-    let second = resume(&target(&client), state, &ctx(), Deadline::after(Duration::from_secs(60))).await.unwrap();
+    let second =
+        resume(&target(&client), &plain(&unused_cloudwatch()), state, &ctx(), Deadline::after(Duration::from_secs(60)))
+            .await
+            .unwrap();
 
     let Outcome::Succeeded { outputs, .. } = second else { panic!("{second:?}") };
     assert_eq!((outputs["FunctionVersion"].as_str(), outputs["PreviousVersion"].as_str()), ("2", "1"));
@@ -258,11 +307,154 @@ async fn an_alias_that_already_serves_the_package_changes_nothing() {
     let update = mock!(Client::update_function_code).then_output(|| UpdateFunctionCodeOutput::builder().build());
     let client = mock_client!(aws_sdk_lambda, RuleMode::MatchAny, [&alias, &v2, &update]);
 
-    let outcome =
-        deploy_package(&target(&client), &pkg, &ctx(), Deadline::after(Duration::from_secs(60))).await.unwrap();
+    let outcome = deploy_package(
+        &target(&client),
+        &plain(&unused_cloudwatch()),
+        &pkg,
+        &ctx(),
+        Deadline::after(Duration::from_secs(60)),
+    )
+    .await
+    .unwrap();
 
     let Outcome::Succeeded { outputs, summary } = outcome else { panic!() };
     assert_eq!((outputs["FunctionVersion"].as_str(), outputs["PreviousVersion"].as_str()), ("2", "1"));
     assert!(summary.contains("nothing changed"), "{summary}");
     assert_eq!(update.num_calls(), 0);
+}
+
+fn alarms(state: aws_sdk_cloudwatch::types::StateValue) -> aws_sdk_cloudwatch::Client {
+    let rule = mock!(aws_sdk_cloudwatch::Client::describe_alarms)
+        .match_requests(|r| r.alarm_names() == ["orders-errors"])
+        .then_output(move || {
+            aws_sdk_cloudwatch::operation::describe_alarms::DescribeAlarmsOutput::builder()
+                .metric_alarms(
+                    aws_sdk_cloudwatch::types::MetricAlarm::builder()
+                        .alarm_name("orders-errors")
+                        .state_value(state.clone())
+                        .state_reason("Threshold Crossed: 1 datapoint [12.0] was greater than the threshold (5.0)")
+                        .build(),
+                )
+                .build()
+        });
+    mock_client!(aws_sdk_cloudwatch, RuleMode::MatchAny, [&rule])
+}
+
+fn canary<'a>(cw: &'a aws_sdk_cloudwatch::Client, names: &'a [String]) -> Gates<'a> {
+    Gates { strategy: "Canary10Percent5Minutes".parse().unwrap(), alarms: names, cloudwatch: cw }
+}
+
+fn shifting(started: u64) -> LambdaState {
+    LambdaState::Shifting(Shifting {
+        code_sha256: "new-sha".into(),
+        new_version: "2".into(),
+        previous_version: "1".into(),
+        step: 0,
+        step_started_at: started,
+        alias_revision_id: Some("alias-rev-2".into()),
+        alias_arn: ALIAS_ARN.into(),
+    })
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_canary_sends_its_share_of_traffic_to_the_new_version_then_hands_back_its_state() {
+    let pkg = package();
+    let sha = pkg.sha256.clone();
+    let sha2 = sha.clone();
+    let latest_rule = mock!(Client::get_function_configuration)
+        .match_requests(|r| r.qualifier().is_none())
+        .sequence()
+        .output(|| latest(LastUpdateStatus::Successful, "old-sha", "rev-0"))
+        .output(move || latest(LastUpdateStatus::Successful, &sha2, "rev-2"))
+        .build();
+    let ten_percent = mock!(Client::update_alias)
+        .match_requests(|r| {
+            r.function_version() == Some("1")
+                && r.revision_id() == Some("alias-rev-1")
+                && r.routing_config()
+                    .and_then(|c| c.additional_version_weights())
+                    .is_some_and(|w| w.get("2") == Some(&0.1))
+        })
+        .then_output(|| UpdateAliasOutput::builder().alias_arn(ALIAS_ARN).revision_id("alias-rev-2").build());
+    let (alias, v1, update, publish) = (alias_at_v1(), version_1_has_old_code(), update_code_ok(), publish_v2(sha));
+    let client =
+        mock_client!(aws_sdk_lambda, RuleMode::MatchAny, [&alias, &v1, &latest_rule, &update, &publish, &ten_percent]);
+    let cw = alarms(aws_sdk_cloudwatch::types::StateValue::Ok);
+    let names = vec!["orders-errors".to_owned()];
+
+    let outcome =
+        deploy_package(&target(&client), &canary(&cw, &names), &pkg, &ctx(), Deadline::after(Duration::from_secs(30)))
+            .await
+            .unwrap();
+
+    let Outcome::InProgress { state, summary, .. } = outcome else { panic!("{outcome:?}") };
+    assert!(summary.starts_with("10% of alias live's traffic on version 2"), "{summary}");
+    let LambdaState::Shifting(s) = serde_json::from_value(state).unwrap() else { panic!() };
+    assert_eq!(
+        (s.step, s.previous_version.as_str(), s.new_version.as_str(), s.alias_revision_id.as_deref()),
+        (0, "1", "2", Some("alias-rev-2"))
+    );
+    assert_eq!(ten_percent.num_calls(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn with_the_alarm_ok_the_canary_takes_its_next_step_and_leaves_no_routing() {
+    let all = mock!(Client::update_alias)
+        .match_requests(|r| {
+            r.function_version() == Some("2")
+                && r.revision_id() == Some("alias-rev-2")
+                && r.routing_config().and_then(|c| c.additional_version_weights()).is_some_and(|w| w.is_empty())
+        })
+        .then_output(|| UpdateAliasOutput::builder().alias_arn(ALIAS_ARN).revision_id("alias-rev-3").build());
+    let client = mock_client!(aws_sdk_lambda, RuleMode::MatchAny, [&all]);
+    let cw = alarms(aws_sdk_cloudwatch::types::StateValue::Ok);
+    let names = vec!["orders-errors".to_owned()];
+
+    let outcome = resume(
+        &target(&client),
+        &canary(&cw, &names),
+        shifting(now() - 301),
+        &ctx(),
+        Deadline::after(Duration::from_secs(60)),
+    )
+    .await
+    .unwrap();
+
+    let Outcome::Succeeded { outputs, .. } = outcome else { panic!("{outcome:?}") };
+    assert_eq!((outputs["FunctionVersion"].as_str(), outputs["PreviousVersion"].as_str()), ("2", "1"));
+    assert_eq!(all.num_calls(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_alarm_mid_canary_restores_the_alias_and_fails_naming_the_alarm() {
+    let restore = mock!(Client::update_alias)
+        .match_requests(|r| {
+            r.function_version() == Some("1")
+                && r.revision_id() == Some("alias-rev-2")
+                && r.routing_config().and_then(|c| c.additional_version_weights()).is_some_and(|w| w.is_empty())
+        })
+        .then_output(|| UpdateAliasOutput::builder().alias_arn(ALIAS_ARN).build());
+    let client = mock_client!(aws_sdk_lambda, RuleMode::MatchAny, [&restore]);
+    let cw = alarms(aws_sdk_cloudwatch::types::StateValue::Alarm);
+    let names = vec!["orders-errors".to_owned()];
+
+    let err = resume(
+        &target(&client),
+        &canary(&cw, &names),
+        shifting(now()),
+        &ctx(),
+        Deadline::after(Duration::from_secs(60)),
+    )
+    .await
+    .unwrap_err();
+
+    assert_eq!(err.failure_type(), FailureType::JobFailed);
+    let msg = err.to_string();
+    assert!(msg.contains("alarm orders-errors in account 222222222222 is in ALARM (Threshold Crossed"), "{msg}");
+    assert!(msg.contains("restored to version 1"), "{msg}");
+    assert_eq!(restore.num_calls(), 1);
 }
