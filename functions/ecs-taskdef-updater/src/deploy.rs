@@ -5,11 +5,19 @@ use crate::service::{assess, check_controller, describe_service, update_service,
 use crate::taskdef::{clone_into, replace_images, runs_images, PREVIOUS_TAG};
 use crate::EcsError;
 use aws_sdk_ecs::types::{Tag, TaskDefinition, TaskDefinitionField};
+use crossdeploy_alarms::firing_alarm;
 use crossdeploy_aws::{retry, Backoff, Deadline, ErrorInfo};
 use crossdeploy_protocol::{outputs, Outcome};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// The alarms that gate a rollout, in the target account.
+#[derive(Debug, Clone, Copy)]
+pub struct Alarms<'a> {
+    pub names: &'a [String],
+    pub cloudwatch: &'a aws_sdk_cloudwatch::Client,
+}
 
 /// Time between two reads of the rollout.
 pub const POLL: Duration = Duration::from_secs(10);
@@ -40,10 +48,20 @@ pub async fn deploy_images(
     s: &ServiceRef<'_>,
     changes: &[ImageChange],
     timeout: Duration,
+    alarms: &Alarms<'_>,
     deadline: Deadline,
 ) -> Result<Outcome, EcsError> {
     let service = describe_service(s, deadline).await?;
     check_controller(s, &service)?;
+    if let Some(firing) = firing_alarm(alarms.cloudwatch, alarms.names, s.account, deadline).await? {
+        return Err(EcsError::Rollout(format!(
+            "alarm {} in account {} is in ALARM already ({}); nothing was deployed to {}. Deploy once it is OK",
+            firing.name,
+            s.account,
+            firing.reason,
+            s.describe()
+        )));
+    }
     let current = service
         .task_definition()
         .ok_or_else(|| EcsError::Configuration(format!("{} has no task definition", s.describe())))?
@@ -61,7 +79,7 @@ pub async fn deploy_images(
             previous_task_definition_arn: previous,
             started_at: now_secs(),
         };
-        return Ok(match follow(s, state, timeout, deadline).await? {
+        return Ok(match follow(s, state, timeout, alarms, deadline).await? {
             Outcome::Succeeded { outputs, .. } => Outcome::Succeeded {
                 summary: format!("{} already runs these images on {current}; nothing changed", s.describe()),
                 outputs,
@@ -78,7 +96,7 @@ pub async fn deploy_images(
         previous_task_definition_arn: current,
         started_at: now_secs(),
     };
-    follow(s, state, timeout, deadline).await
+    follow(s, state, timeout, alarms, deadline).await
 }
 
 /// Follows the rollout of `state` until it completes (success), fails or is rolled back (an
@@ -88,6 +106,7 @@ pub async fn follow(
     s: &ServiceRef<'_>,
     state: EcsState,
     timeout: Duration,
+    alarms: &Alarms<'_>,
     deadline: Deadline,
 ) -> Result<Outcome, EcsError> {
     let EcsState::FollowingRollout { task_definition_arn, previous_task_definition_arn, started_at } = &state;
@@ -120,6 +139,17 @@ pub async fn follow(
             )))
             }
             Rollout::InProgress { deployment_id } => {
+                if let Some(firing) = firing_alarm(alarms.cloudwatch, alarms.names, s.account, deadline).await? {
+                    tracing::error!(service = s.service, alarm = %firing.name, "alarm in ALARM: restoring the service");
+                    update_service(s, previous_task_definition_arn, deadline).await?;
+                    return Err(EcsError::Rollout(format!(
+                        "alarm {} in account {} is in ALARM ({}) during deployment {deployment_id} of {task_definition_arn}; {} was updated back to {previous_task_definition_arn}",
+                        firing.name,
+                        s.account,
+                        firing.reason,
+                        s.describe()
+                    )));
+                }
                 let waited = now_secs().saturating_sub(*started_at);
                 if waited >= timeout.as_secs() {
                     return Err(EcsError::Rollout(format!(

@@ -18,6 +18,9 @@ pub enum EcsError {
     /// The rollout failed, was rolled back, or did not finish in time.
     #[error("{0}")]
     Rollout(String),
+    /// An alarm named in AlarmNames is missing, or could not be read.
+    #[error(transparent)]
+    Alarms(#[from] crossdeploy_alarms::AlarmError),
     #[error("the updater could not read its request: {0}")]
     BadRequest(String),
 }
@@ -28,6 +31,8 @@ impl crossdeploy_aws::UpdaterFailure for EcsError {
             EcsError::Credentials(e) => e.failure_type(),
             EcsError::Artifact(e) => e.failure_type(),
             EcsError::Configuration(_) => FailureType::ConfigurationError,
+            EcsError::Alarms(crossdeploy_alarms::AlarmError::Missing { .. }) => FailureType::ConfigurationError,
+            EcsError::Alarms(_) => FailureType::JobFailed,
             EcsError::Aws { error, .. } if error.is_access_denied() => FailureType::PermissionError,
             EcsError::Aws { .. } | EcsError::Rollout(_) | EcsError::BadRequest(_) => FailureType::JobFailed,
         }

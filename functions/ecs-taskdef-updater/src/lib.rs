@@ -13,7 +13,7 @@ pub mod images;
 mod service;
 pub mod taskdef;
 
-pub use deploy::{deploy_images, follow, EcsState, POLL};
+pub use deploy::{deploy_images, follow, Alarms, EcsState, POLL};
 pub use error::EcsError;
 pub use service::{assess, describe_service, Rollout, ServiceRef};
 
@@ -91,8 +91,10 @@ pub async fn deploy(request: &DeployRequest, deps: &Deps, deadline: Deadline) ->
     let s =
         ServiceRef { ecs: &ecs, account: role.account_id(), cluster: &spec.cluster_name, service: &spec.service_name };
     let timeout = Duration::from_secs(u64::from(spec.timeout_minutes) * 60);
+    let cloudwatch = aws_sdk_cloudwatch::Client::new(&session.config);
+    let alarms = Alarms { names: &request.alarm_names, cloudwatch: &cloudwatch };
     match resume {
-        Some(state) => follow(&s, state, timeout, deadline).await,
-        None => deploy_images(&s, &changes, timeout, deadline).await,
+        Some(state) => follow(&s, state, timeout, &alarms, deadline).await,
+        None => deploy_images(&s, &changes, timeout, &alarms, deadline).await,
     }
 }

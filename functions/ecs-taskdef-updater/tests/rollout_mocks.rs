@@ -13,7 +13,7 @@ use aws_smithy_types::error::ErrorMetadata;
 use crossdeploy_aws::{Deadline, UpdaterFailure};
 use crossdeploy_protocol::{FailureType, Outcome};
 use ecs_taskdef_updater::images::ImageChange;
-use ecs_taskdef_updater::{deploy_images, follow, EcsState, ServiceRef};
+use ecs_taskdef_updater::{deploy_images, follow, Alarms, EcsState, ServiceRef};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 const OLD: &str = "arn:aws:ecs:us-east-1:333333333333:task-definition/web:7";
@@ -113,6 +113,26 @@ fn target(ecs: &Client) -> ServiceRef<'_> {
     ServiceRef { ecs, account: "333333333333", cluster: "prod", service: "web" }
 }
 
+fn cw() -> aws_sdk_cloudwatch::Client {
+    let rule = mock!(aws_sdk_cloudwatch::Client::describe_alarms).then_output(|| {
+        aws_sdk_cloudwatch::operation::describe_alarms::DescribeAlarmsOutput::builder()
+            .metric_alarms(
+                aws_sdk_cloudwatch::types::MetricAlarm::builder()
+                    .alarm_name("web-5xx")
+                    .state_value(aws_sdk_cloudwatch::types::StateValue::Alarm)
+                    .state_reason("Threshold Crossed: 5xx above 1%")
+                    .build(),
+            )
+            .build()
+    });
+    mock_client!(aws_sdk_cloudwatch, RuleMode::MatchAny, [&rule])
+}
+
+/// No alarms named: CloudWatch is never called.
+fn no_alarms(cw: &aws_sdk_cloudwatch::Client) -> Alarms<'_> {
+    Alarms { names: &[], cloudwatch: cw }
+}
+
 fn minute() -> Deadline {
     Deadline::after(Duration::from_secs(600))
 }
@@ -140,7 +160,7 @@ async fn a_rollout_in_progress_then_completed_succeeds_with_the_three_outputs() 
     let (td, register, update) = (describe_td("web:old"), register_ok(), update_ok());
     let ecs = mock_client!(aws_sdk_ecs, RuleMode::MatchAny, [&describe, &td, &register, &update]);
 
-    let outcome = deploy_images(&target(&ecs), &web_new(), TIMEOUT, minute()).await.unwrap();
+    let outcome = deploy_images(&target(&ecs), &web_new(), TIMEOUT, &no_alarms(&cw()), minute()).await.unwrap();
 
     let Outcome::Succeeded { outputs, .. } = outcome else { panic!("{outcome:?}") };
     assert_eq!(outputs["TaskDefinitionArn"], NEW);
@@ -165,7 +185,7 @@ async fn a_failed_rollout_fails_the_job_with_the_reason_ecs_gave() {
     let (td, register, update) = (describe_td("web:old"), register_ok(), update_ok());
     let ecs = mock_client!(aws_sdk_ecs, RuleMode::MatchAny, [&describe, &td, &register, &update]);
 
-    let err = deploy_images(&target(&ecs), &web_new(), TIMEOUT, minute()).await.unwrap_err();
+    let err = deploy_images(&target(&ecs), &web_new(), TIMEOUT, &no_alarms(&cw()), minute()).await.unwrap_err();
 
     assert_eq!(err.failure_type(), FailureType::JobFailed);
     let msg = err.to_string();
@@ -191,7 +211,7 @@ async fn a_circuit_breaker_rollback_fails_the_job() {
     let (td, register, update) = (describe_td("web:old"), register_ok(), update_ok());
     let ecs = mock_client!(aws_sdk_ecs, RuleMode::MatchAny, [&describe, &td, &register, &update]);
 
-    let err = deploy_images(&target(&ecs), &web_new(), TIMEOUT, minute()).await.unwrap_err();
+    let err = deploy_images(&target(&ecs), &web_new(), TIMEOUT, &no_alarms(&cw()), minute()).await.unwrap_err();
 
     let msg = err.to_string();
     assert!(
@@ -211,7 +231,7 @@ async fn a_rollout_that_outlives_timeout_minutes_fails() {
         started_at: now - 31 * 60,
     };
 
-    let err = follow(&target(&ecs), state, TIMEOUT, minute()).await.unwrap_err();
+    let err = follow(&target(&ecs), state, TIMEOUT, &no_alarms(&cw()), minute()).await.unwrap_err();
 
     assert!(err.to_string().contains("did not complete within 30 minutes"), "{err}");
 }
@@ -240,7 +260,7 @@ async fn a_throttled_register_is_retried() {
     let (td, update) = (describe_td("web:old"), update_ok());
     let ecs = mock_client!(aws_sdk_ecs, RuleMode::MatchAny, [&describe, &td, &register, &update]);
 
-    let outcome = deploy_images(&target(&ecs), &web_new(), TIMEOUT, minute()).await.unwrap();
+    let outcome = deploy_images(&target(&ecs), &web_new(), TIMEOUT, &no_alarms(&cw()), minute()).await.unwrap();
 
     assert!(matches!(outcome, Outcome::Succeeded { .. }), "{outcome:?}");
     assert_eq!(register.num_calls(), 4);
@@ -259,11 +279,13 @@ async fn a_wait_near_the_deadline_hands_back_its_state_and_the_next_call_resumes
     let ecs = mock_client!(aws_sdk_ecs, RuleMode::MatchAny, [&describe, &td, &register, &update]);
 
     let first =
-        deploy_images(&target(&ecs), &web_new(), TIMEOUT, Deadline::after(Duration::from_secs(25))).await.unwrap();
+        deploy_images(&target(&ecs), &web_new(), TIMEOUT, &no_alarms(&cw()), Deadline::after(Duration::from_secs(25)))
+            .await
+            .unwrap();
     let Outcome::InProgress { state, .. } = first else { panic!("{first:?}") };
     assert!(state.to_string().len() < 2048);
     let state: EcsState = serde_json::from_value(state).unwrap();
-    let second = follow(&target(&ecs), state, TIMEOUT, minute()).await.unwrap();
+    let second = follow(&target(&ecs), state, TIMEOUT, &no_alarms(&cw()), minute()).await.unwrap();
 
     let Outcome::Succeeded { outputs, .. } = second else { panic!("{second:?}") };
     assert_eq!((outputs["TaskDefinitionArn"].as_str(), outputs["PreviousTaskDefinitionArn"].as_str()), (NEW, OLD));
@@ -276,7 +298,7 @@ async fn a_service_that_already_runs_the_images_registers_nothing() {
     let (td, register, update) = (describe_td("web:new"), register_ok(), update_ok());
     let ecs = mock_client!(aws_sdk_ecs, RuleMode::MatchAny, [&describe, &td, &register, &update]);
 
-    let outcome = deploy_images(&target(&ecs), &web_new(), TIMEOUT, minute()).await.unwrap();
+    let outcome = deploy_images(&target(&ecs), &web_new(), TIMEOUT, &no_alarms(&cw()), minute()).await.unwrap();
 
     let Outcome::Succeeded { outputs, summary } = outcome else { panic!("{outcome:?}") };
     assert_eq!(outputs["TaskDefinitionArn"], OLD);
@@ -294,6 +316,7 @@ async fn an_unknown_container_is_a_configuration_error_listing_the_containers() 
         &target(&ecs),
         &[ImageChange { container: "api".into(), image: "api:1".into() }],
         TIMEOUT,
+        &no_alarms(&cw()),
         minute(),
     )
     .await
@@ -302,4 +325,32 @@ async fn an_unknown_container_is_a_configuration_error_listing_the_containers() 
     assert_eq!(err.failure_type(), FailureType::ConfigurationError);
     assert!(err.to_string().contains("`api`") && err.to_string().contains("web, sidecar"), "{err}");
     assert_eq!((register.num_calls(), update.num_calls()), (0, 0));
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_alarm_during_the_rollout_puts_the_service_back_and_fails_naming_it() {
+    let describe = mock!(Client::describe_services).then_output(new_in_progress);
+    let restore = mock!(Client::update_service)
+        .match_requests(|r| r.task_definition() == Some(OLD))
+        .then_output(|| UpdateServiceOutput::builder().build());
+    let ecs = mock_client!(aws_sdk_ecs, RuleMode::MatchAny, [&describe, &restore]);
+    let cw = cw();
+    let names = vec!["web-5xx".to_owned()];
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+    let state = EcsState::FollowingRollout {
+        task_definition_arn: NEW.into(),
+        previous_task_definition_arn: OLD.into(),
+        started_at: now,
+    };
+
+    let err =
+        follow(&target(&ecs), state, TIMEOUT, &Alarms { names: &names, cloudwatch: &cw }, minute()).await.unwrap_err();
+
+    let msg = err.to_string();
+    assert!(
+        msg.contains("alarm web-5xx in account 333333333333 is in ALARM (Threshold Crossed: 5xx above 1%)"),
+        "{msg}"
+    );
+    assert!(msg.contains(&format!("updated back to {OLD}")), "{msg}");
+    assert_eq!(restore.num_calls(), 1, "the service is back on the previous task definition");
 }
