@@ -388,10 +388,16 @@ async fn finish<I: Invoke>(
     outputs: Option<&std::collections::BTreeMap<String, String>>,
     message: Option<&str>,
 ) {
-    if let Err(e) = worker.ledger.finish_deployment(&record(p, status, outputs, message)).await {
+    // Independent writes: done at once.
+    let record = record(p, status, outputs, message);
+    let (recorded, released) = tokio::join!(
+        worker.ledger.finish_deployment(&record),
+        worker.ledger.release_lease(&p.target, &p.deployment_id)
+    );
+    if let Err(e) = recorded {
         tracing::error!(error = %e, deployment_id = %p.deployment_id, "could not record how the deployment ended");
     }
-    if let Err(e) = worker.ledger.release_lease(&p.target, &p.deployment_id).await {
+    if let Err(e) = released {
         tracing::error!(error = %e, target = %p.target, "could not release the lease; it expires on its own");
     }
 }

@@ -85,6 +85,8 @@ async fn init_time(binary: &Path) -> Result<Duration> {
         .env("AWS_REGION", accounts::REGION)
         .env("AWS_ACCESS_KEY_ID", "test")
         .env("AWS_SECRET_ACCESS_KEY", "test")
+        // The worker needs its ledger table named to start; init makes no call to it.
+        .env("CROSSDEPLOY_LEDGER_TABLE", "crossdeploy-ledger")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()?;

@@ -4,7 +4,7 @@
 use crossdeploy_aws::Deadline;
 use crossdeploy_local::accounts::{self, OTHER_ACCOUNT, SHARED_ACCOUNT, TARGET_ACCOUNT};
 use crossdeploy_local::fixtures::{code_sha256, lambda_package, zip_of};
-use crossdeploy_local::{ecs, Answer, LocalAws};
+use crossdeploy_local::{ecs, Answer, InProcessUpdater, LocalAws};
 use pipeline_job_worker::handle_invoke_event;
 use std::time::{Duration, Instant};
 
@@ -100,7 +100,58 @@ async fn main() -> crossdeploy_local::Result<()> {
             }
         }
     }
+    canary_scene(&local).await?;
+
     let untouched = accounts::function_state(&local.other, FUNCTION, ALIAS).await?;
     println!("\naccount {OTHER_ACCOUNT}: alias {ALIAS} still -> version {} (untouched)", untouched.alias_version);
+    Ok(())
+}
+
+/// A canary into the target account, an alarm set to ALARM, the alias put back.
+async fn canary_scene(local: &LocalAws) -> crossdeploy_local::Result<()> {
+    const ALARM: &str = "orders-errors";
+    accounts::create_alarm(&local.target, ALARM).await?;
+    let package = lambda_package("v3");
+    let artifact = local.upload("orders/BuildOutput/v3.zip", zip_of(&[("lambda.zip", &package)])).await?;
+    // Updaters with 20 s per invocation: the canary's bake goes on through continuation jobs.
+    let mut updaters = InProcessUpdater::new(&local.shared, &LocalAws::allowed_roles(), accounts::EXTERNAL_ID);
+    updaters.budget = Duration::from_secs(20);
+    let worker = std::sync::Arc::new(local.worker_with(updaters));
+    let params = serde_json::json!({
+        "Kind": "Lambda", "TargetRoleArn": accounts::target_role(TARGET_ACCOUNT), "FunctionName": FUNCTION, "Alias": ALIAS,
+        "ArtifactPath": "lambda.zip", "DeploymentStrategy": "Canary10Percent5Minutes", "AlarmNames": ALARM,
+    })
+    .to_string();
+    println!("\n== Lambda: Canary10Percent5Minutes gated by alarm {ALARM} in {TARGET_ACCOUNT}");
+    let event = local.job("DeployLambda", &params, artifact);
+    handle_invoke_event(event.clone(), worker.clone(), Deadline::after(Duration::from_secs(60)), "demo").await?;
+    let state = accounts::function_state(&local.target, FUNCTION, ALIAS).await?;
+    println!("   alias {ALIAS} -> version {}, extra routing {:?}", state.alias_version, state.alias_routing);
+    for answer in local.answers_for(&event) {
+        if let Answer::Success { summary, .. } = answer {
+            println!(
+                "   CodePipeline answer: PutJobSuccessResult with a continuation token: {}",
+                summary.unwrap_or_default()
+            );
+        }
+    }
+    accounts::set_alarm_state(
+        &local.target,
+        ALARM,
+        aws_sdk_cloudwatch::types::StateValue::Alarm,
+        "Threshold Crossed: errors above 5",
+    )
+    .await?;
+    println!("   set-alarm-state {ALARM} ALARM");
+    for next in local.emulator.take_continuations() {
+        handle_invoke_event(next.clone(), worker.clone(), Deadline::after(Duration::from_secs(60)), "demo").await?;
+        for answer in local.answers_for(&next) {
+            if let Answer::Failure { failure_type, message, .. } = answer {
+                println!("   CodePipeline answer: PutJobFailureResult {failure_type}: {message}");
+            }
+        }
+    }
+    let state = accounts::function_state(&local.target, FUNCTION, ALIAS).await?;
+    println!("   alias {ALIAS} -> version {}, extra routing {:?} (restored)", state.alias_version, state.alias_routing);
     Ok(())
 }
