@@ -514,3 +514,24 @@ fn template_yaml_declares_the_action_types_of_the_contract() {
         assert!(p["Settings"]["ExecutionUrlTemplate"]["Fn::Sub"].as_str().unwrap().contains("{ExternalExecutionId}"));
     }
 }
+
+#[tokio::test]
+async fn a_run_with_too_little_time_left_leaves_the_job_queued_for_the_next() {
+    let local = spawn_local().await;
+    let artifact =
+        local.upload("orders/BuildOutput/v2.zip", build_artifact("lambda.zip", &lambda_package("v2"))).await.unwrap();
+    let job = custom_job(&local, LAMBDA_PROVIDER, "orders", lambda_config(&[], &[]), &artifact);
+    let worker = local.worker();
+
+    let handled =
+        handle_event(schedule(), worker.clone(), Deadline::after(Duration::from_secs(20)), "run-late").await.unwrap();
+
+    assert!(handled.is_empty());
+    assert!(local.emulator.answers().is_empty());
+    assert_eq!(
+        local.emulator.status(&job),
+        Some(Status::Dispatched),
+        "handed out but not acknowledged: CodePipeline hands it out again"
+    );
+    assert_eq!(accounts::function_state(&local.target, FUNCTION, ALIAS).await.unwrap().versions, vec!["1"]);
+}
