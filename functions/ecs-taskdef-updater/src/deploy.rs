@@ -79,7 +79,7 @@ pub async fn deploy_images(
             previous_task_definition_arn: previous,
             started_at: now_secs(),
         };
-        return Ok(match follow(s, state, timeout, alarms, deadline).await? {
+        return Ok(match follow_from(s, state, Some(service), timeout, alarms, deadline).await? {
             Outcome::Succeeded { outputs, .. } => Outcome::Succeeded {
                 summary: format!("{} already runs these images on {current}; nothing changed", s.describe()),
                 outputs,
@@ -109,9 +109,24 @@ pub async fn follow(
     alarms: &Alarms<'_>,
     deadline: Deadline,
 ) -> Result<Outcome, EcsError> {
+    follow_from(s, state, None, timeout, alarms, deadline).await
+}
+
+/// [`follow`], starting from a service just described (`None`: describe it first).
+async fn follow_from(
+    s: &ServiceRef<'_>,
+    state: EcsState,
+    mut described: Option<aws_sdk_ecs::types::Service>,
+    timeout: Duration,
+    alarms: &Alarms<'_>,
+    deadline: Deadline,
+) -> Result<Outcome, EcsError> {
     let EcsState::FollowingRollout { task_definition_arn, previous_task_definition_arn, started_at } = &state;
     loop {
-        let service = describe_service(s, deadline).await?;
+        let service = match described.take() {
+            Some(service) => service,
+            None => describe_service(s, deadline).await?,
+        };
         match assess(&service, task_definition_arn) {
             Rollout::Completed { deployment_id } => {
                 tracing::info!(service = s.service, %deployment_id, "rollout completed");

@@ -303,6 +303,7 @@ async fn a_service_that_already_runs_the_images_registers_nothing() {
     let Outcome::Succeeded { outputs, summary } = outcome else { panic!("{outcome:?}") };
     assert_eq!(outputs["TaskDefinitionArn"], OLD);
     assert!(summary.contains("nothing changed"), "{summary}");
+    assert_eq!(describe.num_calls(), 1, "the service is described once");
     assert_eq!((register.num_calls(), update.num_calls()), (0, 0));
 }
 
@@ -353,4 +354,20 @@ async fn an_alarm_during_the_rollout_puts_the_service_back_and_fails_naming_it()
     );
     assert!(msg.contains(&format!("updated back to {OLD}")), "{msg}");
     assert_eq!(restore.num_calls(), 1, "the service is back on the previous task definition");
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_alarm_already_in_alarm_stops_the_deployment_before_anything_is_registered() {
+    let describe = mock!(Client::describe_services).then_output(settled_on_old);
+    let (td, register, update) = (describe_td("web:old"), register_ok(), update_ok());
+    let ecs = mock_client!(aws_sdk_ecs, RuleMode::MatchAny, [&describe, &td, &register, &update]);
+    let cw = cw();
+    let names = vec!["web-5xx".to_owned()];
+
+    let err = deploy_images(&target(&ecs), &web_new(), TIMEOUT, &Alarms { names: &names, cloudwatch: &cw }, minute())
+        .await
+        .unwrap_err();
+
+    assert!(err.to_string().contains("alarm web-5xx in account 333333333333 is in ALARM already"), "{err}");
+    assert_eq!((register.num_calls(), update.num_calls()), (0, 0));
 }

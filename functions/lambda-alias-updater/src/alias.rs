@@ -104,12 +104,7 @@ pub async fn route_alias(
     .await
     .map_err(|e| {
         if e.as_service_error().is_some_and(|s| s.is_precondition_failed_exception()) {
-            return UpdaterError::Changed {
-                what: "the alias",
-                function: f.function.to_owned(),
-                account: f.account.to_owned(),
-                error: ErrorInfo::from_sdk(&e),
-            };
+            return f.changed("the alias", ErrorInfo::from_sdk(&e));
         }
         let not_found = e.as_service_error().is_some_and(|s| s.is_resource_not_found_exception());
         f.aws_error("move the alias of", ErrorInfo::from_sdk(&e), not_found)

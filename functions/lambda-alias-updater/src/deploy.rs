@@ -165,18 +165,16 @@ async fn publish_and_move(
         }
         Settled::Done { revision_id, code_sha256: now } => {
             if now.as_deref() != Some(code_sha256) {
-                return Err(UpdaterError::Changed {
-                    what: "the code",
-                    function: f.function.to_owned(),
-                    account: f.account.to_owned(),
-                    error: crossdeploy_aws::ErrorInfo {
+                return Err(f.changed(
+                    "the code",
+                    crossdeploy_aws::ErrorInfo {
                         code: None,
                         message: format!(
                             "$LATEST has CodeSha256 {} instead of the uploaded {code_sha256}",
                             now.as_deref().unwrap_or("(none)")
                         ),
                     },
-                });
+                ));
             }
             revision_id
         }

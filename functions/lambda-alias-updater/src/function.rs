@@ -20,6 +20,11 @@ impl FunctionRef<'_> {
         format!("function {} in account {}", self.function, self.account)
     }
 
+    /// A precondition (RevisionId, CodeSha256) did not hold: someone else changed `what`.
+    pub(crate) fn changed(&self, what: &'static str, error: ErrorInfo) -> UpdaterError {
+        UpdaterError::Changed { what, function: self.function.to_owned(), account: self.account.to_owned(), error }
+    }
+
     pub(crate) fn aws_error(&self, action: &'static str, error: ErrorInfo, not_found: bool) -> UpdaterError {
         if not_found {
             return UpdaterError::Configuration(format!(
@@ -112,12 +117,7 @@ pub async fn update_code(
     .map_err(|e| {
         let service = e.as_service_error();
         if service.is_some_and(|s| s.is_precondition_failed_exception()) {
-            return UpdaterError::Changed {
-                what: "the code",
-                function: f.function.to_owned(),
-                account: f.account.to_owned(),
-                error: ErrorInfo::from_sdk(&e),
-            };
+            return f.changed("the code", ErrorInfo::from_sdk(&e));
         }
         let not_found = service.is_some_and(|s| s.is_resource_not_found_exception());
         f.aws_error("update the code of", ErrorInfo::from_sdk(&e), not_found)

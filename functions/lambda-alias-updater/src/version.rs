@@ -38,12 +38,7 @@ pub async fn publish_version(
         let service = e.as_service_error();
         // A different CodeSha256 in $LATEST comes back as InvalidParameterValueException.
         if service.is_some_and(|s| s.is_precondition_failed_exception() || s.is_invalid_parameter_value_exception()) {
-            return UpdaterError::Changed {
-                what: "the code",
-                function: f.function.to_owned(),
-                account: f.account.to_owned(),
-                error: ErrorInfo::from_sdk(&e),
-            };
+            return f.changed("the code", ErrorInfo::from_sdk(&e));
         }
         let not_found = service.is_some_and(|s| s.is_resource_not_found_exception());
         f.aws_error("publish a version of", ErrorInfo::from_sdk(&e), not_found)
