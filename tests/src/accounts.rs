@@ -149,18 +149,35 @@ pub async fn function_state(target: &SdkConfig, name: &str, alias: &str) -> Resu
 
 /// The ledger table, as template.yaml declares it: key `pk` + `sk`, on-demand.
 pub async fn create_ledger_table(shared: &SdkConfig) -> Result<String> {
-    use aws_sdk_dynamodb::types::{AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType};
+    use aws_sdk_dynamodb::types::{
+        AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection, ProjectionType,
+        ScalarAttributeType,
+    };
+    use crossdeploy_ledger::{ACCOUNT_INDEX, ACCOUNT_INDEX_KEY, EXECUTION_INDEX, EXECUTION_INDEX_KEY};
     let table = format!("crossdeploy-ledger-{}", crate::unique());
     let attr =
         |name: &str| AttributeDefinition::builder().attribute_name(name).attribute_type(ScalarAttributeType::S).build();
     let key = |name: &str, kind| KeySchemaElement::builder().attribute_name(name).key_type(kind).build();
+    let index = |name: &str, hash: &str| -> Result<GlobalSecondaryIndex> {
+        Ok(GlobalSecondaryIndex::builder()
+            .index_name(name)
+            .key_schema(key(hash, KeyType::Hash)?)
+            .key_schema(key("sk", KeyType::Range)?)
+            .projection(Projection::builder().projection_type(ProjectionType::All).build())
+            .build()?)
+    };
+    // The same table as template.yaml's LedgerTable.
     aws_sdk_dynamodb::Client::new(shared)
         .create_table()
         .table_name(&table)
         .attribute_definitions(attr("pk")?)
         .attribute_definitions(attr("sk")?)
+        .attribute_definitions(attr(EXECUTION_INDEX_KEY)?)
+        .attribute_definitions(attr(ACCOUNT_INDEX_KEY)?)
         .key_schema(key("pk", KeyType::Hash)?)
         .key_schema(key("sk", KeyType::Range)?)
+        .global_secondary_indexes(index(EXECUTION_INDEX, EXECUTION_INDEX_KEY)?)
+        .global_secondary_indexes(index(ACCOUNT_INDEX, ACCOUNT_INDEX_KEY)?)
         .billing_mode(BillingMode::PayPerRequest)
         .send()
         .await?;

@@ -1,7 +1,8 @@
 //! The ledger against DynamoDB in the local AWS: conditional writes do what they promise.
 
 use crossdeploy_ledger::{
-    Claim, Continuation, DeploymentRecord, DeploymentStatus, Lease, LeaseHolder, Ledger, Phase, TargetKey,
+    Claim, Continuation, DeploymentRecord, DeploymentStatus, Lease, LeaseHolder, Ledger, Phase, RollbackClaim,
+    RollbackRecord, RollbackStatus, TargetKey,
 };
 use crossdeploy_local::accounts::{self, SHARED_ACCOUNT};
 use crossdeploy_local::Moto;
@@ -109,6 +110,7 @@ async fn continuations_and_deployments_are_kept() {
             job_id: "a".into(),
             pipeline_name: Some("orders".into()),
             execution_id: Some("e1".into()),
+            stage: Some("Deploy-dev".into()),
             ..Default::default()
         },
         started_at: 100,
@@ -118,6 +120,8 @@ async fn continuations_and_deployments_are_kept() {
         deployed: None,
         outputs: Default::default(),
         message: None,
+        alarm_names: vec!["orders-5xx".into()],
+        rollback: None,
     };
     ledger.start_deployment(&first).await.unwrap();
     first.status = DeploymentStatus::Succeeded;
@@ -139,4 +143,49 @@ async fn continuations_and_deployments_are_kept() {
     assert_eq!(all.iter().map(|d| d.deployment_id.as_str()).collect::<Vec<_>>(), vec!["b", "a"], "newest first");
     assert_eq!(all[1].status, DeploymentStatus::Succeeded, "a finished record is not overwritten");
     assert_eq!((all[1].previous.as_deref(), all[1].deployed.as_deref()), (Some("1"), Some("2")));
+
+    // The indexes rollback reads: by pipeline execution and stage, and by account since a time.
+    let in_stage = ledger.deployments_in_stage("orders", "e1", "Deploy-dev").await.unwrap();
+    assert_eq!(in_stage.iter().map(|d| d.deployment_id.as_str()).collect::<Vec<_>>(), vec!["b", "a"]);
+    assert!(ledger.deployments_in_stage("orders", "e1", "Deploy-qa").await.unwrap().is_empty());
+    assert!(ledger.deployments_in_stage("orders", "e2", "Deploy-dev").await.unwrap().is_empty());
+    let since_150 = ledger.deployments_in_account("222222222222", "us-east-1", 150).await.unwrap();
+    assert_eq!(since_150.iter().map(|d| d.deployment_id.as_str()).collect::<Vec<_>>(), vec!["b"]);
+    let all_in_account = ledger.deployments_in_account("222222222222", "us-east-1", 0).await.unwrap();
+    assert_eq!(all_in_account.len(), 2);
+    assert_eq!(all_in_account[1].alarm_names, vec!["orders-5xx".to_owned()]);
+    assert!(ledger.deployments_in_account("333333333333", "us-east-1", 0).await.unwrap().is_empty());
+
+    // A rollback is claimed once; a failed one may be claimed again; a finished one is reported.
+    let a = all[1].clone();
+    let claim = |by: &str| RollbackRecord {
+        status: RollbackStatus::InProgress,
+        trigger: "test".into(),
+        event_id: format!("event-{by}"),
+        by: by.into(),
+        at: 1,
+        restored: None,
+        message: None,
+    };
+    let hold = Duration::from_secs(60);
+    assert_eq!(ledger.claim_rollback(&a, &claim("r1"), hold).await.unwrap(), RollbackClaim::Claimed);
+    assert!(
+        matches!(ledger.claim_rollback(&a, &claim("r2"), hold).await.unwrap(), RollbackClaim::Taken(Some(r)) if r.by == "r1")
+    );
+    ledger.finish_rollback(&a, &RollbackRecord { status: RollbackStatus::Failed, ..claim("r1") }).await.unwrap();
+    assert_eq!(ledger.claim_rollback(&a, &claim("r3"), hold).await.unwrap(), RollbackClaim::Claimed);
+    // A run that lost its claim records nothing.
+    ledger.finish_rollback(&a, &RollbackRecord { status: RollbackStatus::Restored, ..claim("r1") }).await.unwrap();
+    let done = RollbackRecord { status: RollbackStatus::Restored, restored: Some("1".into()), ..claim("r3") };
+    ledger.finish_rollback(&a, &done).await.unwrap();
+    let RollbackClaim::Taken(Some(r)) = ledger.claim_rollback(&a, &claim("r4"), hold).await.unwrap() else {
+        panic!("a restored deployment must not be claimed again")
+    };
+    assert_eq!(r, done);
+    let read = ledger.deployments(&t).await.unwrap();
+    assert_eq!(read[1].rollback.as_ref(), Some(&done));
+    assert_eq!(read[1].status, DeploymentStatus::Succeeded, "the rollback leaves the deployment's record as it was");
+    // No claim on a deployment the ledger does not hold.
+    let ghost = DeploymentRecord { deployment_id: "ghost".into(), ..a.clone() };
+    assert!(matches!(ledger.claim_rollback(&ghost, &claim("r5"), hold).await.unwrap(), RollbackClaim::Taken(None)));
 }

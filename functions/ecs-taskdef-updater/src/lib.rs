@@ -10,18 +10,20 @@
 mod deploy;
 mod error;
 pub mod images;
+mod rollback;
 mod service;
 pub mod taskdef;
 
 pub use deploy::{deploy_images, follow, Alarms, EcsState, POLL};
 pub use error::EcsError;
+pub use rollback::{guard, rollback_service, Guard};
 pub use service::{assess, describe_service, Rollout, ServiceRef};
 
 use aws_config::SdkConfig;
 use crossdeploy_artifact::{extract_file, read_artifact};
 use crossdeploy_aws::Deadline;
 use crossdeploy_credentials::TargetSessions;
-use crossdeploy_protocol::{DeployRequest, DeploySpec, Outcome};
+use crossdeploy_protocol::{DeployRequest, DeploySpec, Outcome, RollbackRequest, RollbackSpec, UpdaterRequest};
 use std::time::Duration;
 
 /// Time kept back from the invocation's deadline to answer.
@@ -46,7 +48,10 @@ impl Deps {
 pub async fn handle(event: serde_json::Value, deps: &Deps, deadline: Deadline) -> Outcome {
     crossdeploy_aws::handle_updater_request(event, deadline, ANSWER_MARGIN, |request, deadline| async move {
         // Boxed: the deployment's future is deep, and rustc's layout of the runtime's future must stay bounded.
-        Box::pin(deploy(&request, deps, deadline)).await
+        match request {
+            UpdaterRequest::Deploy(r) => Box::pin(deploy(&r, deps, deadline)).await,
+            UpdaterRequest::Rollback(r) => Box::pin(rollback(&r, deps, deadline)).await,
+        }
     })
     .await
 }
@@ -97,4 +102,23 @@ pub async fn deploy(request: &DeployRequest, deps: &Deps, deadline: Deadline) ->
         Some(state) => follow(&s, state, timeout, &alarms, deadline).await,
         None => deploy_images(&s, &changes, timeout, &alarms, deadline).await,
     }
+}
+
+/// One rollback request: the allow-list, the target role, and the guarded update back.
+pub async fn rollback(request: &RollbackRequest, deps: &Deps, deadline: Deadline) -> Result<Outcome, EcsError> {
+    let RollbackSpec::Ecs(spec) = &request.spec else {
+        return Err(EcsError::Configuration(
+            "ecs-taskdef-updater rolls back ECS services only; a Lambda rollback belongs to lambda-alias-updater"
+                .to_owned(),
+        ));
+    };
+    let role = &request.target.role_arn;
+    if !deps.sessions.allow_list().allows(role) {
+        return Err(crossdeploy_credentials::CredentialsError::NotAllowed { role: role.clone() }.into());
+    }
+    let session = deps.sessions.assume(role, request.target.region.as_deref(), &request.request_id).await?;
+    let ecs = aws_sdk_ecs::Client::new(&session.config);
+    let s =
+        ServiceRef { ecs: &ecs, account: role.account_id(), cluster: &spec.cluster_name, service: &spec.service_name };
+    rollback_service(&s, spec, &request.request_id, &request.reason, deadline).await
 }

@@ -371,3 +371,55 @@ async fn an_alarm_already_in_alarm_stops_the_deployment_before_anything_is_regis
     assert!(err.to_string().contains("alarm web-5xx in account 333333333333 is in ALARM already"), "{err}");
     assert_eq!((register.num_calls(), update.num_calls()), (0, 0));
 }
+
+fn rollback_spec() -> crossdeploy_protocol::EcsRollback {
+    crossdeploy_protocol::EcsRollback {
+        cluster_name: "prod".into(),
+        service_name: "web".into(),
+        restore_task_definition: OLD.into(),
+        deployed_task_definition: NEW.into(),
+    }
+}
+
+#[tokio::test]
+async fn a_rollback_updates_the_service_back_to_the_recorded_task_definition() {
+    let settled_on_new =
+        || service(NEW, vec![deployment(NEW, "PRIMARY", DeploymentRolloutState::Completed, "done")], &[]);
+    let describe = mock!(Client::describe_services).then_output(settled_on_new);
+    let back = mock!(Client::update_service)
+        .match_requests(|r| {
+            r.task_definition() == Some(OLD) && r.cluster() == Some("prod") && r.service() == Some("web")
+        })
+        .then_output(|| {
+            UpdateServiceOutput::builder()
+                .service(
+                    Service::builder()
+                        .deployments(deployment(OLD, "PRIMARY", DeploymentRolloutState::InProgress, "rolling back"))
+                        .build(),
+                )
+                .build()
+        });
+    let ecs = mock_client!(aws_sdk_ecs, RuleMode::MatchAny, [&describe, &back]);
+    let outcome =
+        ecs_taskdef_updater::rollback_service(&target(&ecs), &rollback_spec(), "rollback-1", "alarm web-5xx", minute())
+            .await
+            .unwrap();
+    let Outcome::Succeeded { outputs, summary } = outcome else { panic!("expected success") };
+    assert_eq!(outputs["RollbackResult"], "Restored");
+    assert_eq!(outputs["Current"], OLD);
+    assert!(summary.contains("ecs-svc/old") && summary.contains("alarm web-5xx"), "{summary}");
+    assert_eq!(back.num_calls(), 1);
+}
+
+#[tokio::test]
+async fn a_rollback_of_a_service_ecs_rolled_back_already_changes_nothing() {
+    let describe = mock!(Client::describe_services).then_output(settled_on_old);
+    let update = mock!(Client::update_service).then_output(|| UpdateServiceOutput::builder().build());
+    let ecs = mock_client!(aws_sdk_ecs, RuleMode::MatchAny, [&describe, &update]);
+    let outcome = ecs_taskdef_updater::rollback_service(&target(&ecs), &rollback_spec(), "rollback-1", "x", minute())
+        .await
+        .unwrap();
+    let Outcome::Succeeded { outputs, .. } = outcome else { panic!("expected success") };
+    assert_eq!(outputs["RollbackResult"], "AlreadyRestored");
+    assert_eq!(update.num_calls(), 0);
+}

@@ -11,6 +11,7 @@ mod artifact;
 mod deploy;
 mod error;
 mod function;
+mod rollback;
 pub mod shift;
 mod version;
 
@@ -19,12 +20,13 @@ pub use artifact::{read_package, Package, MAX_PACKAGE_BYTES};
 pub use deploy::{deploy_package, resume, Gates, LambdaState, Shifting, ALARM_POLL};
 pub use error::UpdaterError;
 pub use function::{code_state, update_code, wait_for_update, CodeState, FunctionRef, Settled};
+pub use rollback::{guard, rollback_alias, Guard};
 pub use version::publish_version;
 
 use aws_config::SdkConfig;
 use crossdeploy_aws::Deadline;
 use crossdeploy_credentials::TargetSessions;
-use crossdeploy_protocol::{DeployRequest, DeploySpec, Outcome};
+use crossdeploy_protocol::{DeployRequest, DeploySpec, Outcome, RollbackRequest, RollbackSpec, UpdaterRequest};
 use std::time::Duration;
 
 /// Time kept back from the invocation's deadline to answer.
@@ -49,7 +51,10 @@ impl Deps {
 pub async fn handle(event: serde_json::Value, deps: &Deps, deadline: Deadline) -> Outcome {
     crossdeploy_aws::handle_updater_request(event, deadline, ANSWER_MARGIN, |request, deadline| async move {
         // Boxed: the deployment's future is deep, and rustc's layout of the runtime's future must stay bounded.
-        Box::pin(deploy(&request, deps, deadline)).await
+        match request {
+            UpdaterRequest::Deploy(r) => Box::pin(deploy(&r, deps, deadline)).await,
+            UpdaterRequest::Rollback(r) => Box::pin(rollback(&r, deps, deadline)).await,
+        }
     })
     .await
 }
@@ -90,4 +95,23 @@ pub async fn deploy(request: &DeployRequest, deps: &Deps, deadline: Deadline) ->
         Work::Resume(state) => resume(&f, &gates, state, ctx, deadline).await,
         Work::Fresh(package) => deploy_package(&f, &gates, &package, ctx, deadline).await,
     }
+}
+
+/// One rollback request: the allow-list, the target role, and the guarded move of the alias back.
+pub async fn rollback(request: &RollbackRequest, deps: &Deps, deadline: Deadline) -> Result<Outcome, UpdaterError> {
+    let RollbackSpec::Lambda(spec) = &request.spec else {
+        return Err(UpdaterError::Configuration(
+            "lambda-alias-updater rolls back Lambda aliases only; an ECS rollback belongs to ecs-taskdef-updater"
+                .to_owned(),
+        ));
+    };
+    let role = &request.target.role_arn;
+    if !deps.sessions.allow_list().allows(role) {
+        return Err(crossdeploy_credentials::CredentialsError::NotAllowed { role: role.clone() }.into());
+    }
+    let session = deps.sessions.assume(role, request.target.region.as_deref(), &request.request_id).await?;
+    let lambda = aws_sdk_lambda::Client::new(&session.config);
+    let f =
+        FunctionRef { lambda: &lambda, account: role.account_id(), function: &spec.function_name, alias: &spec.alias };
+    rollback_alias(&f, spec, &request.request_id, &request.reason, deadline).await
 }

@@ -458,3 +458,90 @@ async fn an_alarm_mid_canary_restores_the_alias_and_fails_naming_the_alarm() {
     assert!(msg.contains("restored to version 1"), "{msg}");
     assert_eq!(restore.num_calls(), 1);
 }
+
+fn rollback_spec() -> crossdeploy_protocol::LambdaRollback {
+    crossdeploy_protocol::LambdaRollback {
+        function_name: "orders-api".into(),
+        alias: "live".into(),
+        restore_version: "1".into(),
+        deployed_version: "2".into(),
+    }
+}
+
+#[tokio::test]
+async fn a_rollback_moves_the_alias_back_guarded_by_its_revision_id() {
+    let at_v2 = mock!(Client::get_alias).then_output(|| {
+        GetAliasOutput::builder().function_version("2").alias_arn(ALIAS_ARN).revision_id("alias-rev-2").build()
+    });
+    let back_to_v1 = mock!(Client::update_alias)
+        .match_requests(|r| {
+            r.function_version() == Some("1")
+                && r.revision_id() == Some("alias-rev-2")
+                && r.routing_config().is_some_and(|c| c.additional_version_weights().is_some_and(|w| w.is_empty()))
+        })
+        .then_output(|| UpdateAliasOutput::builder().alias_arn(ALIAS_ARN).function_version("1").build());
+    let lambda = mock_client!(aws_sdk_lambda, RuleMode::MatchAny, [&at_v2, &back_to_v1]);
+    let f = FunctionRef { lambda: &lambda, account: "222222222222", function: "orders-api", alias: "live" };
+    let outcome = lambda_alias_updater::rollback_alias(
+        &f,
+        &rollback_spec(),
+        "rollback-job-1",
+        "alarm x",
+        Deadline::after(Duration::from_secs(60)),
+    )
+    .await
+    .unwrap();
+    let Outcome::Succeeded { outputs, summary } = outcome else { panic!("expected success") };
+    assert_eq!(outputs["RollbackResult"], "Restored");
+    assert_eq!(outputs["Current"], "1");
+    assert!(summary.contains("restored to version 1") && summary.contains("alarm x"), "{summary}");
+    assert_eq!(back_to_v1.num_calls(), 1);
+}
+
+#[tokio::test]
+async fn a_rollback_that_finds_the_alias_elsewhere_changes_nothing() {
+    let at_v3 = mock!(Client::get_alias).then_output(|| {
+        GetAliasOutput::builder().function_version("3").alias_arn(ALIAS_ARN).revision_id("alias-rev-3").build()
+    });
+    let moved = mock!(Client::update_alias).then_output(|| UpdateAliasOutput::builder().build());
+    let lambda = mock_client!(aws_sdk_lambda, RuleMode::MatchAny, [&at_v3, &moved]);
+    let f = FunctionRef { lambda: &lambda, account: "222222222222", function: "orders-api", alias: "live" };
+    let outcome = lambda_alias_updater::rollback_alias(
+        &f,
+        &rollback_spec(),
+        "rollback-job-1",
+        "alarm x",
+        Deadline::after(Duration::from_secs(60)),
+    )
+    .await
+    .unwrap();
+    let Outcome::Succeeded { outputs, summary } = outcome else { panic!("expected success") };
+    assert_eq!(outputs["RollbackResult"], "LeftAlone");
+    assert!(summary.contains("someone deployed since"), "{summary}");
+    assert_eq!(moved.num_calls(), 0);
+}
+
+#[tokio::test]
+async fn a_rollback_raced_by_another_change_of_the_alias_fails_naming_it() {
+    let at_v2 = mock!(Client::get_alias).then_output(|| {
+        GetAliasOutput::builder().function_version("2").alias_arn(ALIAS_ARN).revision_id("alias-rev-2").build()
+    });
+    let raced = mock!(Client::update_alias).then_error(|| {
+        aws_sdk_lambda::operation::update_alias::UpdateAliasError::PreconditionFailedException(
+            PreconditionFailedException::builder().message("revision id mismatch").build(),
+        )
+    });
+    let lambda = mock_client!(aws_sdk_lambda, RuleMode::MatchAny, [&at_v2, &raced]);
+    let f = FunctionRef { lambda: &lambda, account: "222222222222", function: "orders-api", alias: "live" };
+    let e = lambda_alias_updater::rollback_alias(
+        &f,
+        &rollback_spec(),
+        "rollback-job-1",
+        "alarm x",
+        Deadline::after(Duration::from_secs(60)),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(e.failure_type(), FailureType::JobFailed);
+    assert!(e.to_string().contains("the alias of function orders-api in account 222222222222 changed"), "{e}");
+}

@@ -9,12 +9,11 @@
 //! deployment recorded, continuation state kept in the ledger.
 
 mod event;
-mod invoke;
 mod poll;
 mod process;
 
+pub use crossdeploy_aws::invoke::{Invoke, InvokeError, Updaters, ECS_UPDATER_ENV, LAMBDA_UPDATER_ENV};
 pub use event::{classify, Trigger};
-pub use invoke::{Invoke, InvokeError};
 pub use poll::{poll_and_process, PollReport};
 pub use process::{handle_event, handle_invoke_event, handle_job, HandledJob, WorkerError};
 
@@ -22,28 +21,10 @@ use aws_config::SdkConfig;
 use crossdeploy_ledger::{Ledger, LEDGER_TABLE_ENV};
 use std::time::Duration;
 
-/// Function name of the Lambda updater.
-pub const LAMBDA_UPDATER_ENV: &str = "CROSSDEPLOY_LAMBDA_UPDATER";
-/// Function name of the ECS updater.
-pub const ECS_UPDATER_ENV: &str = "CROSSDEPLOY_ECS_UPDATER";
 /// Time kept back from the invocation's deadline to answer the job.
 pub const ANSWER_MARGIN: Duration = Duration::from_secs(5);
 /// The budget when the runtime gives no usable deadline.
 pub const FALLBACK_BUDGET: Duration = Duration::from_secs(300);
-
-/// The updaters' function names.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Updaters {
-    pub lambda: Option<String>,
-    pub ecs: Option<String>,
-}
-
-impl Updaters {
-    pub fn from_env() -> Self {
-        let var = |k| std::env::var(k).ok().filter(|v: &String| !v.trim().is_empty());
-        Self { lambda: var(LAMBDA_UPDATER_ENV), ecs: var(ECS_UPDATER_ENV) }
-    }
-}
 
 /// How the worker paces itself.
 #[derive(Debug, Clone, PartialEq, Eq)]

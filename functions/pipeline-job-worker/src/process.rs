@@ -376,6 +376,8 @@ fn record(
         deployed: get(outputs::FUNCTION_VERSION, outputs::TASK_DEFINITION_ARN),
         outputs: outputs.cloned().unwrap_or_default(),
         message: message.map(str::to_owned),
+        alarm_names: p.request.alarm_names.clone(),
+        rollback: None,
     }
 }
 

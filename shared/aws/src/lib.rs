@@ -4,6 +4,8 @@
 
 mod deadline;
 mod error;
+#[cfg(feature = "invoke")]
+pub mod invoke;
 mod retry;
 mod updater;
 

@@ -32,6 +32,44 @@ impl TargetKey {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The target's parts, read back from the key.
+    pub fn parts(&self) -> Option<TargetParts> {
+        let mut it = self.0.split('/');
+        let (kind, account, region, a, b) = (it.next()?, it.next()?, it.next()?, it.next()?, it.next()?);
+        if it.next().is_some() || [account, region, a, b].iter().any(|p| p.is_empty()) {
+            return None;
+        }
+        let (account, region) = (account.to_owned(), region.to_owned());
+        match kind {
+            "lambda" => Some(TargetParts::Lambda { account, region, function: a.to_owned(), alias: b.to_owned() }),
+            "ecs" => Some(TargetParts::Ecs { account, region, cluster: a.to_owned(), service: b.to_owned() }),
+            _ => None,
+        }
+    }
+
+    /// `<account>/<region>`: the key of the ledger's by-account index.
+    pub fn account_region(&self) -> Option<String> {
+        self.parts().map(|p| {
+            let (account, region) = p.account_region();
+            format!("{account}/{region}")
+        })
+    }
+}
+
+/// A target, in its parts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TargetParts {
+    Lambda { account: String, region: String, function: String, alias: String },
+    Ecs { account: String, region: String, cluster: String, service: String },
+}
+
+impl TargetParts {
+    pub fn account_region(&self) -> (&str, &str) {
+        match self {
+            TargetParts::Lambda { account, region, .. } | TargetParts::Ecs { account, region, .. } => (account, region),
+        }
+    }
 }
 
 impl std::fmt::Display for TargetKey {
@@ -127,17 +165,92 @@ pub struct DeploymentRecord {
     /// The output variables of a successful deployment.
     pub outputs: BTreeMap<String, String>,
     pub message: Option<String>,
+    /// The alarms that gated the deployment; an alarm among them condemns it within the bake window.
+    #[serde(default)]
+    pub alarm_names: Vec<String>,
+    /// Its rollback, once one was attempted (kept in its own attributes of the item, see
+    /// [`crate::Ledger::claim_rollback`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback: Option<RollbackRecord>,
+}
+
+/// How a deployment's rollback stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RollbackStatus {
+    /// A rollback function run is at it (until its claim expires).
+    InProgress,
+    /// The target was put back.
+    Restored,
+    /// The target ran what stood before already.
+    AlreadyRestored,
+    /// The target ran something else (someone deployed since), or was busy: not touched.
+    LeftAlone,
+    /// ECS's circuit breaker rolled the service back itself (SERVICE_DEPLOYMENT_FAILED).
+    RolledBackByEcs,
+    /// The attempt failed; a later event may try again.
+    Failed,
+}
+
+impl RollbackStatus {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            RollbackStatus::InProgress => "InProgress",
+            RollbackStatus::Restored => "Restored",
+            RollbackStatus::AlreadyRestored => "AlreadyRestored",
+            RollbackStatus::LeftAlone => "LeftAlone",
+            RollbackStatus::RolledBackByEcs => "RolledBackByEcs",
+            RollbackStatus::Failed => "Failed",
+        }
+    }
+}
+
+/// One deployment's rollback: what triggered it and how it ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct RollbackRecord {
+    pub status: RollbackStatus,
+    /// What condemned the deployment, e.g. "alarm orders-5xx went to ALARM in account 222222222222".
+    pub trigger: String,
+    /// The EventBridge event's id, or the direct request's id.
+    pub event_id: String,
+    /// Who holds the claim (the rollback function's request id).
+    pub by: String,
+    /// Milliseconds since the epoch.
+    pub at: u64,
+    /// What the target was put back on (or runs now).
+    pub restored: Option<String>,
+    pub message: Option<String>,
 }
 
 impl DeploymentRecord {
+    /// The item's key: the target, then start time and id.
+    pub(crate) fn key(&self) -> (String, String) {
+        (format!("TARGET#{}", self.target.as_str()), format!("DEPLOY#{:015}#{}", self.started_at, self.deployment_id))
+    }
+
+    /// `<pipeline>#<execution>#<stage>`: the key of the ledger's by-execution index.
+    pub fn execution_stage(&self) -> Option<String> {
+        let p = &self.pipeline;
+        Some(execution_stage(p.pipeline_name.as_deref()?, p.execution_id.as_deref()?, p.stage.as_deref()?))
+    }
+
     pub(crate) fn item(&self) -> HashMap<String, AttributeValue> {
         let s = |v: &str| AttributeValue::S(v.to_owned());
+        let (pk, sk) = self.key();
+        // The rollback lives in its own attributes, written by conditional updates.
+        let data = DeploymentRecord { rollback: None, ..self.clone() };
         let mut item = HashMap::from([
-            ("pk".to_owned(), s(&format!("TARGET#{}", self.target.as_str()))),
-            ("sk".to_owned(), s(&format!("DEPLOY#{:015}#{}", self.started_at, self.deployment_id))),
+            ("pk".to_owned(), s(&pk)),
+            ("sk".to_owned(), s(&sk)),
             ("status".to_owned(), s(self.status.as_str())),
-            ("data".to_owned(), s(&serde_json::to_string(self).unwrap_or_default())),
+            ("data".to_owned(), s(&serde_json::to_string(&data).unwrap_or_default())),
         ]);
+        if let Some(k) = self.execution_stage() {
+            item.insert(crate::EXECUTION_INDEX_KEY.to_owned(), s(&k));
+        }
+        if let Some(k) = self.target.account_region() {
+            item.insert(crate::ACCOUNT_INDEX_KEY.to_owned(), s(&k));
+        }
         if let Some(p) = &self.pipeline.pipeline_name {
             item.insert("pipeline".to_owned(), s(p));
         }
@@ -145,5 +258,40 @@ impl DeploymentRecord {
             item.insert("execution_id".to_owned(), s(e));
         }
         item
+    }
+}
+
+pub(crate) fn execution_stage(pipeline: &str, execution: &str, stage: &str) -> String {
+    format!("{pipeline}#{execution}#{stage}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_target_key_reads_back_into_its_parts() {
+        let k = TargetKey::lambda(
+            "222222222222",
+            "eu-west-1",
+            "arn:aws:lambda:eu-west-1:222222222222:function:orders",
+            "live",
+        );
+        assert_eq!(
+            k.parts(),
+            Some(TargetParts::Lambda {
+                account: "222222222222".into(),
+                region: "eu-west-1".into(),
+                function: "orders".into(),
+                alias: "live".into()
+            })
+        );
+        assert_eq!(k.account_region().as_deref(), Some("222222222222/eu-west-1"));
+        let e = TargetKey::ecs("222222222222", "us-east-1", "apps", "web");
+        assert!(
+            matches!(e.parts(), Some(TargetParts::Ecs { cluster, service, .. }) if cluster == "apps" && service == "web")
+        );
+        assert_eq!(TargetKey("lambda/1/2/3".into()).parts(), None);
+        assert_eq!(TargetKey("s3/1/2/3/4".into()).parts(), None);
     }
 }

@@ -22,6 +22,101 @@ use std::collections::BTreeMap;
 pub enum UpdaterRequest {
     /// Deploy a new artifact (or resume a deployment from its `resume` state).
     Deploy(DeployRequest),
+    /// Put back what stood before a deployment, if the target still runs what it deployed.
+    Rollback(RollbackRequest),
+}
+
+impl UpdaterRequest {
+    /// The request's idempotency key.
+    pub fn request_id(&self) -> &str {
+        match self {
+            UpdaterRequest::Deploy(r) => &r.request_id,
+            UpdaterRequest::Rollback(r) => &r.request_id,
+        }
+    }
+}
+
+/// Restore `restore` on a target, guarded: only while the target still runs `deployed` (what
+/// crossdeploy deployed). A target on anything else is left alone; one on `restore` already is
+/// restored already.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct RollbackRequest {
+    /// Idempotency key: `rollback-<deployment id>`.
+    pub request_id: String,
+    pub target: Target,
+    pub spec: RollbackSpec,
+    /// Why the rollback happens (which event), for the logs and the alias description.
+    pub reason: String,
+}
+
+/// What to put back, by kind.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "Kind")]
+pub enum RollbackSpec {
+    Lambda(LambdaRollback),
+    Ecs(EcsRollback),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct LambdaRollback {
+    pub function_name: String,
+    pub alias: String,
+    /// The version the alias pointed at before the deployment.
+    pub restore_version: String,
+    /// The version the deployment published: the alias must still point wholly at it.
+    pub deployed_version: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct EcsRollback {
+    pub cluster_name: String,
+    pub service_name: String,
+    /// The task definition the service ran before the deployment.
+    pub restore_task_definition: String,
+    /// The task definition the deployment registered: the service must still run it.
+    pub deployed_task_definition: String,
+}
+
+/// How a rollback ended, in the `RollbackResult` output of a successful outcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RollbackResult {
+    /// The target was put back.
+    Restored,
+    /// The target ran what stood before already (an earlier rollback, or ECS's circuit breaker).
+    AlreadyRestored,
+    /// The target runs something else than what crossdeploy deployed: someone deployed since.
+    LeftAlone,
+}
+
+impl RollbackResult {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            RollbackResult::Restored => "Restored",
+            RollbackResult::AlreadyRestored => "AlreadyRestored",
+            RollbackResult::LeftAlone => "LeftAlone",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [RollbackResult::Restored, RollbackResult::AlreadyRestored, RollbackResult::LeftAlone]
+            .into_iter()
+            .find(|r| r.as_str() == s)
+    }
+
+    /// A successful outcome carrying this result, what the target runs now, and why.
+    pub fn outcome(self, summary: String, current: &str) -> Outcome {
+        Outcome::Succeeded {
+            summary,
+            outputs: [
+                (outputs::ROLLBACK_RESULT.to_owned(), self.as_str().to_owned()),
+                (outputs::CURRENT.to_owned(), current.to_owned()),
+            ]
+            .into(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -193,6 +288,10 @@ pub mod outputs {
     pub const TASK_DEFINITION_ARN: &str = "TaskDefinitionArn";
     pub const PREVIOUS_TASK_DEFINITION_ARN: &str = "PreviousTaskDefinitionArn";
     pub const DEPLOYMENT_ID: &str = "DeploymentId";
+    /// A rollback's result: `Restored`, `AlreadyRestored` or `LeftAlone`.
+    pub const ROLLBACK_RESULT: &str = "RollbackResult";
+    /// What the target runs after a rollback: version or task definition.
+    pub const CURRENT: &str = "Current";
 }
 
 #[cfg(test)]
@@ -254,6 +353,34 @@ mod tests {
             let json = serde_json::to_string(&o).unwrap();
             assert_eq!(serde_json::from_str::<Outcome>(&json).unwrap(), o);
         }
+    }
+
+    #[test]
+    fn rollback_requests_round_trip_through_json() {
+        let r = UpdaterRequest::Rollback(RollbackRequest {
+            request_id: "rollback-job-1".into(),
+            target: Target {
+                role_arn: "arn:aws:iam::222222222222:role/crossdeploy-target".parse().unwrap(),
+                region: Some("eu-west-1".into()),
+            },
+            spec: RollbackSpec::Lambda(LambdaRollback {
+                function_name: "orders-api".into(),
+                alias: "live".into(),
+                restore_version: "3".into(),
+                deployed_version: "4".into(),
+            }),
+            reason: "alarm orders-5xx".into(),
+        });
+        let json = serde_json::to_value(&r).unwrap();
+        assert_eq!(json["Action"], "Rollback");
+        assert_eq!(json["Spec"]["Kind"], "Lambda");
+        assert_eq!(json["Spec"]["RestoreVersion"], "3");
+        assert_eq!(r.request_id(), "rollback-job-1");
+        assert_eq!(serde_json::from_value::<UpdaterRequest>(json).unwrap(), r);
+        for result in [RollbackResult::Restored, RollbackResult::AlreadyRestored, RollbackResult::LeftAlone] {
+            assert_eq!(RollbackResult::parse(result.as_str()), Some(result));
+        }
+        assert_eq!(RollbackResult::parse("Nope"), None);
     }
 
     #[test]

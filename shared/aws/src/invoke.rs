@@ -1,10 +1,31 @@
+//! Reaching an updater: Lambda Invoke (RequestResponse) with an [`UpdaterRequest`], answered by an [`Outcome`].
+
+use crate::ErrorInfo;
 use aws_sdk_lambda::primitives::Blob;
 use aws_sdk_lambda::types::InvocationType;
-use crossdeploy_aws::ErrorInfo;
 use crossdeploy_protocol::{Outcome, UpdaterRequest};
 use std::future::Future;
 
-/// How the worker reaches an updater. In production, Lambda Invoke ([`aws_sdk_lambda::Client`]).
+/// Function name of the Lambda updater.
+pub const LAMBDA_UPDATER_ENV: &str = "CROSSDEPLOY_LAMBDA_UPDATER";
+/// Function name of the ECS updater.
+pub const ECS_UPDATER_ENV: &str = "CROSSDEPLOY_ECS_UPDATER";
+
+/// The updaters' function names.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Updaters {
+    pub lambda: Option<String>,
+    pub ecs: Option<String>,
+}
+
+impl Updaters {
+    pub fn from_env() -> Self {
+        let var = |k| std::env::var(k).ok().filter(|v: &String| !v.trim().is_empty());
+        Self { lambda: var(LAMBDA_UPDATER_ENV), ecs: var(ECS_UPDATER_ENV) }
+    }
+}
+
+/// How the worker and the rollback function reach an updater. In production, Lambda Invoke ([`aws_sdk_lambda::Client`]).
 pub trait Invoke: Send + Sync + 'static {
     fn invoke(
         &self,

@@ -1,0 +1,197 @@
+//! Which deployments an event condemns, and what rolling one back restores — decided from the
+//! ledger's records alone (pure functions), never guessed from version numbers.
+
+use crossdeploy_ledger::{DeploymentRecord, DeploymentStatus};
+use std::time::Duration;
+
+/// What to do with one condemned deployment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Choice {
+    /// Put `restore` back, guarded by the target still running `deployed`.
+    Restore { restore: String, deployed: String },
+    /// The ledger shows a later deployment of the target: someone deployed since. Recorded, not touched.
+    LeftAlone(String),
+    /// Nothing to roll back (the deployment failed, is still going, or replaced nothing). Not recorded.
+    NotApplicable(String),
+}
+
+/// The choice for `condemned`, given its target's deployments (`history`, any order) and an
+/// explicit version / task definition to restore (a direct request's).
+pub fn choose(condemned: &DeploymentRecord, history: &[DeploymentRecord], restore: Option<&str>) -> Choice {
+    let id = &condemned.deployment_id;
+    match condemned.status {
+        DeploymentStatus::Succeeded => {}
+        DeploymentStatus::InProgress => {
+            return Choice::NotApplicable(format!(
+                "deployment {id} of {} is still in progress; its own alarm checks and failure handling apply",
+                condemned.target
+            ))
+        }
+        DeploymentStatus::Failed => {
+            return Choice::NotApplicable(format!(
+                "deployment {id} of {} failed, and its updater put back what it had changed",
+                condemned.target
+            ))
+        }
+    }
+    let Some(deployed) = condemned.deployed.clone().filter(|d| !d.is_empty()) else {
+        return Choice::NotApplicable(format!("deployment {id} recorded no deployed version or task definition"));
+    };
+    let restore = match restore.map(str::to_owned).or_else(|| condemned.previous.clone()) {
+        Some(r) if !r.is_empty() && r != "none" => r,
+        _ => {
+            return Choice::NotApplicable(format!(
+                "deployment {id} created {}: nothing stood before it to restore",
+                condemned.target
+            ))
+        }
+    };
+    if restore == deployed {
+        return Choice::NotApplicable(format!(
+            "deployment {id} left {} on {deployed}: nothing to restore",
+            condemned.target
+        ));
+    }
+    let later = history.iter().filter(|r| r.deployment_id != *id && r.started_at > condemned.started_at).find(|r| {
+        // A later deployment that failed before it changed anything does not count.
+        r.status != DeploymentStatus::Failed || r.deployed.is_some()
+    });
+    if let Some(later) = later {
+        return Choice::LeftAlone(format!(
+            "{} was deployed again since, by deployment {} ({}, {}): someone deployed since, so deployment {id} is left alone",
+            condemned.target,
+            later.deployment_id,
+            later.pipeline.describe(),
+            later.status.as_str()
+        ));
+    }
+    Choice::Restore { restore, deployed }
+}
+
+/// The deployments an alarm condemns: per target, the latest one the alarm guarded, if the event
+/// came within its bake window (from its start to `bake_window` after it finished). `records`
+/// are the deployments into the alarm's account and region, newest first.
+pub fn condemned_by_alarm<'a>(
+    records: &'a [DeploymentRecord],
+    alarm: &str,
+    event_ms: u64,
+    bake_window: Duration,
+) -> (Vec<&'a DeploymentRecord>, Vec<String>) {
+    let mut seen = std::collections::HashSet::new();
+    let (mut condemned, mut passed) = (Vec::new(), Vec::new());
+    for r in records.iter().filter(|r| r.alarm_names.iter().any(|a| a == alarm)) {
+        if !seen.insert(r.target.clone()) {
+            continue; // an older deployment of a target already decided
+        }
+        let end = r.finished_at.unwrap_or(u64::MAX).saturating_add(bake_window.as_millis() as u64);
+        if event_ms < r.started_at {
+            passed.push(format!("deployment {} of {} started after the alarm fired", r.deployment_id, r.target));
+        } else if event_ms > end {
+            passed.push(format!(
+                "deployment {} of {} finished more than {} minutes before the alarm fired: outside its bake window",
+                r.deployment_id,
+                r.target,
+                bake_window.as_secs() / 60
+            ));
+        } else {
+            condemned.push(r);
+        }
+    }
+    (condemned, passed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crossdeploy_ledger::TargetKey;
+    use crossdeploy_protocol::PipelineContext;
+
+    fn record(id: &str, started_at: u64, status: DeploymentStatus, previous: &str, deployed: &str) -> DeploymentRecord {
+        DeploymentRecord {
+            deployment_id: id.into(),
+            target: TargetKey::lambda("222222222222", "us-east-1", "orders", "live"),
+            role_arn: "arn:aws:iam::222222222222:role/crossdeploy-target".into(),
+            pipeline: PipelineContext {
+                job_id: id.into(),
+                pipeline_name: Some("orders".into()),
+                execution_id: Some(format!("exec-{id}")),
+                ..Default::default()
+            },
+            started_at,
+            finished_at: Some(started_at + 1_000),
+            status,
+            previous: (!previous.is_empty()).then(|| previous.into()),
+            deployed: (!deployed.is_empty()).then(|| deployed.into()),
+            outputs: Default::default(),
+            message: None,
+            alarm_names: vec!["orders-5xx".into()],
+            rollback: None,
+        }
+    }
+
+    #[test]
+    fn a_succeeded_deployment_restores_what_the_ledger_recorded_before_it() {
+        let d = record("a", 100, DeploymentStatus::Succeeded, "7", "9");
+        assert_eq!(choose(&d, &[d.clone()], None), Choice::Restore { restore: "7".into(), deployed: "9".into() });
+        // Never a guess from version numbers: 7 is restored, not 8.
+        assert_eq!(choose(&d, &[d.clone()], Some("5")), Choice::Restore { restore: "5".into(), deployed: "9".into() });
+    }
+
+    #[test]
+    fn someone_deployed_since_leaves_the_target_alone() {
+        let d = record("a", 100, DeploymentStatus::Succeeded, "7", "9");
+        let newer = record("b", 200, DeploymentStatus::Succeeded, "9", "10");
+        let Choice::LeftAlone(why) = choose(&d, &[newer.clone(), d.clone()], None) else {
+            panic!("expected LeftAlone")
+        };
+        assert!(why.contains("deployment b") && why.contains("someone deployed since"), "{why}");
+        // A later deployment still running counts too.
+        let running = record("c", 300, DeploymentStatus::InProgress, "", "");
+        assert!(matches!(choose(&d, &[running, d.clone()], None), Choice::LeftAlone(_)));
+        // A later deployment that failed before deploying anything does not.
+        let failed = record("c", 300, DeploymentStatus::Failed, "", "");
+        assert!(matches!(choose(&d, &[failed, d.clone()], None), Choice::Restore { .. }));
+        // An older one does not either.
+        let older = record("z", 50, DeploymentStatus::Succeeded, "6", "7");
+        assert!(matches!(choose(&d, &[d.clone(), older], None), Choice::Restore { .. }));
+    }
+
+    #[test]
+    fn failed_running_or_first_deployments_have_nothing_to_roll_back() {
+        for d in [
+            record("a", 100, DeploymentStatus::Failed, "7", ""),
+            record("a", 100, DeploymentStatus::InProgress, "", ""),
+            record("a", 100, DeploymentStatus::Succeeded, "none", "1"),
+            record("a", 100, DeploymentStatus::Succeeded, "", "1"),
+            record("a", 100, DeploymentStatus::Succeeded, "3", "3"),
+        ] {
+            assert!(matches!(choose(&d, &[d.clone()], None), Choice::NotApplicable(_)), "{d:?}");
+        }
+    }
+
+    #[test]
+    fn an_alarm_condemns_the_latest_guarded_deployment_of_each_target_within_its_bake_window() {
+        let hour = Duration::from_secs(3600);
+        let old = record("old", 1_000, DeploymentStatus::Succeeded, "6", "7");
+        let new = record("new", 10_000, DeploymentStatus::Succeeded, "7", "8");
+        let mut unguarded = record("other", 20_000, DeploymentStatus::Succeeded, "1", "2");
+        unguarded.target = TargetKey::lambda("222222222222", "us-east-1", "billing", "live");
+        unguarded.alarm_names = vec!["billing-5xx".into()];
+        let records = vec![unguarded, new.clone(), old];
+        // Within the window: the newest guarded deployment of the target only.
+        let (c, _) = condemned_by_alarm(&records, "orders-5xx", 11_000 + 3_000_000, hour);
+        assert_eq!(c.iter().map(|r| r.deployment_id.as_str()).collect::<Vec<_>>(), vec!["new"]);
+        // Past the window (finished at 11 000 ms, window 1 h).
+        let (c, passed) = condemned_by_alarm(&records, "orders-5xx", 11_000 + 3_600_001, hour);
+        assert!(c.is_empty());
+        assert!(passed[0].contains("outside its bake window"), "{passed:?}");
+        // A window of 5 minutes, configurable.
+        let (c, _) = condemned_by_alarm(&records, "orders-5xx", 11_000 + 301_000, Duration::from_secs(300));
+        assert!(c.is_empty());
+        // Before the deployment started: not its fault.
+        let (c, _) = condemned_by_alarm(&records, "orders-5xx", 5_000, hour);
+        assert!(c.is_empty(), "the older deployment is not condemned in place of the newer");
+        // An alarm nothing names condemns nothing.
+        assert!(condemned_by_alarm(&records, "nobody", 11_000, hour).0.is_empty());
+    }
+}

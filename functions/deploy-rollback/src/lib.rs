@@ -1,0 +1,473 @@
+//! deploy-rollback: puts back what a failed pipeline stage, an alarm in its bake window, or a
+//! direct request condemns.
+//!
+//! Triggers (EventBridge): "CodePipeline Action Execution State Change" FAILED → the
+//! deployments crossdeploy made in that stage of that execution; "CloudWatch Alarm State
+//! Change" to ALARM, forwarded from a target account → per target, the latest deployment the
+//! alarm guarded, if within its bake window; "ECS Deployment State Change"
+//! SERVICE_DEPLOYMENT_FAILED → recorded (ECS's circuit breaker rolled back already) and
+//! reported. Or a direct request naming a target.
+//!
+//! For each condemned deployment it reads the ledger (what was deployed, what stood before),
+//! claims the rollback there (conditional write: the same event twice, or two events for one
+//! deployment, restore once), takes the target's lease, asks the right updater to restore —
+//! the updater leaves alone a target no longer on what crossdeploy deployed — and records how
+//! it ended.
+
+mod choose;
+mod event;
+
+pub use choose::{choose, condemned_by_alarm, Choice};
+pub use event::{parse_time, read_event, BadEvent, Trigger};
+
+use aws_config::SdkConfig;
+use crossdeploy_aws::invoke::{Invoke, Updaters};
+use crossdeploy_aws::Deadline;
+use crossdeploy_ledger::{
+    now_millis, now_secs, DeploymentRecord, Lease, LeaseHolder, Ledger, LedgerError, RollbackClaim, RollbackRecord,
+    RollbackStatus, TargetParts, LEDGER_TABLE_ENV,
+};
+use crossdeploy_protocol::{
+    outputs, EcsRollback, LambdaRollback, Outcome, RoleArn, RollbackRequest, RollbackResult, RollbackSpec, Target,
+    UpdaterRequest,
+};
+use serde::Serialize;
+use std::time::Duration;
+
+/// How long after a deployment finished an alarm still condemns it, in minutes (default 60).
+pub const BAKE_WINDOW_ENV: &str = "CROSSDEPLOY_BAKE_WINDOW_MINUTES";
+pub const DEFAULT_BAKE_WINDOW: Duration = Duration::from_secs(60 * 60);
+/// The budget when the runtime gives no usable deadline.
+pub const FALLBACK_BUDGET: Duration = Duration::from_secs(300);
+/// Time kept back from the deadline to record the outcome.
+pub const RECORD_MARGIN: Duration = Duration::from_secs(5);
+/// How far back, before the bake window, an alarm looks for deployments that were still running.
+const LONGEST_DEPLOYMENT: Duration = Duration::from_secs(24 * 3600);
+
+/// How the function behaves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// The region the function runs in: a direct request's default.
+    pub region: String,
+    pub bake_window: Duration,
+    /// How long a rollback's claim (and the target's lease) holds if this run dies.
+    pub claim_hold: Duration,
+}
+
+impl Settings {
+    pub fn new(region: impl Into<String>) -> Self {
+        Self { region: region.into(), bake_window: DEFAULT_BAKE_WINDOW, claim_hold: Duration::from_secs(15 * 60) }
+    }
+}
+
+/// Clients and settings built once per cold start.
+pub struct Rollback<I> {
+    pub ledger: Ledger,
+    pub invoker: I,
+    pub updaters: Updaters,
+    pub settings: Settings,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{LEDGER_TABLE_ENV} is not set: deploy-rollback needs its ledger table")]
+    NoLedgerTable,
+    #[error("{BAKE_WINDOW_ENV} is {0:?}: give a whole number of minutes, at least 1")]
+    BadBakeWindow(String),
+}
+
+impl Rollback<aws_sdk_lambda::Client> {
+    pub fn from_config(config: &SdkConfig) -> Result<Self, ConfigError> {
+        let table = std::env::var(LEDGER_TABLE_ENV).ok().filter(|t| !t.is_empty()).ok_or(ConfigError::NoLedgerTable)?;
+        let mut settings =
+            Settings::new(config.region().map(|r| r.to_string()).unwrap_or_else(|| "us-east-1".to_owned()));
+        if let Some(v) = std::env::var(BAKE_WINDOW_ENV).ok().filter(|v| !v.trim().is_empty()) {
+            settings.bake_window = parse_bake_window(&v)?;
+        }
+        Ok(Self {
+            ledger: Ledger::new(aws_sdk_dynamodb::Client::new(config), table),
+            invoker: aws_sdk_lambda::Client::new(config),
+            updaters: Updaters::from_env(),
+            settings,
+        })
+    }
+}
+
+pub fn parse_bake_window(v: &str) -> Result<Duration, ConfigError> {
+    match v.trim().parse::<u64>() {
+        Ok(m) if (1..=7 * 24 * 60).contains(&m) => Ok(Duration::from_secs(m * 60)),
+        _ => Err(ConfigError::BadBakeWindow(v.to_owned())),
+    }
+}
+
+/// What the function did (its return value).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Report {
+    pub trigger: String,
+    pub rollbacks: Vec<TargetReport>,
+}
+
+/// One condemned deployment, and what became of it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct TargetReport {
+    pub deployment_id: String,
+    pub target: String,
+    pub result: Handled,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Handled {
+    /// The updater put the target back.
+    Restored,
+    /// The target ran what stood before already.
+    AlreadyRestored,
+    /// Someone deployed since (per the ledger or the target itself), or the target is busy.
+    LeftAlone,
+    /// An earlier event (or run) handled this deployment's rollback.
+    HandledBefore,
+    /// ECS rolled the service back itself; recorded.
+    RolledBackByEcs,
+    /// Nothing to roll back (failed, still running, or first deployment).
+    NotApplicable,
+    /// The rollback failed; the claim is open for a later attempt.
+    Failed,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RollbackError {
+    #[error(transparent)]
+    BadEvent(#[from] BadEvent),
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+    #[error("{0}")]
+    NothingRecorded(String),
+    /// Some rollbacks failed: the invocation fails, so EventBridge retries it (then its DLQ).
+    #[error("{failed} of {total} rollbacks failed ({trigger}): {messages}")]
+    Failed { trigger: String, failed: usize, total: usize, messages: String },
+}
+
+impl From<RollbackError> for lambda_runtime::Diagnostic {
+    fn from(e: RollbackError) -> Self {
+        let error_type = match &e {
+            RollbackError::BadEvent(_) => "crossdeploy.BadEvent",
+            RollbackError::Ledger(_) => "crossdeploy.LedgerFailed",
+            RollbackError::NothingRecorded(_) => "crossdeploy.NothingRecorded",
+            RollbackError::Failed { .. } => "crossdeploy.RollbackFailed",
+        };
+        lambda_runtime::Diagnostic { error_type: error_type.to_owned(), error_message: e.to_string() }
+    }
+}
+
+/// Handles one event or direct request. `request_id` (the Lambda request id) names this run.
+pub async fn handle<I: Invoke>(
+    event: serde_json::Value,
+    rb: &Rollback<I>,
+    deadline: Deadline,
+    request_id: &str,
+) -> Result<Report, RollbackError> {
+    let trigger = match read_event(&event, &rb.settings.region, request_id) {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::error!(error = %e, "refused an event");
+            return Err(e.into());
+        }
+    };
+    let described = trigger.describe();
+    tracing::info!(trigger = %described, event_id = trigger.event_id(), "rollback triggered");
+    let mut report = Report { trigger: described.clone(), rollbacks: Vec::new() };
+    match &trigger {
+        Trigger::Ignored(why) => tracing::info!(%why, "nothing to roll back"),
+        Trigger::ActionFailed { pipeline, execution_id, stage, .. } => {
+            let records = rb.ledger.deployments_in_stage(pipeline, execution_id, stage).await?;
+            if records.is_empty() {
+                tracing::info!(%pipeline, %execution_id, %stage, "crossdeploy deployed nothing in this stage");
+            }
+            for r in &records {
+                report.rollbacks.push(roll_back(rb, r, &trigger, None, request_id, deadline).await?);
+            }
+        }
+        Trigger::Alarm { account, region, alarm, time_ms, .. } => {
+            let window = rb.settings.bake_window;
+            let since = time_ms.saturating_sub((window + LONGEST_DEPLOYMENT).as_millis() as u64);
+            let records = rb.ledger.deployments_in_account(account, region, since).await?;
+            let (condemned, passed) = condemned_by_alarm(&records, alarm, *time_ms, window);
+            for why in &passed {
+                tracing::info!(%alarm, %why, "not rolled back");
+            }
+            if condemned.is_empty() && passed.is_empty() {
+                tracing::info!(%alarm, %account, %region, "no crossdeploy deployment is guarded by this alarm");
+            }
+            for r in condemned {
+                report.rollbacks.push(roll_back(rb, r, &trigger, None, request_id, deadline).await?);
+            }
+        }
+        Trigger::EcsDeploymentFailed { account, region, cluster, service, deployment_id, reason, .. } => {
+            let target = crossdeploy_ledger::TargetKey::ecs(account, region, cluster, service);
+            let history = rb.ledger.deployments(&target).await?;
+            let by_id = history.iter().find(|r| r.outputs.get(outputs::DEPLOYMENT_ID) == Some(deployment_id));
+            match by_id.or(history.first()) {
+                None => tracing::info!(%target, "not a service crossdeploy deployed; nothing recorded"),
+                Some(r) => report.rollbacks.push(record_ecs_rollback(rb, r, &trigger, reason, request_id).await?),
+            }
+        }
+        Trigger::Direct { target, restore, reason, .. } => {
+            let history = rb.ledger.deployments(target).await?;
+            let latest = history.iter().find(|r| r.status == crossdeploy_ledger::DeploymentStatus::Succeeded);
+            let Some(latest) = latest else {
+                return Err(RollbackError::NothingRecorded(format!(
+                    "the ledger {} holds no successful crossdeploy deployment of {target}: there is nothing crossdeploy can roll back ({reason})",
+                    rb.ledger.table()
+                )));
+            };
+            report.rollbacks.push(roll_back(rb, latest, &trigger, restore.as_deref(), request_id, deadline).await?);
+        }
+    }
+    let failed: Vec<_> = report.rollbacks.iter().filter(|r| r.result == Handled::Failed).collect();
+    if !failed.is_empty() {
+        return Err(RollbackError::Failed {
+            trigger: described,
+            failed: failed.len(),
+            total: report.rollbacks.len(),
+            messages: failed.iter().map(|r| r.message.as_str()).collect::<Vec<_>>().join("; "),
+        });
+    }
+    Ok(report)
+}
+
+fn target_report(r: &DeploymentRecord, result: Handled, message: String) -> TargetReport {
+    match result {
+        Handled::Failed => {
+            tracing::error!(deployment_id = %r.deployment_id, target = %r.target, %message, "rollback failed")
+        }
+        Handled::LeftAlone => {
+            tracing::warn!(deployment_id = %r.deployment_id, target = %r.target, %message, "left alone")
+        }
+        _ => {
+            tracing::info!(deployment_id = %r.deployment_id, target = %r.target, result = ?result, %message, "rollback")
+        }
+    }
+    TargetReport { deployment_id: r.deployment_id.clone(), target: r.target.to_string(), result, message }
+}
+
+/// One condemned deployment: choice, claim, lease, updater, record.
+async fn roll_back<I: Invoke>(
+    rb: &Rollback<I>,
+    condemned: &DeploymentRecord,
+    trigger: &Trigger,
+    restore: Option<&str>,
+    request_id: &str,
+    deadline: Deadline,
+) -> Result<TargetReport, RollbackError> {
+    let history = rb.ledger.deployments(&condemned.target).await?;
+    // Ok: what to restore over what; Err: why the target is left alone.
+    let work = match choose(condemned, &history, restore) {
+        Choice::NotApplicable(why) => return Ok(target_report(condemned, Handled::NotApplicable, why)),
+        Choice::LeftAlone(why) => Err(why),
+        Choice::Restore { restore, deployed } => Ok((restore, deployed)),
+    };
+    let claim = RollbackRecord {
+        status: RollbackStatus::InProgress,
+        trigger: trigger.describe(),
+        event_id: trigger.event_id().to_owned(),
+        by: request_id.to_owned(),
+        at: now_millis(),
+        restored: None,
+        message: None,
+    };
+    match rb.ledger.claim_rollback(condemned, &claim, rb.settings.claim_hold).await? {
+        RollbackClaim::Claimed => {}
+        RollbackClaim::Taken(Some(before)) => {
+            let message = format!(
+                "deployment {} was handled before ({}, {}): {}",
+                condemned.deployment_id,
+                before.status.as_str(),
+                before.trigger,
+                before.message.unwrap_or_default()
+            );
+            return Ok(target_report(condemned, Handled::HandledBefore, message));
+        }
+        RollbackClaim::Taken(None) => {
+            let message = format!("deployment {} is no longer in the ledger", condemned.deployment_id);
+            return Ok(target_report(condemned, Handled::NotApplicable, message));
+        }
+    }
+    let (status, handled, restored, message) = match work {
+        Err(why) => (RollbackStatus::LeftAlone, Handled::LeftAlone, None, why),
+        Ok((restore, deployed)) => restore_target(rb, condemned, trigger, &restore, &deployed, deadline).await,
+    };
+    let done = RollbackRecord { status, restored, message: Some(message.clone()), at: now_millis(), ..claim };
+    rb.ledger.finish_rollback(condemned, &done).await?;
+    Ok(target_report(condemned, handled, message))
+}
+
+/// The target's lease, then the updater's guarded restore.
+async fn restore_target<I: Invoke>(
+    rb: &Rollback<I>,
+    condemned: &DeploymentRecord,
+    trigger: &Trigger,
+    restore: &str,
+    deployed: &str,
+    deadline: Deadline,
+) -> (RollbackStatus, Handled, Option<String>, String) {
+    let failed = |m: String| (RollbackStatus::Failed, Handled::Failed, None, m);
+    let request = match rollback_request(condemned, trigger, restore, deployed) {
+        Ok(r) => r,
+        Err(m) => return failed(m),
+    };
+    let updater = match &request.spec {
+        RollbackSpec::Lambda(_) => (&rb.updaters.lambda, crossdeploy_aws::invoke::LAMBDA_UPDATER_ENV),
+        RollbackSpec::Ecs(_) => (&rb.updaters.ecs, crossdeploy_aws::invoke::ECS_UPDATER_ENV),
+    };
+    let Some(updater) = updater.0.clone() else {
+        return failed(format!("deploy-rollback has no updater for {}: set {}", condemned.target, updater.1));
+    };
+    let holder = LeaseHolder {
+        deployment_id: request.request_id.clone(),
+        pipeline: condemned.pipeline.pipeline_name.clone(),
+        execution_id: condemned.pipeline.execution_id.clone(),
+        job_id: None,
+        since: now_secs(),
+    };
+    match rb.ledger.acquire_lease(&condemned.target, &holder, rb.settings.claim_hold).await {
+        Err(e) => return failed(e.to_string()),
+        Ok(Lease::HeldBy(other)) => {
+            let why = format!(
+                "{} is being deployed by {other}: a deployment is under way, so it is left alone",
+                condemned.target
+            );
+            return (RollbackStatus::LeftAlone, Handled::LeftAlone, None, why);
+        }
+        Ok(Lease::Acquired) => {}
+    }
+    let invoke_deadline = deadline.less(RECORD_MARGIN);
+    let outcome = tokio::time::timeout_at(
+        invoke_deadline.instant(),
+        rb.invoker.invoke(&updater, &UpdaterRequest::Rollback(request.clone())),
+    )
+    .await;
+    if let Err(e) = rb.ledger.release_lease(&condemned.target, &request.request_id).await {
+        tracing::error!(error = %e, target = %condemned.target, "could not release the lease; it expires on its own");
+    }
+    match outcome {
+        Err(_) => failed(format!(
+            "the updater {updater} did not answer before deploy-rollback's deadline; check {} and retry",
+            condemned.target
+        )),
+        Ok(Err(e)) => failed(e.to_string()),
+        Ok(Ok(Outcome::Failed { failure_type, message })) => failed(format!("{}: {message}", failure_type.as_str())),
+        Ok(Ok(Outcome::InProgress { summary, .. })) => {
+            failed(format!("the updater answered InProgress to a rollback ({summary}); retry"))
+        }
+        Ok(Ok(Outcome::Succeeded { summary, outputs })) => {
+            let current = outputs.get(outputs::CURRENT).cloned();
+            match outputs.get(outputs::ROLLBACK_RESULT).and_then(|r| RollbackResult::parse(r)) {
+                Some(RollbackResult::Restored) => (RollbackStatus::Restored, Handled::Restored, current, summary),
+                Some(RollbackResult::AlreadyRestored) => {
+                    (RollbackStatus::AlreadyRestored, Handled::AlreadyRestored, current, summary)
+                }
+                Some(RollbackResult::LeftAlone) => (RollbackStatus::LeftAlone, Handled::LeftAlone, current, summary),
+                None => {
+                    failed(format!("the updater {updater} answered a rollback without a RollbackResult: {summary}"))
+                }
+            }
+        }
+    }
+}
+
+/// The updater's request for restoring `restore` on the condemned deployment's target.
+fn rollback_request(
+    condemned: &DeploymentRecord,
+    trigger: &Trigger,
+    restore: &str,
+    deployed: &str,
+) -> Result<RollbackRequest, String> {
+    let role: RoleArn = condemned.role_arn.parse().map_err(|e| {
+        format!(
+            "deployment {} recorded role {:?}, which is not a role ARN: {e}",
+            condemned.deployment_id, condemned.role_arn
+        )
+    })?;
+    let parts = condemned.target.parts().ok_or_else(|| {
+        format!("deployment {} names a target the ledger cannot read: {}", condemned.deployment_id, condemned.target)
+    })?;
+    let (spec, region) = match parts {
+        TargetParts::Lambda { region, function, alias, .. } => (
+            RollbackSpec::Lambda(LambdaRollback {
+                function_name: function,
+                alias,
+                restore_version: restore.to_owned(),
+                deployed_version: deployed.to_owned(),
+            }),
+            region,
+        ),
+        TargetParts::Ecs { region, cluster, service, .. } => (
+            RollbackSpec::Ecs(EcsRollback {
+                cluster_name: cluster,
+                service_name: service,
+                restore_task_definition: restore.to_owned(),
+                deployed_task_definition: deployed.to_owned(),
+            }),
+            region,
+        ),
+    };
+    Ok(RollbackRequest {
+        request_id: format!("rollback-{}", condemned.deployment_id),
+        target: Target { role_arn: role, region: Some(region) },
+        spec,
+        reason: trigger.describe(),
+    })
+}
+
+/// ECS rolled the service back itself: record it once on the deployment, and report it.
+async fn record_ecs_rollback<I: Invoke>(
+    rb: &Rollback<I>,
+    record: &DeploymentRecord,
+    trigger: &Trigger,
+    reason: &str,
+    request_id: &str,
+) -> Result<TargetReport, RollbackError> {
+    let claim = RollbackRecord {
+        status: RollbackStatus::InProgress,
+        trigger: trigger.describe(),
+        event_id: trigger.event_id().to_owned(),
+        by: request_id.to_owned(),
+        at: now_millis(),
+        restored: record.previous.clone(),
+        message: None,
+    };
+    match rb.ledger.claim_rollback(record, &claim, rb.settings.claim_hold).await? {
+        RollbackClaim::Claimed => {
+            let message = format!(
+                "ECS's circuit breaker failed the deployment and rolled {} back itself: {reason}",
+                record.target
+            );
+            let done =
+                RollbackRecord { status: RollbackStatus::RolledBackByEcs, message: Some(message.clone()), ..claim };
+            rb.ledger.finish_rollback(record, &done).await?;
+            Ok(target_report(record, Handled::RolledBackByEcs, message))
+        }
+        RollbackClaim::Taken(before) => {
+            let message = match before {
+                Some(b) => format!("recorded before ({}, {})", b.status.as_str(), b.trigger),
+                None => "no longer in the ledger".to_owned(),
+            };
+            Ok(target_report(record, Handled::HandledBefore, format!("deployment {} {message}", record.deployment_id)))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_bake_window_is_whole_minutes() {
+        assert_eq!(parse_bake_window("90").unwrap(), Duration::from_secs(5400));
+        for bad in ["0", "-1", "1h", "", "100000"] {
+            assert!(parse_bake_window(bad).is_err(), "{bad}");
+        }
+    }
+}
