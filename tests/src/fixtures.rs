@@ -29,3 +29,21 @@ pub fn build_artifact(path: &str, package: &[u8]) -> Vec<u8> {
 pub fn code_sha256(package: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(Sha256::digest(package))
 }
+
+/// An EventBridge event as AWS sends it, from deploy-rollback's fixtures
+/// (`functions/deploy-rollback/tests/events/<name>`), with `changes` set at JSON pointers.
+pub fn aws_event(name: &str, changes: &[(&str, serde_json::Value)]) -> crate::Result<serde_json::Value> {
+    let path = crate::workspace_root().join("functions/deploy-rollback/tests/events").join(name);
+    let mut event: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path)?)?;
+    for (pointer, value) in changes {
+        *event.pointer_mut(pointer).ok_or_else(|| format!("{name} has no {pointer}"))? = value.clone();
+    }
+    Ok(event)
+}
+
+/// Now, as EventBridge writes times (RFC 3339, seconds), shifted by `offset_secs`.
+pub fn event_time(offset_secs: i64) -> String {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let t = aws_smithy_types::DateTime::from_secs((now as i64).saturating_add(offset_secs));
+    t.fmt(aws_smithy_types::date_time::Format::DateTime).unwrap_or_default()
+}

@@ -51,6 +51,16 @@ impl LocalAws {
         }
     }
 
+    /// The rollback function, with both updaters in process.
+    pub fn rollback(&self) -> deploy_rollback::Rollback<InProcessUpdater> {
+        deploy_rollback::Rollback {
+            ledger: self.ledger(),
+            invoker: InProcessUpdater::new(&self.shared, &Self::allowed_roles(), EXTERNAL_ID),
+            updaters: InProcessUpdater::updaters(),
+            settings: deploy_rollback::Settings::new(accounts::REGION),
+        }
+    }
+
     /// A CodePipeline client (shared services account) talking to the emulator.
     pub fn codepipeline(&self) -> aws_sdk_codepipeline::Client {
         aws_sdk_codepipeline::Client::from_conf(
@@ -101,7 +111,7 @@ impl LocalAws {
         ])
     }
 
-    /// The three functions under cargo-lambda's local runtime, with the environment they would
+    /// The four functions under cargo-lambda's local runtime, with the environment they would
     /// have in the shared services account. Returns the runtime and each function's log.
     pub async fn run_functions(&self) -> Result<(crate::LocalLambda, Vec<std::path::PathBuf>)> {
         let mut lambda = crate::LocalLambda::start().await?;
@@ -115,10 +125,14 @@ impl LocalAws {
         worker_env.push(("CROSSDEPLOY_LAMBDA_UPDATER".into(), crate::LAMBDA_UPDATER.into()));
         worker_env.push(("CROSSDEPLOY_ECS_UPDATER".into(), crate::ECS_UPDATER.into()));
         worker_env.push(("CROSSDEPLOY_LEDGER_TABLE".into(), self.ledger_table.clone()));
+        // deploy-rollback: the worker's environment but CodePipeline, which it never calls.
+        let rollback_env: Vec<_> =
+            worker_env.iter().filter(|(k, _)| k != "AWS_ENDPOINT_URL_CODEPIPELINE").cloned().collect();
         let logs = vec![
             lambda.run_function(crate::LAMBDA_UPDATER, &updater_env)?,
             lambda.run_function(crate::ECS_UPDATER, &updater_env)?,
             lambda.run_function("pipeline-job-worker", &worker_env)?,
+            lambda.run_function("deploy-rollback", &rollback_env)?,
         ];
         Ok((lambda, logs))
     }

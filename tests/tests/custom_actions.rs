@@ -307,7 +307,7 @@ struct Steps {
 
 impl Invoke for Steps {
     async fn invoke(&self, _function: &str, request: &UpdaterRequest) -> Result<Outcome, InvokeError> {
-        let UpdaterRequest::Deploy(r) = request;
+        let UpdaterRequest::Deploy(r) = request else { panic!("the worker only deploys") };
         self.resumed.lock().unwrap().push(r.resume.clone());
         Ok(self.steps.lock().unwrap().remove(0))
     }

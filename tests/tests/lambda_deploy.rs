@@ -4,7 +4,7 @@
 
 use aws_config::SdkConfig;
 use crossdeploy_local::accounts::{self, function_state, FunctionState, TARGET_ACCOUNT};
-use crossdeploy_local::fixtures::{build_artifact, code_sha256, lambda_package};
+use crossdeploy_local::fixtures::{aws_event, build_artifact, code_sha256, event_time, lambda_package};
 use crossdeploy_local::{Answer, LocalAws};
 use crossdeploy_protocol::ArtifactLocation;
 use pipeline_job_worker::{handle_invoke_event, WorkerError};
@@ -270,6 +270,43 @@ async fn the_real_binaries_deploy_across_accounts_under_cargo_lambda() {
     assert_eq!((after.alias_version.as_str(), after.alias_version_sha.as_str()), ("2", code_sha256(&package).as_str()));
     assert_eq!(state(&local.other).await, other_before);
 
+    // A test action fails in the stage: deploy-rollback (Invoke of the updater) puts version 1 back.
+    let record = local
+        .ledger()
+        .deployments(&crossdeploy_ledger::TargetKey::lambda(TARGET_ACCOUNT, accounts::REGION, FUNCTION, ALIAS))
+        .await
+        .unwrap()
+        .remove(0);
+    let failed = aws_event(
+        "codepipeline-action-failed.json",
+        &[
+            ("/time", serde_json::json!(event_time(0))),
+            ("/detail/pipeline", serde_json::json!(record.pipeline.pipeline_name)),
+            ("/detail/execution-id", serde_json::json!(record.pipeline.execution_id)),
+            ("/detail/stage", serde_json::json!(record.pipeline.stage)),
+        ],
+    )
+    .unwrap();
+    let (function_error, body) = lambda
+        .invoke(&local.shared, "deploy-rollback", failed.to_string().as_bytes(), Duration::from_secs(60))
+        .await
+        .unwrap();
+    let body = String::from_utf8_lossy(&body).into_owned();
+    assert!(function_error.is_none(), "{body}");
+    let report: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(report["Rollbacks"][0]["Result"], "Restored", "{body}");
+    assert_eq!(state(&local.target).await.alias_version, "1");
+    // Bad input fails the invocation with a clear error (cargo-lambda answers a function error
+    // with HTTP 500, where Lambda sets X-Amz-Function-Error: either way the invocation failed).
+    let text = match lambda.invoke(&local.shared, "deploy-rollback", b"{\"hello\": 1}", Duration::from_secs(60)).await {
+        Ok((function_error, body)) => {
+            assert!(function_error.is_some());
+            String::from_utf8_lossy(&body).into_owned()
+        }
+        Err(e) => format!("{e:?}"),
+    };
+    assert!(text.contains("crossdeploy.BadEvent") && text.contains("neither an EventBridge event"), "{text}");
+
     // No secret in any log, even at debug level.
     drop(lambda);
     let mut all = String::new();
@@ -281,4 +318,8 @@ async fn the_real_binaries_deploy_across_accounts_under_cargo_lambda() {
         all.push_str(&text);
     }
     assert!(all.contains("job answered") && all.contains("alias moved"), "the logs say what happened:\n{all}");
+    assert!(
+        all.contains("rollback: restored") && all.contains("refused an event"),
+        "the logs say what happened:\n{all}"
+    );
 }

@@ -84,7 +84,8 @@ pub fn condemned_by_alarm<'a>(
             continue; // an older deployment of a target already decided
         }
         let end = r.finished_at.unwrap_or(u64::MAX).saturating_add(bake_window.as_millis() as u64);
-        if event_ms < r.started_at {
+        // EventBridge times have whole seconds: the event may fall anywhere in its second.
+        if event_ms.saturating_add(999) < r.started_at {
             passed.push(format!("deployment {} of {} started after the alarm fired", r.deployment_id, r.target));
         } else if event_ms > end {
             passed.push(format!(
@@ -132,9 +133,15 @@ mod tests {
     #[test]
     fn a_succeeded_deployment_restores_what_the_ledger_recorded_before_it() {
         let d = record("a", 100, DeploymentStatus::Succeeded, "7", "9");
-        assert_eq!(choose(&d, &[d.clone()], None), Choice::Restore { restore: "7".into(), deployed: "9".into() });
+        assert_eq!(
+            choose(&d, std::slice::from_ref(&d), None),
+            Choice::Restore { restore: "7".into(), deployed: "9".into() }
+        );
         // Never a guess from version numbers: 7 is restored, not 8.
-        assert_eq!(choose(&d, &[d.clone()], Some("5")), Choice::Restore { restore: "5".into(), deployed: "9".into() });
+        assert_eq!(
+            choose(&d, std::slice::from_ref(&d), Some("5")),
+            Choice::Restore { restore: "5".into(), deployed: "9".into() }
+        );
     }
 
     #[test]
@@ -165,7 +172,7 @@ mod tests {
             record("a", 100, DeploymentStatus::Succeeded, "", "1"),
             record("a", 100, DeploymentStatus::Succeeded, "3", "3"),
         ] {
-            assert!(matches!(choose(&d, &[d.clone()], None), Choice::NotApplicable(_)), "{d:?}");
+            assert!(matches!(choose(&d, std::slice::from_ref(&d), None), Choice::NotApplicable(_)), "{d:?}");
         }
     }
 
@@ -190,6 +197,11 @@ mod tests {
         assert!(c.is_empty());
         // Before the deployment started: not its fault.
         let (c, _) = condemned_by_alarm(&records, "orders-5xx", 5_000, hour);
+        assert!(c.is_empty(), "the older deployment is not condemned in place of the newer");
+        // An event time in whole seconds may precede the start by less than a second.
+        let (c, _) = condemned_by_alarm(&records, "orders-5xx", 9_001, hour);
+        assert_eq!(c.len(), 1);
+        let (c, _) = condemned_by_alarm(&records, "orders-5xx", 8_999, hour);
         assert!(c.is_empty(), "the older deployment is not condemned in place of the newer");
         // An alarm nothing names condemns nothing.
         assert!(condemned_by_alarm(&records, "nobody", 11_000, hour).0.is_empty());

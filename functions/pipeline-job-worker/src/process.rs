@@ -297,7 +297,7 @@ async fn execute<I: Invoke>(p: &Prepared, worker: &Worker<I>, deadline: Deadline
     // The updater's own timeout comes a second before the guard's in `run_guarded`, so that its
     // more precise message is the one given.
     let invoke_deadline = deadline.less(Duration::from_secs(1));
-    let request = UpdaterRequest::Deploy(p.request.clone());
+    let request = UpdaterRequest::Deploy(Box::new(p.request.clone()));
     let outcome = match tokio::time::timeout_at(invoke_deadline.instant(), worker.invoker.invoke(&p.updater, &request)).await {
         Ok(Ok(outcome)) => outcome,
         Ok(Err(e)) => Outcome::failed(FailureType::JobFailed, e.to_string()),

@@ -175,7 +175,7 @@ async fn a_successful_deploy_is_answered_once_with_its_outputs_and_the_pipeline_
         .unwrap();
 
     assert_eq!((ok.num_calls(), fail.num_calls()), (1, 0));
-    let UpdaterRequest::Deploy(req) = &fake.seen.lock().unwrap()[0];
+    let UpdaterRequest::Deploy(req) = &fake.seen.lock().unwrap()[0] else { panic!("the worker only deploys") };
     assert_eq!(req.pipeline.pipeline_name.as_deref(), Some("orders"));
     assert_eq!(req.pipeline.execution_id.as_deref(), Some("exec-9"));
     assert_eq!(req.artifact.key, "orders/Build/abc");

@@ -21,7 +21,7 @@ use std::collections::BTreeMap;
 #[serde(tag = "Action")]
 pub enum UpdaterRequest {
     /// Deploy a new artifact (or resume a deployment from its `resume` state).
-    Deploy(DeployRequest),
+    Deploy(Box<DeployRequest>),
     /// Put back what stood before a deployment, if the target still runs what it deployed.
     Rollback(RollbackRequest),
 }
@@ -299,7 +299,7 @@ mod tests {
     use super::*;
 
     fn request() -> UpdaterRequest {
-        UpdaterRequest::Deploy(DeployRequest {
+        UpdaterRequest::Deploy(Box::new(DeployRequest {
             request_id: "job-1".into(),
             pipeline: PipelineContext {
                 job_id: "job-1".into(),
@@ -321,7 +321,7 @@ mod tests {
             }),
             alarm_names: vec!["orders-5xx".into()],
             resume: None,
-        })
+        }))
     }
 
     #[test]

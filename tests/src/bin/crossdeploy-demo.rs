@@ -3,7 +3,7 @@
 
 use crossdeploy_aws::Deadline;
 use crossdeploy_local::accounts::{self, OTHER_ACCOUNT, SHARED_ACCOUNT, TARGET_ACCOUNT};
-use crossdeploy_local::fixtures::{code_sha256, lambda_package, zip_of};
+use crossdeploy_local::fixtures::{aws_event, code_sha256, event_time, lambda_package, zip_of};
 use crossdeploy_local::{ecs, Answer, InProcessUpdater, LocalAws};
 use pipeline_job_worker::handle_invoke_event;
 use std::time::{Duration, Instant};
@@ -101,6 +101,7 @@ async fn main() -> crossdeploy_local::Result<()> {
         }
     }
     canary_scene(&local).await?;
+    rollback_scene(&local).await?;
 
     let untouched = accounts::function_state(&local.other, FUNCTION, ALIAS).await?;
     println!("\naccount {OTHER_ACCOUNT}: alias {ALIAS} still -> version {} (untouched)", untouched.alias_version);
@@ -153,5 +154,59 @@ async fn canary_scene(local: &LocalAws) -> crossdeploy_local::Result<()> {
     }
     let state = accounts::function_state(&local.target, FUNCTION, ALIAS).await?;
     println!("   alias {ALIAS} -> version {}, extra routing {:?} (restored)", state.alias_version, state.alias_routing);
+    Ok(())
+}
+
+/// After the stage: a deployment gated by an alarm succeeds, the alarm fires within the bake
+/// window, its state change reaches deploy-rollback (as EventBridge forwards it), and the alias
+/// goes back to the version the ledger recorded.
+async fn rollback_scene(local: &LocalAws) -> crossdeploy_local::Result<()> {
+    const ALARM: &str = "orders-errors";
+    use aws_sdk_cloudwatch::types::StateValue;
+    accounts::set_alarm_state(&local.target, ALARM, StateValue::Ok, "back to normal").await?;
+    let package = lambda_package("v4");
+    let artifact = local.upload("orders/BuildOutput/v4.zip", zip_of(&[("lambda.zip", &package)])).await?;
+    let params = serde_json::json!({
+        "Kind": "Lambda", "TargetRoleArn": accounts::target_role(TARGET_ACCOUNT), "FunctionName": FUNCTION, "Alias": ALIAS,
+        "ArtifactPath": "lambda.zip", "AlarmNames": ALARM,
+    })
+    .to_string();
+    let before = accounts::function_state(&local.target, FUNCTION, ALIAS).await?;
+    println!("\n== Rollback: alarm {ALARM} fires within the bake window after the stage");
+    let event = local.job("DeployLambda", &params, artifact);
+    handle_invoke_event(event.clone(), local.worker(), Deadline::after(Duration::from_secs(60)), "demo").await?;
+    let after = accounts::function_state(&local.target, FUNCTION, ALIAS).await?;
+    println!("   deployed: alias {ALIAS} version {} -> {}", before.alias_version, after.alias_version);
+    let reason = "Threshold Crossed: 1 out of the last 1 datapoints [12.0] was greater than the threshold (5.0)";
+    accounts::set_alarm_state(&local.target, ALARM, StateValue::Alarm, reason).await?;
+    println!("   set-alarm-state {ALARM} ALARM; the target account's rule forwards the state change");
+    let alarm_event = aws_event(
+        "cloudwatch-alarm-state-change.json",
+        &[
+            ("/time", serde_json::json!(event_time(0))),
+            ("/account", serde_json::json!(TARGET_ACCOUNT)),
+            ("/region", serde_json::json!(accounts::REGION)),
+            ("/detail/alarmName", serde_json::json!(ALARM)),
+            ("/detail/state/reason", serde_json::json!(reason)),
+        ],
+    )?;
+    let rollback = local.rollback();
+    for delivery in ["first delivery", "the same event again"] {
+        let report =
+            deploy_rollback::handle(alarm_event.clone(), &rollback, Deadline::after(Duration::from_secs(60)), "demo")
+                .await?;
+        println!("   deploy-rollback, {delivery}: {}", report.trigger);
+        for r in &report.rollbacks {
+            println!("     {:?}: {}", r.result, r.message);
+        }
+    }
+    let state = accounts::function_state(&local.target, FUNCTION, ALIAS).await?;
+    println!("   alias {ALIAS} -> version {}, extra routing {:?}", state.alias_version, state.alias_routing);
+    let target = crossdeploy_ledger::TargetKey::lambda(TARGET_ACCOUNT, accounts::REGION, FUNCTION, ALIAS);
+    if let Some(r) = local.ledger().deployments(&target).await?.into_iter().next() {
+        if let Some(rb) = r.rollback {
+            println!("   ledger: deployment {} rollback {} ({})", r.deployment_id, rb.status.as_str(), rb.trigger);
+        }
+    }
     Ok(())
 }
