@@ -15,6 +15,9 @@ def _intrinsic(loader, tag_suffix, node):
     name = "Ref" if tag_suffix == "Ref" else f"Fn::{tag_suffix}"
     if isinstance(node, yaml.ScalarNode):
         value = loader.construct_scalar(node)
+        if tag_suffix == "GetAtt":
+            # The short form "Resource.Attribute" is YAML-only; JSON takes ["Resource", "Attribute"].
+            value = value.split(".", 1)
     elif isinstance(node, yaml.SequenceNode):
         value = loader.construct_sequence(node, deep=True)
     else:

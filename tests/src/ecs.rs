@@ -11,13 +11,14 @@ pub const CLUSTER: &str = "prod";
 pub const SERVICE: &str = "web";
 pub const OLD_IMAGE: &str = "111111111111.dkr.ecr.us-east-1.amazonaws.com/web:old";
 
-/// Runs the AWS CLI (from the venv) against the local AWS as `account`; returns its text output.
+/// Runs the AWS CLI (from the venv) against the local AWS as `account`; returns its output (text
+/// unless `args` choose `--output`).
 /// EC2 networking is made this way so the harness needs no EC2 SDK crate.
 pub async fn aws_cli(endpoint: &str, account: &SdkConfig, args: &[&str]) -> Result<String> {
     let creds = account.credentials_provider().ok_or("no credentials")?.provide_credentials().await?;
     let out = Command::new(venv_bin("aws")?)
         .args(args)
-        .args(["--output", "text"])
+        .args(if args.contains(&"--output") { &[][..] } else { &["--output", "text"][..] })
         .env("AWS_ENDPOINT_URL", endpoint)
         .env("AWS_DEFAULT_REGION", crate::accounts::REGION)
         .env("AWS_ACCESS_KEY_ID", creds.access_key_id())

@@ -53,6 +53,20 @@ pub fn venv_bin(name: &str) -> Result<PathBuf> {
     }
 }
 
+/// A tool installed by `scripts/setup` into the infra venv (`CROSSDEPLOY_INFRA_VENV`, default
+/// `.venv-infra`): cfn-lint, the SAM CLI and translator, checkov.
+pub fn infra_venv_bin(name: &str) -> Result<PathBuf> {
+    let venv = std::env::var_os("CROSSDEPLOY_INFRA_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join(".venv-infra"));
+    let path = venv.join("bin").join(name);
+    if path.is_file() {
+        Ok(path)
+    } else {
+        Err(format!("{} is missing: run ./scripts/setup first", path.display()).into())
+    }
+}
+
 /// A free TCP port on 127.0.0.1.
 pub fn free_port() -> Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())

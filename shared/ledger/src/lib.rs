@@ -41,7 +41,7 @@ pub const ACCOUNT_INDEX_KEY: &str = "account_region";
 const MAX_QUERY_PAGES: usize = 20;
 
 /// Finished items are kept this long, then DynamoDB's TTL removes them.
-const RETENTION: Duration = Duration::from_secs(90 * 24 * 3600);
+pub(crate) const RETENTION: Duration = Duration::from_secs(90 * 24 * 3600);
 
 #[derive(Debug, thiserror::Error)]
 #[error("failed to {action} in the ledger table {table}: {error}")]

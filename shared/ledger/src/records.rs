@@ -245,6 +245,11 @@ impl DeploymentRecord {
             ("status".to_owned(), s(self.status.as_str())),
             ("data".to_owned(), s(&serde_json::to_string(&data).unwrap_or_default())),
         ]);
+        // A finished deployment expires with the other finished items; one in progress stays.
+        if let Some(finished) = self.finished_at {
+            let expires = finished / 1000 + crate::RETENTION.as_secs();
+            item.insert("expires_at".to_owned(), AttributeValue::N(expires.to_string()));
+        }
         if let Some(k) = self.execution_stage() {
             item.insert(crate::EXECUTION_INDEX_KEY.to_owned(), s(&k));
         }

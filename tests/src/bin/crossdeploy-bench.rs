@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const FUNCTIONS: [&str; 3] = ["pipeline-job-worker", "lambda-alias-updater", "ecs-taskdef-updater"];
+const FUNCTIONS: [&str; 4] = ["pipeline-job-worker", "lambda-alias-updater", "ecs-taskdef-updater", "deploy-rollback"];
 
 #[tokio::main]
 async fn main() -> Result<()> {
@@ -85,7 +85,7 @@ async fn init_time(binary: &Path) -> Result<Duration> {
         .env("AWS_REGION", accounts::REGION)
         .env("AWS_ACCESS_KEY_ID", "test")
         .env("AWS_SECRET_ACCESS_KEY", "test")
-        // The worker needs its ledger table named to start; init makes no call to it.
+        // The worker and deploy-rollback need their ledger table named to start; init makes no call to it.
         .env("CROSSDEPLOY_LEDGER_TABLE", "crossdeploy-ledger")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
