@@ -301,8 +301,12 @@ async fn a_failed_action_restores_the_ecs_service_and_an_ecs_failure_is_recorded
     assert_eq!(report.rollbacks[0].deployment_id, again.deployment_id);
     assert_eq!(report.rollbacks[0].result, Handled::RolledBackByEcs, "{report:?}");
     assert!(report.rollbacks[0].message.contains("task failed to start"), "{}", report.rollbacks[0].message);
+    let mut not_ours = failed.clone();
+    not_ours["detail"]["deploymentId"] = json!("ecs-svc/someone-else");
     let report = run(&local, failed).await.unwrap();
     assert_eq!(report.rollbacks[0].result, Handled::HandledBefore, "{report:?}");
+    // A failed deployment crossdeploy did not make is not recorded on one it made.
+    assert!(run(&local, not_ours).await.unwrap().rollbacks.is_empty());
     let target = TargetKey::ecs(TARGET_ACCOUNT, REGION, ecs::CLUSTER, ecs::SERVICE);
     let records = local.ledger().deployments(&target).await.unwrap();
     let recorded = records.iter().find(|r| r.deployment_id == again.deployment_id).unwrap().rollback.clone().unwrap();

@@ -101,6 +101,25 @@ pub fn condemned_by_alarm<'a>(
     (condemned, passed)
 }
 
+/// The deployment an ECS deployment failure belongs to, among its service's deployments (newest
+/// first): the one whose DeploymentId output names it; else the latest, if crossdeploy was still
+/// following it when ECS failed it (no DeploymentId recorded yet: in progress, or failed by the
+/// updater). A failure of a deployment crossdeploy did not make belongs to none.
+pub fn ecs_failure_record<'a>(
+    history: &'a [DeploymentRecord],
+    ecs_deployment_id: &str,
+) -> Option<&'a DeploymentRecord> {
+    let named = |r: &&DeploymentRecord| {
+        r.outputs.get(crossdeploy_protocol::outputs::DEPLOYMENT_ID).map(String::as_str) == Some(ecs_deployment_id)
+    };
+    history.iter().find(named).or_else(|| {
+        history.first().filter(|r| {
+            r.status != DeploymentStatus::Succeeded
+                && !r.outputs.contains_key(crossdeploy_protocol::outputs::DEPLOYMENT_ID)
+        })
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -205,5 +224,25 @@ mod tests {
         assert!(c.is_empty(), "the older deployment is not condemned in place of the newer");
         // An alarm nothing names condemns nothing.
         assert!(condemned_by_alarm(&records, "nobody", 11_000, hour).0.is_empty());
+    }
+
+    #[test]
+    fn an_ecs_failure_belongs_to_the_deployment_that_made_it_or_to_none() {
+        let with_id = |id: &str, status, ecs: &str| {
+            let mut r = record(id, 100, status, "1", "2");
+            r.outputs.insert("DeploymentId".into(), ecs.into());
+            r
+        };
+        let older = with_id("a", DeploymentStatus::Succeeded, "ecs-svc/1");
+        let newer = with_id("b", DeploymentStatus::Succeeded, "ecs-svc/2");
+        let history = vec![newer.clone(), older.clone()];
+        assert_eq!(ecs_failure_record(&history, "ecs-svc/1").map(|r| r.deployment_id.as_str()), Some("a"));
+        // Someone else's deployment of the service failed: not crossdeploy's to record.
+        assert_eq!(ecs_failure_record(&history, "ecs-svc/9"), None);
+        // crossdeploy was following it: no DeploymentId yet, the latest record is it.
+        let followed = record("c", 300, DeploymentStatus::Failed, "2", "");
+        let history = vec![followed, newer];
+        assert_eq!(ecs_failure_record(&history, "ecs-svc/3").map(|r| r.deployment_id.as_str()), Some("c"));
+        assert_eq!(ecs_failure_record(&[], "ecs-svc/3"), None);
     }
 }

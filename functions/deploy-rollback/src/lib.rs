@@ -17,7 +17,7 @@
 mod choose;
 mod event;
 
-pub use choose::{choose, condemned_by_alarm, Choice};
+pub use choose::{choose, condemned_by_alarm, ecs_failure_record, Choice};
 pub use event::{parse_time, read_event, BadEvent, Trigger};
 
 use aws_config::SdkConfig;
@@ -207,9 +207,8 @@ pub async fn handle<I: Invoke>(
         Trigger::EcsDeploymentFailed { account, region, cluster, service, deployment_id, reason, .. } => {
             let target = crossdeploy_ledger::TargetKey::ecs(account, region, cluster, service);
             let history = rb.ledger.deployments(&target).await?;
-            let by_id = history.iter().find(|r| r.outputs.get(outputs::DEPLOYMENT_ID) == Some(deployment_id));
-            match by_id.or(history.first()) {
-                None => tracing::info!(%target, "not a service crossdeploy deployed; nothing recorded"),
+            match ecs_failure_record(&history, deployment_id) {
+                None => tracing::info!(%target, %deployment_id, "not a deployment crossdeploy made; nothing recorded"),
                 Some(r) => report.rollbacks.push(record_ecs_rollback(rb, r, &trigger, reason, request_id).await?),
             }
         }
