@@ -312,3 +312,31 @@ async fn a_failed_action_restores_the_ecs_service_and_an_ecs_failure_is_recorded
     let recorded = records.iter().find(|r| r.deployment_id == again.deployment_id).unwrap().rollback.clone().unwrap();
     assert_eq!(recorded.status, RollbackStatus::RolledBackByEcs);
 }
+
+#[tokio::test]
+async fn an_updater_refuses_a_rollback_into_a_role_off_its_allow_list() {
+    use crossdeploy_protocol::{
+        FailureType, LambdaRollback, Outcome, RollbackRequest, RollbackSpec, Target, UpdaterRequest,
+    };
+    use pipeline_job_worker::Invoke;
+    let local = spawn_lambda().await;
+    let request = UpdaterRequest::Rollback(RollbackRequest {
+        request_id: "rollback-x".into(),
+        target: Target { role_arn: accounts::target_role("444444444444").parse().unwrap(), region: None },
+        spec: RollbackSpec::Lambda(LambdaRollback {
+            function_name: FUNCTION.into(),
+            alias: ALIAS.into(),
+            restore_version: "1".into(),
+            deployed_version: "2".into(),
+        }),
+        reason: "test".into(),
+    });
+    let updaters = local.rollback().invoker;
+    let outcome = updaters.invoke(crossdeploy_local::LAMBDA_UPDATER, &request).await.unwrap();
+    let Outcome::Failed { failure_type, message } = outcome else { panic!("{outcome:?}") };
+    assert_eq!(failure_type, FailureType::PermissionError);
+    assert!(message.contains("is not on crossdeploy's allow-list"), "{message}");
+    // And the ECS updater refuses a Lambda rollback.
+    let outcome = updaters.invoke(crossdeploy_local::ECS_UPDATER, &request).await.unwrap();
+    assert!(matches!(outcome, Outcome::Failed { failure_type: FailureType::ConfigurationError, .. }), "{outcome:?}");
+}

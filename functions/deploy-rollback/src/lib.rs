@@ -236,6 +236,19 @@ pub async fn handle<I: Invoke>(
     Ok(report)
 }
 
+/// This run's claim on a deployment's rollback, for `trigger`.
+fn claim(trigger: &Trigger, request_id: &str, restored: Option<String>) -> RollbackRecord {
+    RollbackRecord {
+        status: RollbackStatus::InProgress,
+        trigger: trigger.describe(),
+        event_id: trigger.event_id().to_owned(),
+        by: request_id.to_owned(),
+        at: now_millis(),
+        restored,
+        message: None,
+    }
+}
+
 fn target_report(r: &DeploymentRecord, result: Handled, message: String) -> TargetReport {
     match result {
         Handled::Failed => {
@@ -267,15 +280,7 @@ async fn roll_back<I: Invoke>(
         Choice::LeftAlone(why) => Err(why),
         Choice::Restore { restore, deployed } => Ok((restore, deployed)),
     };
-    let claim = RollbackRecord {
-        status: RollbackStatus::InProgress,
-        trigger: trigger.describe(),
-        event_id: trigger.event_id().to_owned(),
-        by: request_id.to_owned(),
-        at: now_millis(),
-        restored: None,
-        message: None,
-    };
+    let claim = claim(trigger, request_id, None);
     match rb.ledger.claim_rollback(condemned, &claim, rb.settings.claim_hold).await? {
         RollbackClaim::Claimed => {}
         RollbackClaim::Taken(Some(before)) => {
@@ -428,15 +433,7 @@ async fn record_ecs_rollback<I: Invoke>(
     reason: &str,
     request_id: &str,
 ) -> Result<TargetReport, RollbackError> {
-    let claim = RollbackRecord {
-        status: RollbackStatus::InProgress,
-        trigger: trigger.describe(),
-        event_id: trigger.event_id().to_owned(),
-        by: request_id.to_owned(),
-        at: now_millis(),
-        restored: record.previous.clone(),
-        message: None,
-    };
+    let claim = claim(trigger, request_id, record.previous.clone());
     match rb.ledger.claim_rollback(record, &claim, rb.settings.claim_hold).await? {
         RollbackClaim::Claimed => {
             let message = format!(

@@ -113,9 +113,7 @@ pub async fn rollback(request: &RollbackRequest, deps: &Deps, deadline: Deadline
         ));
     };
     let role = &request.target.role_arn;
-    if !deps.sessions.allow_list().allows(role) {
-        return Err(crossdeploy_credentials::CredentialsError::NotAllowed { role: role.clone() }.into());
-    }
+    // `assume` checks the allow-list before anything else.
     let session = deps.sessions.assume(role, request.target.region.as_deref(), &request.request_id).await?;
     let ecs = aws_sdk_ecs::Client::new(&session.config);
     let s =
