@@ -110,8 +110,7 @@ async fn a_failed_action_in_the_stage_restores_the_alias_once() {
 
     // Someone moves the alias forward by hand; the same event again, and another event condemning
     // the same deployment (its alarm), restore nothing: the rollback happened once.
-    let lambda = aws_sdk_lambda::Client::new(&local.target);
-    lambda.update_alias().function_name(FUNCTION).name(ALIAS).function_version("2").send().await.unwrap();
+    lambda_back_to(&local, "2").await;
     for event in [action_failed(&deployed, "event-1"), alarm_event("event-2", 0)] {
         let report = run(&local, event).await.unwrap();
         assert_eq!(report.rollbacks.len(), 1, "{report:?}");
