@@ -165,6 +165,7 @@ async fn the_templates_deploy_into_the_local_aws() {
         status: DeploymentStatus::Succeeded,
         previous: Some("1".into()),
         deployed: Some("2".into()),
+        serving: None,
         outputs: Default::default(),
         message: None,
         alarm_names: vec!["orders-5xx".into()],

@@ -1,8 +1,8 @@
 //! The ledger against DynamoDB in the local AWS: conditional writes do what they promise.
 
 use crossdeploy_ledger::{
-    Claim, Continuation, DeploymentRecord, DeploymentStatus, Lease, LeaseHolder, Ledger, Phase, RollbackClaim,
-    RollbackRecord, RollbackStatus, TargetKey,
+    now_secs, Claim, Continuation, Decided, DeploymentRecord, DeploymentStatus, Lease, LeaseHolder, Ledger, Phase,
+    RollbackClaim, RollbackRecord, RollbackStatus, TargetKey,
 };
 use crossdeploy_local::accounts::{self, SHARED_ACCOUNT};
 use crossdeploy_local::Moto;
@@ -30,6 +30,8 @@ fn target() -> TargetKey {
         }),
         alarm_names: vec![],
         resume: None,
+        deployment_id: None,
+        deadline_ms: None,
     };
     TargetKey::of(&request, "us-east-1")
 }
@@ -41,21 +43,83 @@ fn holder(id: &str) -> LeaseHolder {
         execution_id: Some(format!("exec-{id}")),
         job_id: Some(id.into()),
         since: 1,
+        until: 0,
     }
+}
+
+/// A lease's end, `secs` from now.
+fn until(secs: u64) -> u64 {
+    now_secs() + secs
+}
+
+fn claimed(c: Claim) -> bool {
+    matches!(c, Claim::Claimed { .. })
 }
 
 #[tokio::test]
 async fn a_job_is_claimed_once_until_its_claim_expires() {
     let (_moto, ledger) = ledger().await;
-    assert_eq!(ledger.claim_job("job-1", "run-a", Duration::from_secs(600)).await.unwrap(), Claim::Claimed);
+    let Claim::Claimed { since_ms } = ledger.claim_job("job-1", "run-a", Duration::from_secs(600)).await.unwrap()
+    else {
+        panic!("a new job is claimed")
+    };
     assert_eq!(ledger.claim_job("job-1", "run-b", Duration::from_secs(600)).await.unwrap(), Claim::Taken);
+    // The same run claiming again (the SDK's retry of a write whose answer was lost, or Lambda's
+    // retry of the invocation with the same request id) gets its claim back, first time and all.
+    assert_eq!(
+        ledger.claim_job("job-1", "run-a", Duration::from_secs(600)).await.unwrap(),
+        Claim::Claimed { since_ms },
+        "the holder finds its own claim"
+    );
     // A run that died: its claim (0 s) lapses, and another run may take the job.
-    assert_eq!(ledger.claim_job("job-2", "run-a", Duration::ZERO).await.unwrap(), Claim::Claimed);
+    assert!(claimed(ledger.claim_job("job-2", "run-a", Duration::ZERO).await.unwrap()));
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    assert_eq!(ledger.claim_job("job-2", "run-b", Duration::from_secs(600)).await.unwrap(), Claim::Claimed);
-    // An answered job is never taken again.
-    ledger.finish_job("job-2", "run-b", "Succeeded").await.unwrap();
-    assert_eq!(ledger.claim_job("job-2", "run-c", Duration::ZERO).await.unwrap(), Claim::Taken);
+    assert!(claimed(ledger.claim_job("job-2", "run-b", Duration::from_secs(600)).await.unwrap()));
+    // An answered job is never taken again: whoever finds it gets the recorded answer to send.
+    assert_eq!(ledger.record_answer("job-2", "run-b", "Succeeded", "{\"a\":1}").await.unwrap(), Decided::Ours);
+    let Claim::Answered(recorded) = ledger.claim_job("job-2", "run-c", Duration::ZERO).await.unwrap() else {
+        panic!("an answered job is not claimed again")
+    };
+    assert_eq!((recorded.label.as_str(), recorded.data.as_str(), recorded.sent), ("Succeeded", "{\"a\":1}", false));
+    ledger.mark_sent("job-2").await.unwrap();
+    let Claim::Answered(recorded) = ledger.claim_job("job-2", "run-b", Duration::ZERO).await.unwrap() else {
+        panic!("an answered job is not claimed again, even by its holder")
+    };
+    assert!(recorded.sent);
+}
+
+#[tokio::test]
+async fn an_answer_is_recorded_once_and_a_retry_gets_the_first_one() {
+    let (_moto, ledger) = ledger().await;
+    assert!(claimed(ledger.claim_job("job-1", "run-a", Duration::from_secs(600)).await.unwrap()));
+    assert_eq!(ledger.record_answer("job-1", "run-a", "InProgress", "first").await.unwrap(), Decided::Ours);
+    // The same write again (its answer lost): fine.
+    assert_eq!(ledger.record_answer("job-1", "run-a", "InProgress", "first").await.unwrap(), Decided::Ours);
+    // A different answer later (a retry that worked the job again): the first one stands.
+    let Decided::Earlier(first) = ledger.record_answer("job-1", "run-a", "JobFailed", "second").await.unwrap() else {
+        panic!("the first answer stands")
+    };
+    assert_eq!(first.data, "first");
+    // A run that lost its claim records nothing.
+    assert!(claimed(ledger.claim_job("job-2", "run-a", Duration::ZERO).await.unwrap()));
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert!(claimed(ledger.claim_job("job-2", "run-b", Duration::from_secs(600)).await.unwrap()));
+    assert_eq!(ledger.record_answer("job-2", "run-a", "Succeeded", "late").await.unwrap(), Decided::LostClaim);
+}
+
+#[tokio::test]
+async fn the_jobs_a_run_polled_are_found_again_by_its_retry() {
+    use crossdeploy_ledger::PolledJob;
+    let (_moto, ledger) = ledger().await;
+    let job =
+        |id: &str| PolledJob { job_id: id.into(), provider: "CrossdeployLambda".into(), nonce: format!("n-{id}") };
+    assert!(ledger.polled_jobs("run-a").await.unwrap().is_empty());
+    ledger.record_polled("run-a", &[job("j1"), job("j2")]).await.unwrap();
+    // A retried append (its answer lost) lists them twice; they are read once.
+    ledger.record_polled("run-a", &[job("j2")]).await.unwrap();
+    ledger.record_polled("run-a", &[job("j3")]).await.unwrap();
+    assert_eq!(ledger.polled_jobs("run-a").await.unwrap(), vec![job("j1"), job("j2"), job("j3")]);
+    assert!(ledger.polled_jobs("run-b").await.unwrap().is_empty());
 }
 
 #[tokio::test]
@@ -63,28 +127,38 @@ async fn one_deployment_holds_a_target_at_a_time() {
     let (_moto, ledger) = ledger().await;
     let t = target();
     assert_eq!(t.as_str(), "lambda/222222222222/us-east-1/orders-api/live");
-    assert_eq!(ledger.acquire_lease(&t, &holder("a"), Duration::from_secs(600)).await.unwrap(), Lease::Acquired);
-    assert_eq!(
-        ledger.acquire_lease(&t, &holder("b"), Duration::from_secs(600)).await.unwrap(),
-        Lease::HeldBy(holder("a"))
-    );
-    assert_eq!(
-        ledger.acquire_lease(&t, &holder("a"), Duration::from_secs(600)).await.unwrap(),
-        Lease::Acquired,
-        "the holder renews"
-    );
+    assert_eq!(ledger.acquire_lease(&t, &holder("a"), until(600)).await.unwrap(), Lease::Acquired);
+    let Lease::HeldBy(by) = ledger.acquire_lease(&t, &holder("b"), until(600)).await.unwrap() else {
+        panic!("another deployment is refused")
+    };
+    assert_eq!((by.deployment_id.as_str(), by.until), ("a", until(600)));
+    assert_eq!(ledger.acquire_lease(&t, &holder("a"), until(900)).await.unwrap(), Lease::Acquired, "the holder renews");
+    assert_eq!(ledger.lease_holder(&t).await.unwrap().map(|h| h.until), Some(until(900)));
     ledger.release_lease(&t, "b").await.unwrap();
     assert!(
-        matches!(ledger.acquire_lease(&t, &holder("b"), Duration::from_secs(600)).await.unwrap(), Lease::HeldBy(_)),
+        matches!(ledger.acquire_lease(&t, &holder("b"), until(600)).await.unwrap(), Lease::HeldBy(_)),
         "only the holder releases"
     );
     ledger.release_lease(&t, "a").await.unwrap();
-    assert_eq!(ledger.acquire_lease(&t, &holder("b"), Duration::ZERO).await.unwrap(), Lease::Acquired);
+    ledger.release_lease(&t, "a").await.unwrap(); // a retried release (its answer lost) is fine
+    assert_eq!(ledger.acquire_lease(&t, &holder("b"), now_secs()).await.unwrap(), Lease::Acquired);
     tokio::time::sleep(Duration::from_millis(1100)).await;
     assert_eq!(
-        ledger.acquire_lease(&t, &holder("c"), Duration::from_secs(600)).await.unwrap(),
+        ledger.acquire_lease(&t, &holder("c"), until(600)).await.unwrap(),
         Lease::Acquired,
         "an expired lease is free"
+    );
+    // A holder whose job was answered for good is taken over, and only while it still holds.
+    let stale = ledger.lease_holder(&t).await.unwrap().unwrap();
+    assert_eq!(ledger.take_over_lease(&t, &holder("d"), until(600), &stale).await.unwrap(), Lease::Acquired);
+    assert!(
+        matches!(ledger.take_over_lease(&t, &holder("e"), until(600), &stale).await.unwrap(), Lease::HeldBy(h) if h.deployment_id == "d"),
+        "a lease that changed hands since is not taken over"
+    );
+    assert_eq!(
+        ledger.take_over_lease(&t, &holder("d"), until(600), &stale).await.unwrap(),
+        Lease::Acquired,
+        "a retried take-over meets its own write"
     );
 }
 
@@ -95,9 +169,14 @@ async fn continuations_and_deployments_are_kept() {
         deployment_id: "a".into(),
         started_at: 5,
         phase: Phase::Updating { state: serde_json::json!({"Phase": "WaitingForUpdate"}) },
+        stands: None,
+        silent: 0,
     };
-    ledger.save_continuation("cd1-job-1", &c).await.unwrap();
-    assert!(ledger.save_continuation("cd1-job-1", &c).await.is_err(), "a token is written once");
+    ledger.save_continuation("cd1-job-1", &c, "run-a").await.unwrap();
+    ledger.save_continuation("cd1-job-1", &c, "run-a").await.expect("the same run saves again (its answer lost)");
+    ledger.save_continuation("cd1-job-1", &c, "run-b").await.expect("another run may write exactly what is there");
+    let other = Continuation { started_at: 6, ..c.clone() };
+    assert!(ledger.save_continuation("cd1-job-1", &other, "run-c").await.is_err(), "but nothing else");
     assert_eq!(ledger.load_continuation("cd1-job-1").await.unwrap(), Some(c));
     assert_eq!(ledger.load_continuation("cd1-unknown").await.unwrap(), None);
 
@@ -118,6 +197,7 @@ async fn continuations_and_deployments_are_kept() {
         status: DeploymentStatus::InProgress,
         previous: None,
         deployed: None,
+        serving: None,
         outputs: Default::default(),
         message: None,
         alarm_names: vec!["orders-5xx".into()],
@@ -188,4 +268,92 @@ async fn continuations_and_deployments_are_kept() {
     // No claim on a deployment the ledger does not hold.
     let ghost = DeploymentRecord { deployment_id: "ghost".into(), ..a.clone() };
     assert!(matches!(ledger.claim_rollback(&ghost, &claim("r5"), hold).await.unwrap(), RollbackClaim::Taken(None)));
+}
+
+fn in_progress(id: &str, started_at: u64) -> DeploymentRecord {
+    DeploymentRecord {
+        deployment_id: id.into(),
+        target: target(),
+        role_arn: "arn:aws:iam::222222222222:role/crossdeploy-target".into(),
+        pipeline: PipelineContext { job_id: id.into(), ..Default::default() },
+        started_at,
+        finished_at: None,
+        status: DeploymentStatus::InProgress,
+        previous: None,
+        deployed: None,
+        serving: None,
+        outputs: Default::default(),
+        message: None,
+        alarm_names: vec![],
+        rollback: None,
+    }
+}
+
+fn rollback_claim(status: RollbackStatus, by: &str) -> RollbackRecord {
+    RollbackRecord {
+        status,
+        trigger: "ECS deployment ecs-svc/1 failed".into(),
+        event_id: "event-1".into(),
+        by: by.into(),
+        at: 1,
+        restored: Some("1".into()),
+        message: None,
+    }
+}
+
+#[tokio::test]
+async fn finishing_a_deployment_updates_its_item_and_keeps_what_rollback_wrote_on_it() {
+    let (_moto, ledger) = ledger().await;
+    let mut record = in_progress("a", 100);
+    ledger.start_deployment(&record).await.unwrap();
+    // ECS's circuit breaker failed it while crossdeploy still followed it: deploy-rollback
+    // recorded that on the deployment.
+    let hold = Duration::from_secs(60);
+    assert_eq!(
+        ledger.claim_rollback(&record, &rollback_claim(RollbackStatus::InProgress, "r1"), hold).await.unwrap(),
+        RollbackClaim::Claimed
+    );
+    assert_eq!(
+        ledger.claim_rollback(&record, &rollback_claim(RollbackStatus::InProgress, "r1"), hold).await.unwrap(),
+        RollbackClaim::Claimed,
+        "the same holder claiming again (its answer lost) gets its claim back"
+    );
+    let by_ecs = rollback_claim(RollbackStatus::RolledBackByEcs, "r1");
+    ledger.finish_rollback(&record, &by_ecs).await.unwrap();
+    // Then the worker records the end of the deployment.
+    record.status = DeploymentStatus::Failed;
+    record.finished_at = Some(200);
+    record.message = Some("rolled back by the circuit breaker".into());
+    let finished = ledger.finish_deployment(&record).await.unwrap();
+    assert_eq!(finished.condemned, None);
+    // A retried finish (its answer lost) is fine.
+    ledger.finish_deployment(&record).await.unwrap();
+    let read = ledger.deployments(&target()).await.unwrap();
+    assert_eq!(read[0].status, DeploymentStatus::Failed);
+    assert_eq!(read[0].message.as_deref(), Some("rolled back by the circuit breaker"));
+    assert_eq!(read[0].rollback.as_ref(), Some(&by_ecs), "what rollback wrote survives the deployment's end");
+}
+
+#[tokio::test]
+async fn a_deployment_condemned_while_it_runs_learns_it_when_it_ends() {
+    let (_moto, ledger) = ledger().await;
+    let mut record = in_progress("a", 100);
+    ledger.start_deployment(&record).await.unwrap();
+    let pending = RollbackRecord {
+        trigger: "action Tests failed in stage Deploy-dev".into(),
+        ..rollback_claim(RollbackStatus::Pending, "r1")
+    };
+    assert!(ledger.condemn_in_progress(&record, &pending).await.unwrap());
+    assert!(ledger.condemn_in_progress(&record, &pending).await.unwrap(), "a retried condemnation is fine");
+    record.status = DeploymentStatus::Succeeded;
+    record.finished_at = Some(200);
+    let finished = ledger.finish_deployment(&record).await.unwrap();
+    assert_eq!(finished.condemned.map(|c| c.trigger), Some("action Tests failed in stage Deploy-dev".to_owned()));
+    // Its rollback is claimable now, once.
+    let claim = rollback_claim(RollbackStatus::InProgress, "worker-run");
+    assert_eq!(ledger.claim_rollback(&record, &claim, Duration::from_secs(60)).await.unwrap(), RollbackClaim::Claimed);
+    // A finished deployment is not condemned in progress: rollback handles it as finished.
+    let other = in_progress("b", 300);
+    ledger.start_deployment(&DeploymentRecord { status: DeploymentStatus::Succeeded, ..other.clone() }).await.unwrap();
+    assert!(!ledger.condemn_in_progress(&other, &pending).await.unwrap());
 }

@@ -319,7 +319,7 @@ async fn an_updater_refuses_a_rollback_into_a_role_off_its_allow_list() {
     };
     use pipeline_job_worker::Invoke;
     let local = spawn_lambda().await;
-    let request = UpdaterRequest::Rollback(RollbackRequest {
+    let request = UpdaterRequest::Rollback(Box::new(RollbackRequest {
         request_id: "rollback-x".into(),
         target: Target { role_arn: accounts::target_role("444444444444").parse().unwrap(), region: None },
         spec: RollbackSpec::Lambda(LambdaRollback {
@@ -329,10 +329,11 @@ async fn an_updater_refuses_a_rollback_into_a_role_off_its_allow_list() {
             deployed_version: "2".into(),
         }),
         reason: "test".into(),
-    });
+        deadline_ms: None,
+    }));
     let updaters = local.rollback().invoker;
     let outcome = updaters.invoke(crossdeploy_local::LAMBDA_UPDATER, &request).await.unwrap();
-    let Outcome::Failed { failure_type, message } = outcome else { panic!("{outcome:?}") };
+    let Outcome::Failed { failure_type, message, .. } = outcome else { panic!("{outcome:?}") };
     assert_eq!(failure_type, FailureType::PermissionError);
     assert!(message.contains("is not on crossdeploy's allow-list"), "{message}");
     // And the ECS updater refuses a Lambda rollback.

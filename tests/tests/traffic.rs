@@ -15,13 +15,14 @@ const ALIAS: &str = "live";
 const ALARM: &str = "orders-errors";
 
 /// The local AWS with `orders-api` (alias live -> 1) and an alarm in 222222222222, and a worker
-/// whose updaters get 20 s per invocation, so that every bake goes on through continuation.
+/// whose updaters get 40 s per invocation (30 s of work), so that every bake goes on through
+/// continuation.
 async fn spawn_local() -> (LocalAws, Arc<Worker<InProcessUpdater>>) {
     let local = LocalAws::start().await.expect("the local AWS starts");
     accounts::create_function(&local.target, FUNCTION, ALIAS, lambda_package("v1")).await.unwrap();
     accounts::create_alarm(&local.target, ALARM).await.unwrap();
     let mut updaters = InProcessUpdater::new(&local.shared, &LocalAws::allowed_roles(), EXTERNAL_ID);
-    updaters.budget = Duration::from_secs(20);
+    updaters.budget = Duration::from_secs(40);
     let worker = Arc::new(local.worker_with(updaters));
     (local, worker)
 }
@@ -123,7 +124,6 @@ async fn a_linear_deployment_completes_with_no_routing_left() {
     // The step's minute passes (CodePipeline sends continuation jobs meanwhile; each watches the alarm).
     let mut last = None;
     for _ in 0..6 {
-        tokio::time::sleep(Duration::from_secs(12)).await;
         let next = local.emulator.take_continuations();
         let Some(event) = next.into_iter().next() else { break };
         run(&worker, event.clone()).await;

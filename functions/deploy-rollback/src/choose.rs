@@ -2,6 +2,7 @@
 //! ledger's records alone (pure functions), never guessed from version numbers.
 
 use crossdeploy_ledger::{DeploymentRecord, DeploymentStatus};
+use crossdeploy_protocol::Serving;
 use std::time::Duration;
 
 /// What to do with one condemned deployment.
@@ -11,28 +12,56 @@ pub enum Choice {
     Restore { restore: String, deployed: String },
     /// The ledger shows a later deployment of the target: someone deployed since. Recorded, not touched.
     LeftAlone(String),
-    /// Nothing to roll back (the deployment failed, is still going, or replaced nothing). Not recorded.
+    /// Nothing to roll back (the deployment failed without changing the target, or replaced
+    /// nothing). Not recorded.
     NotApplicable(String),
+    /// The deployment is still in progress: its worker's own gates apply, or (a failed stage)
+    /// it is rolled back when it ends.
+    StillRunning(String),
+}
+
+/// Whether a deployment may have left something of its own on the target: it succeeded, or it
+/// failed (or died) after changing the target without putting back what stood before — as its
+/// updater reported it, never assumed from "failed".
+pub fn left_changes(record: &DeploymentRecord) -> bool {
+    match record.status {
+        DeploymentStatus::Succeeded => true,
+        DeploymentStatus::Failed | DeploymentStatus::InProgress => {
+            record.deployed.is_some() && !matches!(record.serving, None | Some(Serving::Previous))
+        }
+    }
 }
 
 /// The choice for `condemned`, given its target's deployments (`history`, any order) and an
-/// explicit version / task definition to restore (a direct request's).
-pub fn choose(condemned: &DeploymentRecord, history: &[DeploymentRecord], restore: Option<&str>) -> Choice {
+/// explicit version / task definition to restore (a direct request's). `alive`: an in-progress
+/// deployment's run still holds the target (else it died, and is judged by what it recorded).
+pub fn choose(
+    condemned: &DeploymentRecord,
+    history: &[DeploymentRecord],
+    restore: Option<&str>,
+    alive: bool,
+) -> Choice {
     let id = &condemned.deployment_id;
     match condemned.status {
         DeploymentStatus::Succeeded => {}
-        DeploymentStatus::InProgress => {
-            return Choice::NotApplicable(format!(
+        DeploymentStatus::InProgress if alive => {
+            return Choice::StillRunning(format!(
                 "deployment {id} of {} is still in progress; its own alarm checks and failure handling apply",
                 condemned.target
             ))
         }
-        DeploymentStatus::Failed => {
+        DeploymentStatus::Failed | DeploymentStatus::InProgress if !left_changes(condemned) => {
+            let how = if condemned.status == DeploymentStatus::Failed { "failed" } else { "died" };
             return Choice::NotApplicable(format!(
-                "deployment {id} of {} failed, and its updater put back what it had changed",
-                condemned.target
-            ))
+                "deployment {id} of {} {how} and left the target on what stood before ({})",
+                condemned.target,
+                match condemned.serving {
+                    Some(Serving::Previous) => "its updater put back what it had changed",
+                    _ => "it had changed nothing",
+                }
+            ));
         }
+        DeploymentStatus::Failed | DeploymentStatus::InProgress => {}
     }
     let Some(deployed) = condemned.deployed.clone().filter(|d| !d.is_empty()) else {
         return Choice::NotApplicable(format!("deployment {id} recorded no deployed version or task definition"));
@@ -145,6 +174,7 @@ mod tests {
             outputs: Default::default(),
             message: None,
             alarm_names: vec!["orders-5xx".into()],
+            serving: None,
             rollback: None,
         }
     }
@@ -153,12 +183,12 @@ mod tests {
     fn a_succeeded_deployment_restores_what_the_ledger_recorded_before_it() {
         let d = record("a", 100, DeploymentStatus::Succeeded, "7", "9");
         assert_eq!(
-            choose(&d, std::slice::from_ref(&d), None),
+            choose(&d, std::slice::from_ref(&d), None, false),
             Choice::Restore { restore: "7".into(), deployed: "9".into() }
         );
         // Never a guess from version numbers: 7 is restored, not 8.
         assert_eq!(
-            choose(&d, std::slice::from_ref(&d), Some("5")),
+            choose(&d, std::slice::from_ref(&d), Some("5"), false),
             Choice::Restore { restore: "5".into(), deployed: "9".into() }
         );
     }
@@ -167,23 +197,23 @@ mod tests {
     fn someone_deployed_since_leaves_the_target_alone() {
         let d = record("a", 100, DeploymentStatus::Succeeded, "7", "9");
         let newer = record("b", 200, DeploymentStatus::Succeeded, "9", "10");
-        let Choice::LeftAlone(why) = choose(&d, &[newer.clone(), d.clone()], None) else {
+        let Choice::LeftAlone(why) = choose(&d, &[newer.clone(), d.clone()], None, false) else {
             panic!("expected LeftAlone")
         };
         assert!(why.contains("deployment b") && why.contains("someone deployed since"), "{why}");
         // A later deployment still running counts too.
         let running = record("c", 300, DeploymentStatus::InProgress, "", "");
-        assert!(matches!(choose(&d, &[running, d.clone()], None), Choice::LeftAlone(_)));
+        assert!(matches!(choose(&d, &[running, d.clone()], None, false), Choice::LeftAlone(_)));
         // A later deployment that failed before deploying anything does not.
         let failed = record("c", 300, DeploymentStatus::Failed, "", "");
-        assert!(matches!(choose(&d, &[failed, d.clone()], None), Choice::Restore { .. }));
+        assert!(matches!(choose(&d, &[failed, d.clone()], None, false), Choice::Restore { .. }));
         // An older one does not either.
         let older = record("z", 50, DeploymentStatus::Succeeded, "6", "7");
-        assert!(matches!(choose(&d, &[d.clone(), older], None), Choice::Restore { .. }));
+        assert!(matches!(choose(&d, &[d.clone(), older], None, false), Choice::Restore { .. }));
     }
 
     #[test]
-    fn failed_running_or_first_deployments_have_nothing_to_roll_back() {
+    fn failed_or_first_deployments_that_changed_nothing_have_nothing_to_roll_back() {
         for d in [
             record("a", 100, DeploymentStatus::Failed, "7", ""),
             record("a", 100, DeploymentStatus::InProgress, "", ""),
@@ -191,8 +221,32 @@ mod tests {
             record("a", 100, DeploymentStatus::Succeeded, "", "1"),
             record("a", 100, DeploymentStatus::Succeeded, "3", "3"),
         ] {
-            assert!(matches!(choose(&d, std::slice::from_ref(&d), None), Choice::NotApplicable(_)), "{d:?}");
+            assert!(matches!(choose(&d, std::slice::from_ref(&d), None, false), Choice::NotApplicable(_)), "{d:?}");
         }
+        let running = record("a", 100, DeploymentStatus::InProgress, "", "");
+        assert!(matches!(choose(&running, std::slice::from_ref(&running), None, true), Choice::StillRunning(_)));
+    }
+
+    #[test]
+    fn a_failed_or_dead_deployment_is_judged_by_what_its_updater_said_stands_never_by_failed() {
+        // Failed after the alias shifted, and the restore failed too: the ledger says so.
+        let mut half = record("a", 100, DeploymentStatus::Failed, "7", "8");
+        half.serving = Some(Serving::Shifting);
+        assert_eq!(
+            choose(&half, std::slice::from_ref(&half), None, false),
+            Choice::Restore { restore: "7".into(), deployed: "8".into() }
+        );
+        half.serving = Some(Serving::Unknown);
+        assert!(matches!(choose(&half, std::slice::from_ref(&half), None, false), Choice::Restore { .. }));
+        // Failed and put back: nothing to do.
+        half.serving = Some(Serving::Previous);
+        let Choice::NotApplicable(why) = choose(&half, std::slice::from_ref(&half), None, false) else { panic!() };
+        assert!(why.contains("put back"), "{why}");
+        // A run that died mid-shift (its lease lapsed) is judged the same way.
+        let mut dead = record("a", 100, DeploymentStatus::InProgress, "7", "8");
+        dead.serving = Some(Serving::Shifting);
+        assert!(matches!(choose(&dead, std::slice::from_ref(&dead), None, false), Choice::Restore { .. }));
+        assert!(matches!(choose(&dead, std::slice::from_ref(&dead), None, true), Choice::StillRunning(_)));
     }
 
     #[test]

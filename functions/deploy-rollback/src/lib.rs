@@ -17,11 +17,11 @@
 mod choose;
 mod event;
 
-pub use choose::{choose, condemned_by_alarm, ecs_failure_record, Choice};
+pub use choose::{choose, condemned_by_alarm, ecs_failure_record, left_changes, Choice};
 pub use event::{parse_time, read_event, BadEvent, Trigger};
 
 use aws_config::SdkConfig;
-use crossdeploy_aws::invoke::{Invoke, Updaters};
+use crossdeploy_aws::invoke::{invoke_until, Invoke, Invoked, Updaters};
 use crossdeploy_aws::Deadline;
 use crossdeploy_ledger::{
     now_millis, now_secs, DeploymentRecord, Lease, LeaseHolder, Ledger, LedgerError, RollbackClaim, RollbackRecord,
@@ -43,6 +43,8 @@ pub const FALLBACK_BUDGET: Duration = Duration::from_secs(300);
 pub const RECORD_MARGIN: Duration = Duration::from_secs(5);
 /// How far back, before the bake window, an alarm looks for deployments that were still running.
 const LONGEST_DEPLOYMENT: Duration = Duration::from_secs(24 * 3600);
+/// How long past this run's deadline the target's lease holds, should the run die.
+const LEASE_GRACE: Duration = Duration::from_secs(60);
 
 /// How the function behaves.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,6 +68,19 @@ pub struct Rollback<I> {
     pub invoker: I,
     pub updaters: Updaters,
     pub settings: Settings,
+}
+
+/// One run: the function's clients, and the ledger retrying transient faults until the run's deadline.
+struct Run<'a, I> {
+    base: &'a Rollback<I>,
+    ledger: Ledger,
+}
+
+impl<I> std::ops::Deref for Run<'_, I> {
+    type Target = Rollback<I>;
+    fn deref(&self) -> &Rollback<I> {
+        self.base
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -130,8 +145,10 @@ pub enum Handled {
     HandledBefore,
     /// ECS rolled the service back itself; recorded.
     RolledBackByEcs,
-    /// Nothing to roll back (failed, still running, or first deployment).
+    /// Nothing to roll back (failed without changing the target, still running, or first deployment).
     NotApplicable,
+    /// Still running when its stage failed: marked in the ledger, its worker rolls it back when it ends.
+    Pending,
     /// The rollback failed; the claim is open for a later attempt.
     Failed,
 }
@@ -178,6 +195,7 @@ pub async fn handle<I: Invoke>(
     let described = trigger.describe();
     tracing::info!(trigger = %described, event_id = trigger.event_id(), "rollback triggered");
     let mut report = Report { trigger: described.clone(), rollbacks: Vec::new() };
+    let rb = &Run { base: rb, ledger: rb.ledger.until(deadline) };
     match &trigger {
         Trigger::Ignored(why) => tracing::info!(%why, "nothing to roll back"),
         Trigger::ActionFailed { pipeline, execution_id, stage, .. } => {
@@ -214,7 +232,11 @@ pub async fn handle<I: Invoke>(
         }
         Trigger::Direct { target, restore, reason, .. } => {
             let history = rb.ledger.deployments(target).await?;
-            let latest = history.iter().find(|r| r.status == crossdeploy_ledger::DeploymentStatus::Succeeded);
+            // The latest deployment that left something of its own on the target: a success, or
+            // a failure whose updater said the target did not serve what stood before.
+            let latest = history
+                .iter()
+                .find(|r| r.status != crossdeploy_ledger::DeploymentStatus::InProgress && left_changes(r));
             let Some(latest) = latest else {
                 return Err(RollbackError::NothingRecorded(format!(
                     "the ledger {} holds no successful crossdeploy deployment of {target}: there is nothing crossdeploy can roll back ({reason})",
@@ -266,7 +288,7 @@ fn target_report(r: &DeploymentRecord, result: Handled, message: String) -> Targ
 
 /// One condemned deployment: choice, claim, lease, updater, record.
 async fn roll_back<I: Invoke>(
-    rb: &Rollback<I>,
+    rb: &Run<'_, I>,
     condemned: &DeploymentRecord,
     trigger: &Trigger,
     restore: Option<&str>,
@@ -274,9 +296,32 @@ async fn roll_back<I: Invoke>(
     deadline: Deadline,
 ) -> Result<TargetReport, RollbackError> {
     let history = rb.ledger.deployments(&condemned.target).await?;
+    let alive = is_alive(rb, condemned).await?;
     // Ok: what to restore over what; Err: why the target is left alone.
-    let work = match choose(condemned, &history, restore) {
+    let work = match choose(condemned, &history, restore, alive) {
         Choice::NotApplicable(why) => return Ok(target_report(condemned, Handled::NotApplicable, why)),
+        Choice::StillRunning(why) => {
+            if !matches!(trigger, Trigger::ActionFailed { .. }) {
+                return Ok(target_report(condemned, Handled::NotApplicable, why));
+            }
+            // An action of its stage failed while it ran: its worker rolls it back when it ends.
+            let pending = RollbackRecord { status: RollbackStatus::Pending, ..claim(trigger, request_id, None) };
+            if rb.ledger.condemn_in_progress(condemned, &pending).await? {
+                let message = format!(
+                    "deployment {} of {} was still running when {}: it is rolled back as soon as it ends",
+                    condemned.deployment_id,
+                    condemned.target,
+                    trigger.describe()
+                );
+                return Ok(target_report(condemned, Handled::Pending, message));
+            }
+            // It ended meanwhile: judge it as it ended.
+            let Some(ended) = rb.ledger.deployment(condemned).await? else {
+                let message = format!("deployment {} is no longer in the ledger", condemned.deployment_id);
+                return Ok(target_report(condemned, Handled::NotApplicable, message));
+            };
+            return Box::pin(roll_back(rb, &ended, trigger, restore, request_id, deadline)).await;
+        }
         Choice::LeftAlone(why) => Err(why),
         Choice::Restore { restore, deployed } => Ok((restore, deployed)),
     };
@@ -307,9 +352,22 @@ async fn roll_back<I: Invoke>(
     Ok(target_report(condemned, handled, message))
 }
 
+/// Whether an in-progress deployment's run still holds its target (else it died: its lease
+/// lapsed or passed on, and what it recorded is all there is).
+async fn is_alive<I: Invoke>(rb: &Run<'_, I>, record: &DeploymentRecord) -> Result<bool, RollbackError> {
+    if record.status != crossdeploy_ledger::DeploymentStatus::InProgress {
+        return Ok(false);
+    }
+    Ok(rb
+        .ledger
+        .lease_holder(&record.target)
+        .await?
+        .is_some_and(|h| h.deployment_id == record.deployment_id && h.until >= now_secs()))
+}
+
 /// The target's lease, then the updater's guarded restore.
 async fn restore_target<I: Invoke>(
-    rb: &Rollback<I>,
+    rb: &Run<'_, I>,
     condemned: &DeploymentRecord,
     trigger: &Trigger,
     restore: &str,
@@ -334,8 +392,10 @@ async fn restore_target<I: Invoke>(
         execution_id: condemned.pipeline.execution_id.clone(),
         job_id: None,
         since: now_secs(),
+        until: 0,
     };
-    match rb.ledger.acquire_lease(&condemned.target, &holder, rb.settings.claim_hold).await {
+    let until = deadline.epoch_millis() / 1000 + LEASE_GRACE.as_secs();
+    match rb.ledger.acquire_lease(&condemned.target, &holder, until).await {
         Err(e) => return failed(e.to_string()),
         Ok(Lease::HeldBy(other)) => {
             let why = format!(
@@ -346,33 +406,65 @@ async fn restore_target<I: Invoke>(
         }
         Ok(Lease::Acquired) => {}
     }
-    let invoke_deadline = deadline.less(RECORD_MARGIN);
-    let outcome = tokio::time::timeout_at(
-        invoke_deadline.instant(),
-        rb.invoker.invoke(&updater, &UpdaterRequest::Rollback(request.clone())),
-    )
-    .await;
+    let resolution = invoke_rollback(&rb.invoker, &updater, request.clone(), deadline.less(RECORD_MARGIN)).await;
     if let Err(e) = rb.ledger.release_lease(&condemned.target, &request.request_id).await {
         tracing::error!(error = %e, target = %condemned.target, "could not release the lease; it expires on its own");
     }
-    match outcome {
-        Err(_) => failed(format!(
-            "the updater {updater} did not answer before deploy-rollback's deadline; check {} and retry",
-            condemned.target
-        )),
-        Ok(Err(e)) => failed(e.to_string()),
-        Ok(Ok(Outcome::Failed { failure_type, message })) => failed(format!("{}: {message}", failure_type.as_str())),
-        Ok(Ok(Outcome::InProgress { summary, .. })) => {
+    (resolution.status, resolution.handled, resolution.restored, resolution.message)
+}
+
+/// How a rollback request ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resolution {
+    pub status: RollbackStatus,
+    pub handled: Handled,
+    /// What the target runs now, as the updater reported it.
+    pub restored: Option<String>,
+    pub message: String,
+}
+
+/// Has `updater` carry out `request`, with `deadline` (written into the request) as the last
+/// moment it may change the target. Returns only once the updater has stopped acting: an
+/// answer lost is waited out to the deadline, and reported as failed (the claim stays open to
+/// a retry, which finds what the target runs).
+pub async fn invoke_rollback<I: Invoke>(
+    invoker: &I,
+    updater: &str,
+    mut request: RollbackRequest,
+    deadline: Deadline,
+) -> Resolution {
+    request.deadline_ms = Some(deadline.epoch_millis());
+    let failed = |message: String| Resolution {
+        status: RollbackStatus::Failed,
+        handled: Handled::Failed,
+        restored: None,
+        message,
+    };
+    let target = match &request.spec {
+        RollbackSpec::Lambda(l) => format!("alias {} of function {}", l.alias, l.function_name),
+        RollbackSpec::Ecs(e) => format!("service {} in cluster {}", e.service_name, e.cluster_name),
+    };
+    match invoke_until(invoker, updater, &UpdaterRequest::Rollback(Box::new(request)), deadline).await {
+        Invoked::NotRun(e) => failed(format!("{e}; nothing was changed: retry")),
+        Invoked::Ended(e) | Invoked::Unknown(e) => {
+            failed(format!("{e}; the updater has stopped, but what it did is unknown: check {target} and retry"))
+        }
+        Invoked::Answered(Outcome::Failed { failure_type, message, .. }) => {
+            failed(format!("{}: {message}", failure_type.as_str()))
+        }
+        Invoked::Answered(Outcome::InProgress { summary, .. }) => {
             failed(format!("the updater answered InProgress to a rollback ({summary}); retry"))
         }
-        Ok(Ok(Outcome::Succeeded { summary, outputs })) => {
+        Invoked::Answered(Outcome::Succeeded { summary, outputs }) => {
             let current = outputs.get(outputs::CURRENT).cloned();
+            let done =
+                |status, handled| Resolution { status, handled, restored: current.clone(), message: summary.clone() };
             match outputs.get(outputs::ROLLBACK_RESULT).and_then(|r| RollbackResult::parse(r)) {
-                Some(RollbackResult::Restored) => (RollbackStatus::Restored, Handled::Restored, current, summary),
+                Some(RollbackResult::Restored) => done(RollbackStatus::Restored, Handled::Restored),
                 Some(RollbackResult::AlreadyRestored) => {
-                    (RollbackStatus::AlreadyRestored, Handled::AlreadyRestored, current, summary)
+                    done(RollbackStatus::AlreadyRestored, Handled::AlreadyRestored)
                 }
-                Some(RollbackResult::LeftAlone) => (RollbackStatus::LeftAlone, Handled::LeftAlone, current, summary),
+                Some(RollbackResult::LeftAlone) => done(RollbackStatus::LeftAlone, Handled::LeftAlone),
                 None => {
                     failed(format!("the updater {updater} answered a rollback without a RollbackResult: {summary}"))
                 }
@@ -385,6 +477,17 @@ async fn restore_target<I: Invoke>(
 fn rollback_request(
     condemned: &DeploymentRecord,
     trigger: &Trigger,
+    restore: &str,
+    deployed: &str,
+) -> Result<RollbackRequest, String> {
+    rollback_request_for(condemned, &trigger.describe(), restore, deployed)
+}
+
+/// The updater's request for restoring `restore` over `deployed` on `condemned`'s target, for
+/// `reason`. Its request id is `rollback-<deployment id>`: every attempt at it is the same holder.
+pub fn rollback_request_for(
+    condemned: &DeploymentRecord,
+    reason: &str,
     restore: &str,
     deployed: &str,
 ) -> Result<RollbackRequest, String> {
@@ -421,13 +524,14 @@ fn rollback_request(
         request_id: format!("rollback-{}", condemned.deployment_id),
         target: Target { role_arn: role, region: Some(region) },
         spec,
-        reason: trigger.describe(),
+        reason: reason.to_owned(),
+        deadline_ms: None,
     })
 }
 
 /// ECS rolled the service back itself: record it once on the deployment, and report it.
 async fn record_ecs_rollback<I: Invoke>(
-    rb: &Rollback<I>,
+    rb: &Run<'_, I>,
     record: &DeploymentRecord,
     trigger: &Trigger,
     reason: &str,

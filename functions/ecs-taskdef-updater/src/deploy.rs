@@ -2,12 +2,12 @@
 
 use crate::images::ImageChange;
 use crate::service::{assess, check_controller, describe_service, update_service, Rollout, ServiceRef};
-use crate::taskdef::{clone_into, replace_images, runs_images, PREVIOUS_TAG};
+use crate::taskdef::{clone_into, replace_images, runs_images, DEPLOYMENT_TAG, PREVIOUS_TAG};
 use crate::EcsError;
-use aws_sdk_ecs::types::{Tag, TaskDefinition, TaskDefinitionField};
+use aws_sdk_ecs::types::{SortOrder, Tag, TaskDefinition, TaskDefinitionField};
 use crossdeploy_alarms::firing_alarm;
-use crossdeploy_aws::{retry, Backoff, Deadline, ErrorInfo};
-use crossdeploy_protocol::{outputs, Outcome};
+use crossdeploy_aws::{is_transient, retry, Backoff, Deadline, ErrorInfo};
+use crossdeploy_protocol::{outputs, Outcome, Serving, Stands};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -21,6 +21,14 @@ pub struct Alarms<'a> {
 
 /// Time between two reads of the rollout.
 pub const POLL: Duration = Duration::from_secs(10);
+/// Time kept before the deadline to put the service back when a rollout fails.
+pub const RESTORE_RESERVE: Duration = Duration::from_secs(10);
+/// A change of the service starts only with this long (besides [`RESTORE_RESERVE`]) before the deadline.
+pub const MUTATION_MARGIN: Duration = Duration::from_secs(5);
+
+fn time_to_change(deadline: Deadline) -> bool {
+    deadline.remaining() >= MUTATION_MARGIN + RESTORE_RESERVE
+}
 
 /// What a deployment hands back to resume from when it must stop before the deadline.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -35,6 +43,9 @@ pub enum EcsState {
         /// When following started (seconds since the epoch): TimeoutMinutes counts from here.
         #[serde(rename = "StartedAt")]
         started_at: u64,
+        /// The ECS deployment followed, once known (a forced new deployment replaces it).
+        #[serde(rename = "DeploymentId", default, skip_serializing_if = "Option::is_none")]
+        deployment_id: Option<String>,
     },
 }
 
@@ -78,6 +89,7 @@ pub async fn deploy_images(
             task_definition_arn: current.clone(),
             previous_task_definition_arn: previous,
             started_at: now_secs(),
+            deployment_id: None,
         };
         return Ok(match follow_from(s, state, Some(service), timeout, alarms, deadline).await? {
             Outcome::Succeeded { outputs, .. } => Outcome::Succeeded {
@@ -88,13 +100,31 @@ pub async fn deploy_images(
         });
     }
 
+    if !time_to_change(deadline) {
+        return Ok(Outcome::InProgress {
+            summary: format!("about to register a new task definition for {}", s.describe()),
+            percent_complete: 5,
+            state: serde_json::Value::Null,
+            stands: None,
+        });
+    }
     let new_arn = register(s, &td, &tags, containers, &current, deadline).await?;
     tracing::info!(service = s.service, task_definition = %new_arn, previous = %current, "registered; updating the service");
-    update_service(s, &new_arn, deadline).await?;
+    let stands =
+        |serving, detail: String| Stands { previous: current.clone(), deployed: new_arn.clone(), serving, detail };
+    let deployment_id = match update_service(s, &new_arn, deadline).await {
+        Ok(id) => id,
+        // Sent, perhaps applied, its answer lost: what the service runs now is unknown.
+        Err(e) => {
+            let detail = format!("{} may have been updated to {new_arn}: check it", s.describe());
+            return Err(EcsError::left(e, stands(Serving::Unknown, detail)));
+        }
+    };
     let state = EcsState::FollowingRollout {
-        task_definition_arn: new_arn,
-        previous_task_definition_arn: current,
+        task_definition_arn: new_arn.clone(),
+        previous_task_definition_arn: current.clone(),
         started_at: now_secs(),
+        deployment_id,
     };
     follow(s, state, timeout, alarms, deadline).await
 }
@@ -112,7 +142,10 @@ pub async fn follow(
     follow_from(s, state, None, timeout, alarms, deadline).await
 }
 
-/// [`follow`], starting from a service just described (`None`: describe it first).
+/// [`follow`], starting from a service just described (`None`: describe it first). A failure
+/// once the service was updated says what it runs: a rollout that failed or outlived
+/// `TimeoutMinutes` is put back on the previous task definition, unless ECS's circuit breaker
+/// did it already.
 async fn follow_from(
     s: &ServiceRef<'_>,
     state: EcsState,
@@ -121,72 +154,132 @@ async fn follow_from(
     alarms: &Alarms<'_>,
     deadline: Deadline,
 ) -> Result<Outcome, EcsError> {
-    let EcsState::FollowingRollout { task_definition_arn, previous_task_definition_arn, started_at } = &state;
+    let EcsState::FollowingRollout { task_definition_arn, previous_task_definition_arn, started_at, deployment_id } =
+        &state;
+    let (new, previous) = (task_definition_arn.clone(), previous_task_definition_arn.clone());
+    let stands =
+        |serving, detail: String| Stands { previous: previous.clone(), deployed: new.clone(), serving, detail };
+    let work = deadline.less(RESTORE_RESERVE);
+    let mut followed = deployment_id.clone();
     loop {
         let service = match described.take() {
             Some(service) => service,
-            None => describe_service(s, deadline).await?,
+            None => match describe_service(s, work).await {
+                Ok(service) => service,
+                Err(e) => {
+                    let detail = format!("the rollout of {new} to {} could not be read", s.describe());
+                    return Err(EcsError::left(e, stands(Serving::Unknown, detail)));
+                }
+            },
         };
-        match assess(&service, task_definition_arn) {
+        let runs_new = service.task_definition() == Some(new.as_str());
+        match assess(&service, &new, followed.as_deref()) {
             Rollout::Completed { deployment_id } => {
                 tracing::info!(service = s.service, %deployment_id, "rollout completed");
                 let outputs = BTreeMap::from([
-                    (outputs::TASK_DEFINITION_ARN.to_owned(), task_definition_arn.clone()),
-                    (outputs::PREVIOUS_TASK_DEFINITION_ARN.to_owned(), previous_task_definition_arn.clone()),
+                    (outputs::TASK_DEFINITION_ARN.to_owned(), new.clone()),
+                    (outputs::PREVIOUS_TASK_DEFINITION_ARN.to_owned(), previous.clone()),
                     (outputs::DEPLOYMENT_ID.to_owned(), deployment_id.clone()),
                 ]);
-                let summary = format!(
-                    "{}: {previous_task_definition_arn} -> {task_definition_arn}, deployment {deployment_id} completed",
-                    s.describe()
-                );
+                let summary = format!("{}: {previous} -> {new}, deployment {deployment_id} completed", s.describe());
                 return Ok(Outcome::Succeeded { summary, outputs });
             }
-            Rollout::Failed { reason } => {
-                return Err(EcsError::Rollout(format!(
-                    "the deployment of {task_definition_arn} to {} failed: {reason}",
-                    s.describe()
-                )))
+            Rollout::Failed { reason, .. } => {
+                let error = EcsError::Rollout(format!("the deployment of {new} to {} failed: {reason}", s.describe()));
+                return Err(put_back(s, error, runs_new, &stands, deadline).await);
             }
             Rollout::RolledBack { reason } => {
-                return Err(EcsError::Rollout(format!(
-                "the deployment of {task_definition_arn} to {} was rolled back (deployment circuit breaker): {reason}",
-                s.describe()
-            )))
+                let error = EcsError::Rollout(format!(
+                    "the deployment of {new} to {} was rolled back (deployment circuit breaker): {reason}",
+                    s.describe()
+                ));
+                let detail = format!(
+                    "{} runs {} again",
+                    s.describe(),
+                    service.task_definition().unwrap_or("another task definition")
+                );
+                return Err(EcsError::left(error, stands(Serving::Previous, detail)));
             }
             Rollout::InProgress { deployment_id } => {
-                if let Some(firing) = firing_alarm(alarms.cloudwatch, alarms.names, s.account, deadline).await? {
+                followed = Some(deployment_id.clone());
+                let firing = match firing_alarm(alarms.cloudwatch, alarms.names, s.account, work).await {
+                    Ok(f) => f,
+                    Err(e) => return Err(put_back(s, e.into(), runs_new, &stands, deadline).await),
+                };
+                if let Some(firing) = firing {
                     tracing::error!(service = s.service, alarm = %firing.name, "alarm in ALARM: restoring the service");
-                    update_service(s, previous_task_definition_arn, deadline).await?;
-                    return Err(EcsError::Rollout(format!(
-                        "alarm {} in account {} is in ALARM ({}) during deployment {deployment_id} of {task_definition_arn}; {} was updated back to {previous_task_definition_arn}",
-                        firing.name,
-                        s.account,
-                        firing.reason,
-                        s.describe()
-                    )));
+                    let error = EcsError::Rollout(format!(
+                        "alarm {} in account {} is in ALARM ({}) during deployment {deployment_id} of {new}",
+                        firing.name, s.account, firing.reason,
+                    ));
+                    return Err(put_back(s, error, runs_new, &stands, deadline).await);
                 }
                 let waited = now_secs().saturating_sub(*started_at);
                 if waited >= timeout.as_secs() {
-                    return Err(EcsError::Rollout(format!(
-                        "deployment {deployment_id} of {task_definition_arn} to {} did not complete within {} minutes (TimeoutMinutes); ECS goes on with it: check the service's events, or raise TimeoutMinutes",
+                    let error = EcsError::Rollout(format!(
+                        "deployment {deployment_id} of {new} to {} did not complete within {} minutes (TimeoutMinutes)",
                         s.describe(),
                         timeout.as_secs() / 60
-                    )));
+                    ));
+                    return Err(put_back(s, error, runs_new, &stands, deadline).await);
                 }
-                if deadline.remaining() <= POLL {
+                // Follow until the deadline leaves only the time to act (and put back).
+                let room = deadline.remaining().saturating_sub(MUTATION_MARGIN + RESTORE_RESERVE);
+                if room < Duration::from_secs(1) {
                     let percent = (waited * 90 / timeout.as_secs().max(1)).min(90) as u8;
+                    let state = EcsState::FollowingRollout {
+                        task_definition_arn: new.clone(),
+                        previous_task_definition_arn: previous.clone(),
+                        started_at: *started_at,
+                        deployment_id: followed.clone(),
+                    };
+                    let detail = format!("deployment {deployment_id} of {new} to {} in progress", s.describe());
                     return Ok(Outcome::InProgress {
-                        summary: format!(
-                            "deployment {deployment_id} of {task_definition_arn} to {} in progress",
-                            s.describe()
-                        ),
+                        summary: detail.clone(),
                         percent_complete: percent.max(10),
                         state: serde_json::to_value(&state).unwrap_or_default(),
+                        stands: Some(stands(Serving::Shifting, detail)),
                     });
                 }
                 tracing::info!(service = s.service, %deployment_id, waited, "rollout in progress");
-                tokio::time::sleep(POLL).await;
+                tokio::time::sleep(POLL.min(room)).await;
             }
+        }
+    }
+}
+
+/// A rollout failed: put the service back on the previous task definition if it still runs the
+/// new one (ECS rolls that back out), and say what it runs either way.
+async fn put_back(
+    s: &ServiceRef<'_>,
+    error: EcsError,
+    runs_new: bool,
+    stands: &(dyn Fn(Serving, String) -> Stands + Sync),
+    deadline: Deadline,
+) -> EcsError {
+    let probe = stands(Serving::Unknown, String::new());
+    if !runs_new {
+        let detail = format!("{} no longer runs {}", s.describe(), probe.deployed);
+        return EcsError::left(error, stands(Serving::Previous, detail));
+    }
+    match update_service(s, &probe.previous, deadline).await {
+        Ok(id) => {
+            let detail = format!(
+                "{} was updated back to {} (deployment {}); ECS rolls it out",
+                s.describe(),
+                probe.previous,
+                id.as_deref().unwrap_or("unknown")
+            );
+            EcsError::left(error, stands(Serving::Previous, detail))
+        }
+        Err(e) => {
+            let detail = format!(
+                "{} runs {}, and updating it back to {} failed ({e})",
+                s.describe(),
+                probe.deployed,
+                probe.previous
+            );
+            EcsError::left(error, stands(Serving::Shifting, detail))
         }
     }
 }
@@ -196,15 +289,9 @@ async fn describe_task_definition(
     arn: &str,
     deadline: Deadline,
 ) -> Result<(TaskDefinition, Vec<Tag>), EcsError> {
-    let out = retry(
-        "DescribeTaskDefinition",
-        Backoff::CONTROL_PLANE,
-        deadline,
-        |e: &aws_sdk_ecs::error::SdkError<
-            aws_sdk_ecs::operation::describe_task_definition::DescribeTaskDefinitionError,
-        >| ErrorInfo::from_sdk(e).is_throttling(),
-        || s.ecs.describe_task_definition().task_definition(arn).include(TaskDefinitionField::Tags).send(),
-    )
+    let out = retry("DescribeTaskDefinition", Backoff::CONTROL_PLANE, deadline, is_transient, || {
+        s.ecs.describe_task_definition().task_definition(arn).include(TaskDefinitionField::Tags).send()
+    })
     .await
     .map_err(|e| EcsError::Aws {
         action: "describe task definition",
@@ -219,7 +306,10 @@ async fn describe_task_definition(
     Ok((td, out.tags.unwrap_or_default()))
 }
 
-/// `RegisterTaskDefinition` of the clone; throttling (1 per second, burst 20) retried with bounded backoff.
+/// `RegisterTaskDefinition` of the clone, tagged with the deployment; throttling (1 per second,
+/// burst 20) and transient faults retried until the deadline. The SDK does not retry it: after
+/// a fault that may have been applied (its answer lost), the family's newest revision is read
+/// first, and one this deployment registered is taken instead of registering another.
 async fn register(
     s: &ServiceRef<'_>,
     td: &TaskDefinition,
@@ -229,24 +319,91 @@ async fn register(
     deadline: Deadline,
 ) -> Result<String, EcsError> {
     let family = td.family().unwrap_or_default();
-    let out = retry(
+    let error = |e: ErrorInfo| EcsError::Aws {
+        action: "register a new revision of",
+        resource: format!("task definition family {family} in account {}", s.account),
+        error: e,
+    };
+    // Set by a failed attempt that may have been applied (not a throttle): the next one checks.
+    let maybe_applied = std::sync::atomic::AtomicBool::new(false);
+    let result = retry(
         "RegisterTaskDefinition",
         Backoff::CONTROL_PLANE,
         deadline,
-        |e: &aws_sdk_ecs::error::SdkError<
-            aws_sdk_ecs::operation::register_task_definition::RegisterTaskDefinitionError,
-        >| ErrorInfo::from_sdk(e).is_throttling(),
-        || clone_into(s.ecs.register_task_definition(), td, tags, containers.clone(), current).send(),
+        |e: &RegisterAttempt| matches!(e, RegisterAttempt::Call(e) if is_transient(e.as_ref())),
+        || {
+            let containers = containers.clone();
+            let maybe_applied = &maybe_applied;
+            async move {
+                if maybe_applied.load(std::sync::atomic::Ordering::SeqCst) {
+                    match registered_by_this_deployment(s, family, deadline).await {
+                        Ok(Some(arn)) => return Ok(arn),
+                        Ok(None) => {}
+                        Err(e) => return Err(RegisterAttempt::Failed(e)),
+                    }
+                }
+                let out = clone_into(s.ecs.register_task_definition(), td, tags, containers, current, s.deployment)
+                    .customize()
+                    .config_override(
+                        aws_sdk_ecs::config::Config::builder()
+                            .retry_config(aws_sdk_ecs::config::retry::RetryConfig::disabled()),
+                    )
+                    .send()
+                    .await
+                    .map_err(|e| {
+                        if !ErrorInfo::from_sdk(&e).is_throttling() {
+                            maybe_applied.store(true, std::sync::atomic::Ordering::SeqCst);
+                        }
+                        RegisterAttempt::Call(Box::new(e))
+                    })?;
+                out.task_definition.and_then(|t| t.task_definition_arn).ok_or_else(|| {
+                    RegisterAttempt::Failed(ErrorInfo {
+                        code: None,
+                        message: "no task definition ARN in the answer".into(),
+                    })
+                })
+            }
+        },
     )
-    .await
-    .map_err(|e| EcsError::Aws {
-        action: "register a new revision of",
-        resource: format!("task definition family {family} in account {}", s.account),
-        error: ErrorInfo::from_sdk(&e),
-    })?;
-    out.task_definition.and_then(|t| t.task_definition_arn).ok_or_else(|| EcsError::Aws {
-        action: "register a new revision of",
-        resource: format!("task definition family {family}"),
-        error: ErrorInfo { code: None, message: "no task definition ARN in the answer".into() },
+    .await;
+    match result {
+        Ok(arn) => Ok(arn),
+        Err(RegisterAttempt::Call(e)) => Err(error(ErrorInfo::from_sdk(&e))),
+        Err(RegisterAttempt::Failed(e)) => Err(error(e)),
+    }
+}
+
+/// One attempt at registering.
+enum RegisterAttempt {
+    Call(
+        Box<
+            aws_sdk_ecs::error::SdkError<aws_sdk_ecs::operation::register_task_definition::RegisterTaskDefinitionError>,
+        >,
+    ),
+    Failed(ErrorInfo),
+}
+
+impl crossdeploy_aws::DeadlineReached for RegisterAttempt {
+    fn deadline_reached(what: &str) -> Self {
+        RegisterAttempt::Call(Box::new(aws_sdk_ecs::error::SdkError::deadline_reached(what)))
+    }
+}
+
+/// The family's newest revision, if this deployment registered it (its deployment tag says so).
+async fn registered_by_this_deployment(
+    s: &ServiceRef<'_>,
+    family: &str,
+    deadline: Deadline,
+) -> Result<Option<String>, ErrorInfo> {
+    let listed = retry("ListTaskDefinitions", Backoff::CONTROL_PLANE, deadline, is_transient, || {
+        s.ecs.list_task_definitions().family_prefix(family).sort(SortOrder::Desc).max_results(1).send()
     })
+    .await
+    .map_err(|e| ErrorInfo::from_sdk(&e))?;
+    let Some(newest) = listed.task_definition_arns().first() else { return Ok(None) };
+    let (_, tags) = describe_task_definition(s, newest, deadline)
+        .await
+        .map_err(|e| ErrorInfo { code: None, message: e.to_string() })?;
+    let ours = tags.iter().any(|t| t.key() == Some(DEPLOYMENT_TAG) && t.value() == Some(s.deployment));
+    Ok(ours.then(|| newest.clone()))
 }

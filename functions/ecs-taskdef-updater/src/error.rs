@@ -1,6 +1,6 @@
 use crossdeploy_aws::ErrorInfo;
 use crossdeploy_credentials::CredentialsError;
-use crossdeploy_protocol::FailureType;
+use crossdeploy_protocol::{FailureType, Stands};
 
 /// Everything that can stop an ECS deployment; each knows its CodePipeline failure type.
 #[derive(Debug, thiserror::Error)]
@@ -23,11 +23,29 @@ pub enum EcsError {
     Alarms(#[from] crossdeploy_alarms::AlarmError),
     #[error("the updater could not read its request: {0}")]
     BadRequest(String),
+    /// A failure once the service was updated: what it runs now (put back, or not).
+    #[error("{error}; {}", stands.detail)]
+    LeftAs { error: Box<EcsError>, stands: Stands },
+}
+
+impl EcsError {
+    /// `error`, with what the service runs after it.
+    pub fn left(error: EcsError, stands: Stands) -> Self {
+        EcsError::LeftAs { error: Box::new(error), stands }
+    }
 }
 
 impl crossdeploy_aws::UpdaterFailure for EcsError {
+    fn stands(&self) -> Option<Stands> {
+        match self {
+            EcsError::LeftAs { stands, .. } => Some(stands.clone()),
+            _ => None,
+        }
+    }
+
     fn failure_type(&self) -> FailureType {
         match self {
+            EcsError::LeftAs { error, .. } => error.failure_type(),
             EcsError::Credentials(e) => e.failure_type(),
             EcsError::Artifact(e) => e.failure_type(),
             EcsError::Configuration(_) => FailureType::ConfigurationError,

@@ -68,7 +68,7 @@ pub async fn deploy(request: &DeployRequest, deps: &Deps, deadline: Deadline) ->
     if !deps.sessions.allow_list().allows(role) {
         return Err(crossdeploy_credentials::CredentialsError::NotAllowed { role: role.clone() }.into());
     }
-    let resume = match &request.resume {
+    let resume = match request.resume.as_ref().filter(|s| !s.is_null()) {
         None => None,
         Some(state) => Some(serde_json::from_value::<EcsState>(state.clone()).map_err(|e| {
             EcsError::BadRequest(format!("the state to resume from is not one this updater wrote: {e}"))
@@ -93,8 +93,13 @@ pub async fn deploy(request: &DeployRequest, deps: &Deps, deadline: Deadline) ->
     let seed = ctx.execution_id.as_deref().unwrap_or(&ctx.job_id);
     let session = deps.sessions.assume(role, request.target.region.as_deref(), seed).await?;
     let ecs = aws_sdk_ecs::Client::new(&session.config);
-    let s =
-        ServiceRef { ecs: &ecs, account: role.account_id(), cluster: &spec.cluster_name, service: &spec.service_name };
+    let s = ServiceRef {
+        ecs: &ecs,
+        account: role.account_id(),
+        cluster: &spec.cluster_name,
+        service: &spec.service_name,
+        deployment: request.deployment_id(),
+    };
     let timeout = Duration::from_secs(u64::from(spec.timeout_minutes) * 60);
     let cloudwatch = aws_sdk_cloudwatch::Client::new(&session.config);
     let alarms = Alarms { names: &request.alarm_names, cloudwatch: &cloudwatch };
@@ -116,7 +121,12 @@ pub async fn rollback(request: &RollbackRequest, deps: &Deps, deadline: Deadline
     // `assume` checks the allow-list before anything else.
     let session = deps.sessions.assume(role, request.target.region.as_deref(), &request.request_id).await?;
     let ecs = aws_sdk_ecs::Client::new(&session.config);
-    let s =
-        ServiceRef { ecs: &ecs, account: role.account_id(), cluster: &spec.cluster_name, service: &spec.service_name };
+    let s = ServiceRef {
+        ecs: &ecs,
+        account: role.account_id(),
+        cluster: &spec.cluster_name,
+        service: &spec.service_name,
+        deployment: &request.request_id,
+    };
     rollback_service(&s, spec, &request.request_id, &request.reason, deadline).await
 }

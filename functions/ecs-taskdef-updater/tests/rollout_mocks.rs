@@ -11,7 +11,7 @@ use aws_sdk_ecs::Client;
 use aws_smithy_mocks::{mock, mock_client, Rule, RuleMode};
 use aws_smithy_types::error::ErrorMetadata;
 use crossdeploy_aws::{Deadline, UpdaterFailure};
-use crossdeploy_protocol::{FailureType, Outcome};
+use crossdeploy_protocol::{FailureType, Outcome, Serving};
 use ecs_taskdef_updater::images::ImageChange;
 use ecs_taskdef_updater::{deploy_images, follow, Alarms, EcsState, ServiceRef};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -105,12 +105,19 @@ fn update_ok() -> Rule {
         .then_output(|| UpdateServiceOutput::builder().build())
 }
 
+/// UpdateService back to the previous task definition: crossdeploy putting the service back.
+fn restore_ok() -> Rule {
+    mock!(Client::update_service)
+        .match_requests(|r| r.task_definition() == Some(OLD))
+        .then_output(|| UpdateServiceOutput::builder().build())
+}
+
 fn web_new() -> Vec<ImageChange> {
     vec![ImageChange { container: "web".into(), image: "web:new".into() }]
 }
 
 fn target(ecs: &Client) -> ServiceRef<'_> {
-    ServiceRef { ecs, account: "333333333333", cluster: "prod", service: "web" }
+    ServiceRef { ecs, account: "333333333333", cluster: "prod", service: "web", deployment: "job-1" }
 }
 
 fn cw() -> aws_sdk_cloudwatch::Client {
@@ -170,7 +177,7 @@ async fn a_rollout_in_progress_then_completed_succeeds_with_the_three_outputs() 
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_failed_rollout_fails_the_job_with_the_reason_ecs_gave() {
+async fn a_failed_rollout_puts_the_service_back_and_fails_the_job_with_the_reason_ecs_gave() {
     let describe = mock!(Client::describe_services)
         .sequence()
         .output(settled_on_old)
@@ -182,8 +189,8 @@ async fn a_failed_rollout_fails_the_job_with_the_reason_ecs_gave() {
             )
         })
         .build();
-    let (td, register, update) = (describe_td("web:old"), register_ok(), update_ok());
-    let ecs = mock_client!(aws_sdk_ecs, RuleMode::MatchAny, [&describe, &td, &register, &update]);
+    let (td, register, update, restore) = (describe_td("web:old"), register_ok(), update_ok(), restore_ok());
+    let ecs = mock_client!(aws_sdk_ecs, RuleMode::MatchAny, [&describe, &td, &register, &update, &restore]);
 
     let err = deploy_images(&target(&ecs), &web_new(), TIMEOUT, &no_alarms(&cw()), minute()).await.unwrap_err();
 
@@ -192,6 +199,11 @@ async fn a_failed_rollout_fails_the_job_with_the_reason_ecs_gave() {
     assert!(msg.contains("failed: ECS deployment circuit breaker: tasks failed to start."), "{msg}");
     assert!(msg.contains("unable to place a task"), "{msg}");
     assert!(msg.contains("service web in cluster prod of account 333333333333"), "{msg}");
+    // The service still ran the new revision: crossdeploy put it back, and says so.
+    assert_eq!(restore.num_calls(), 1);
+    assert!(msg.contains(&format!("was updated back to {OLD}")), "{msg}");
+    let stands = err.stands().expect("a failure after the service changed says what it runs");
+    assert_eq!((stands.serving, stands.previous.as_str(), stands.deployed.as_str()), (Serving::Previous, OLD, NEW));
 }
 
 #[tokio::test(start_paused = true)]
@@ -221,19 +233,24 @@ async fn a_circuit_breaker_rollback_fails_the_job() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_rollout_that_outlives_timeout_minutes_fails() {
+async fn a_rollout_that_outlives_timeout_minutes_puts_the_service_back_and_fails() {
     let describe = mock!(Client::describe_services).then_output(new_in_progress);
-    let ecs = mock_client!(aws_sdk_ecs, RuleMode::MatchAny, [&describe]);
+    let restore = restore_ok();
+    let ecs = mock_client!(aws_sdk_ecs, RuleMode::MatchAny, [&describe, &restore]);
     let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
     let state = EcsState::FollowingRollout {
         task_definition_arn: NEW.into(),
         previous_task_definition_arn: OLD.into(),
         started_at: now - 31 * 60,
+        deployment_id: None,
     };
 
     let err = follow(&target(&ecs), state, TIMEOUT, &no_alarms(&cw()), minute()).await.unwrap_err();
 
     assert!(err.to_string().contains("did not complete within 30 minutes"), "{err}");
+    // TimeoutMinutes is crossdeploy's to keep: the service goes back to what stood before.
+    assert_eq!(restore.num_calls(), 1);
+    assert_eq!(err.stands().map(|s| s.serving), Some(Serving::Previous));
 }
 
 #[tokio::test(start_paused = true)]
@@ -342,6 +359,7 @@ async fn an_alarm_during_the_rollout_puts_the_service_back_and_fails_naming_it()
         task_definition_arn: NEW.into(),
         previous_task_definition_arn: OLD.into(),
         started_at: now,
+        deployment_id: None,
     };
 
     let err =

@@ -1,20 +1,27 @@
-//! The Lambda deployment, step by step: idempotency check, code update, wait, publish, then the
-//! alias: all at once, or shifted step by step with the alarms watched, put back if one fires.
+//! The Lambda deployment, step by step: idempotency check, code update, wait, publish, wait for
+//! the version, then the alias: all at once, or shifted step by step with the alarms watched.
+//! Once the alias has moved, every failure puts it back on the previous version (or says
+//! exactly what it serves when that fails too).
 
 use crate::alias::{read_alias, route_alias, upsert_alias, AliasState};
 use crate::function::{code_state, update_code, wait_for_update, FunctionRef, Settled};
-use crate::shift::schedule;
-use crate::version::publish_version;
+use crate::shift::{schedule, weight};
+use crate::version::{publish_version, wait_for_version, Readiness};
 use crate::{Package, UpdaterError};
 use crossdeploy_alarms::firing_alarm;
 use crossdeploy_aws::Deadline;
-use crossdeploy_protocol::{outputs, DeploymentStrategy, Outcome, PipelineContext};
+use crossdeploy_protocol::{outputs, DeploymentStrategy, Outcome, PipelineContext, Serving, Stands};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// How often the alarms are read while traffic shifts.
 pub const ALARM_POLL: Duration = Duration::from_secs(15);
+/// Time kept before the deadline to put the alias back when a shift fails.
+pub const RESTORE_RESERVE: Duration = Duration::from_secs(10);
+/// A change of the target starts only with this long (besides [`RESTORE_RESERVE`]) before the
+/// deadline; otherwise the state is handed back and a later invocation makes it.
+pub const MUTATION_MARGIN: Duration = Duration::from_secs(5);
 
 /// What gates a deployment: how traffic moves, and the alarms that can stop it.
 #[derive(Debug, Clone, Copy)]
@@ -34,6 +41,17 @@ pub enum LambdaState {
         #[serde(rename = "CodeSha256")]
         code_sha256: String,
         /// The alias as it stood before (guards the alias move and gives PreviousVersion).
+        #[serde(rename = "AliasVersion")]
+        alias_version: Option<String>,
+        #[serde(rename = "AliasRevisionId")]
+        alias_revision_id: Option<String>,
+    },
+    /// The version is published; Lambda was still preparing it (SnapStart makes a snapshot).
+    WaitingForVersion {
+        #[serde(rename = "CodeSha256")]
+        code_sha256: String,
+        #[serde(rename = "Version")]
+        version: String,
         #[serde(rename = "AliasVersion")]
         alias_version: Option<String>,
         #[serde(rename = "AliasRevisionId")]
@@ -69,11 +87,28 @@ fn now_secs() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
+/// The state to hand back, as an outcome that says the work goes on.
+fn in_progress(summary: String, percent: u8, state: Option<&LambdaState>, stands: Option<Stands>) -> Outcome {
+    Outcome::InProgress {
+        summary,
+        percent_complete: percent,
+        state: state.and_then(|s| serde_json::to_value(s).ok()).unwrap_or(serde_json::Value::Null),
+        stands,
+    }
+}
+
+/// Whether there is time left to start a change of the target (and put it back if need be).
+fn time_to_change(deadline: Deadline) -> bool {
+    deadline.remaining() >= MUTATION_MARGIN + RESTORE_RESERVE
+}
+
 /// Deploys `package` to the function behind the alias, as `gates` say.
 ///
 /// If the alias already points at a version with the package's CodeSha256, nothing changes and
-/// the outputs are those of the deployment that put it there. An alarm already in ALARM, or one
-/// that does not exist, stops the deployment before anything changes.
+/// the outputs are those of the deployment that put it there; if it is shifting traffic to such
+/// a version for this same deployment (a re-run after an answer was lost), the shift goes on.
+/// An alias on `$LATEST`, an alarm already in ALARM, or one that does not exist, stops the
+/// deployment before anything changes.
 pub async fn deploy_package(
     f: &FunctionRef<'_>,
     gates: &Gates<'_>,
@@ -83,6 +118,7 @@ pub async fn deploy_package(
 ) -> Result<Outcome, UpdaterError> {
     let alias = read_alias(f, deadline).await?;
     if let Some(a) = &alias {
+        refuse_latest(f, a)?;
         let live = code_state(f, Some(&a.version), deadline).await?;
         if live.code_sha256.as_deref() == Some(package.sha256.as_str()) && a.routing.is_empty() {
             tracing::info!(function = f.function, alias = f.alias, version = %a.version, "alias already serves this package; nothing to do");
@@ -96,6 +132,10 @@ pub async fn deploy_package(
                 true,
             ));
         }
+        if let Some(shifting) = own_shift(f, gates, a, &package.sha256, deadline).await? {
+            tracing::info!(function = f.function, alias = f.alias, version = %shifting.new_version, step = shifting.step, "this deployment's shift is under way; going on with it");
+            return resume(f, gates, LambdaState::Shifting(shifting), ctx, deadline).await;
+        }
     }
     if let Some(firing) = firing_alarm(gates.cloudwatch, gates.alarms, f.account, deadline).await? {
         return Err(UpdaterError::AlarmBeforeStart {
@@ -106,14 +146,64 @@ pub async fn deploy_package(
         });
     }
     let latest = code_state(f, None, deadline).await?;
-    tracing::info!(function = f.function, bytes = package.bytes.len(), sha256 = %package.sha256, "updating function code");
-    update_code(f, package, latest.revision_id.as_deref(), deadline).await?;
+    if latest.code_sha256.as_deref() == Some(package.sha256.as_str()) {
+        tracing::info!(function = f.function, "$LATEST holds this package already (an earlier attempt uploaded it)");
+    } else {
+        if !time_to_change(deadline) {
+            return Ok(in_progress(format!("about to update the code of {}", f.describe()), 10, None, None));
+        }
+        tracing::info!(function = f.function, bytes = package.bytes.len(), sha256 = %package.sha256, "updating function code");
+        update_code(f, package, latest.revision_id.as_deref(), deadline).await?;
+    }
     let state = LambdaState::WaitingForUpdate {
         code_sha256: package.sha256.clone(),
         alias_version: alias.as_ref().map(|a| a.version.clone()),
         alias_revision_id: alias.as_ref().and_then(|a| a.revision_id.clone()),
     };
     resume(f, gates, state, ctx, deadline).await
+}
+
+/// An alias on `$LATEST` is refused: crossdeploy moves aliases between published versions, and a
+/// rollback must never "restore" `$LATEST` (whatever code it holds by then).
+fn refuse_latest(f: &FunctionRef<'_>, alias: &AliasState) -> Result<(), UpdaterError> {
+    if alias.version == "$LATEST" || alias.routing.iter().any(|(v, _)| v == "$LATEST") {
+        return Err(UpdaterError::Configuration(format!(
+            "alias {} of {} points at $LATEST, which is not a version: crossdeploy moves aliases between published versions, and rollback must never restore $LATEST. Point the alias at a published version first (aws lambda update-alias --function-version <N>), then retry",
+            f.alias,
+            f.describe()
+        )));
+    }
+    Ok(())
+}
+
+/// This deployment's own shift, found on the alias: its description names the deployment, and
+/// the one version it routes traffic to holds the package.
+async fn own_shift(
+    f: &FunctionRef<'_>,
+    gates: &Gates<'_>,
+    alias: &AliasState,
+    code_sha256: &str,
+    deadline: Deadline,
+) -> Result<Option<Shifting>, UpdaterError> {
+    let [(new_version, w)] = alias.routing.as_slice() else { return Ok(None) };
+    if alias.recorded_deployment.as_deref() != Some(f.deployment) {
+        return Ok(None);
+    }
+    if code_state(f, Some(new_version), deadline).await?.code_sha256.as_deref() != Some(code_sha256) {
+        return Ok(None);
+    }
+    let steps = schedule(gates.strategy);
+    let step = steps.iter().position(|s| (weight(s.percent) - w).abs() < 1e-6).unwrap_or(0);
+    Ok(Some(Shifting {
+        code_sha256: code_sha256.to_owned(),
+        new_version: new_version.clone(),
+        previous_version: alias.version.clone(),
+        step,
+        // The step's bake counts again from now: never shorter than asked.
+        step_started_at: now_secs(),
+        alias_revision_id: alias.revision_id.clone(),
+        alias_arn: alias.arn.clone().unwrap_or_default(),
+    }))
 }
 
 /// Resumes a deployment from the state an earlier invocation handed back.
@@ -126,42 +216,47 @@ pub async fn resume(
 ) -> Result<Outcome, UpdaterError> {
     match state {
         LambdaState::WaitingForUpdate { code_sha256, alias_version, alias_revision_id } => {
-            publish_and_move(
-                f,
-                gates,
-                &code_sha256,
-                alias_version.as_deref(),
-                alias_revision_id.as_deref(),
-                ctx,
-                deadline,
-            )
-            .await
+            let before = Before { version: alias_version, revision_id: alias_revision_id };
+            publish_and_move(f, gates, &code_sha256, before, ctx, deadline).await
         }
-        LambdaState::Shifting(shifting) => shift(f, gates, shifting, ctx, deadline).await,
+        LambdaState::WaitingForVersion { code_sha256, version, alias_version, alias_revision_id } => {
+            let before = Before { version: alias_version, revision_id: alias_revision_id };
+            move_when_ready(f, gates, &code_sha256, &version, true, before, ctx, deadline).await
+        }
+        LambdaState::Shifting(shifting) => {
+            let (new, previous) = (shifting.new_version.clone(), shifting.previous_version.clone());
+            match shift(f, gates, shifting, ctx, deadline).await {
+                Ok(outcome) => Ok(outcome),
+                Err(e) => Err(put_back(f, e, &new, Some(&previous), ctx, deadline).await),
+            }
+        }
     }
+}
+
+/// The alias as it stood before the deployment.
+#[derive(Debug, Clone)]
+struct Before {
+    version: Option<String>,
+    revision_id: Option<String>,
 }
 
 async fn publish_and_move(
     f: &FunctionRef<'_>,
     gates: &Gates<'_>,
     code_sha256: &str,
-    alias_version: Option<&str>,
-    alias_revision_id: Option<&str>,
+    before: Before,
     ctx: &PipelineContext,
     deadline: Deadline,
 ) -> Result<Outcome, UpdaterError> {
+    let waiting = || LambdaState::WaitingForUpdate {
+        code_sha256: code_sha256.to_owned(),
+        alias_version: before.version.clone(),
+        alias_revision_id: before.revision_id.clone(),
+    };
     let revision_id = match wait_for_update(f, deadline).await? {
         Settled::StillInProgress => {
-            let state = LambdaState::WaitingForUpdate {
-                code_sha256: code_sha256.to_owned(),
-                alias_version: alias_version.map(str::to_owned),
-                alias_revision_id: alias_revision_id.map(str::to_owned),
-            };
-            return Ok(Outcome::InProgress {
-                summary: format!("Lambda is still applying the new code to {}", f.describe()),
-                percent_complete: 30,
-                state: serde_json::to_value(&state).unwrap_or_default(),
-            });
+            let summary = format!("Lambda is still applying the new code to {}", f.describe());
+            return Ok(in_progress(summary, 30, Some(&waiting()), None));
         }
         Settled::Done { revision_id, code_sha256: now } => {
             if now.as_deref() != Some(code_sha256) {
@@ -179,17 +274,81 @@ async fn publish_and_move(
             revision_id
         }
     };
-    let version = publish_version(f, code_sha256, revision_id.as_deref(), ctx, deadline).await?;
+    if !time_to_change(deadline) {
+        let summary = format!("the new code of {} is ready to publish", f.describe());
+        return Ok(in_progress(summary, 35, Some(&waiting()), None));
+    }
+    let published = publish_version(f, code_sha256, revision_id.as_deref(), ctx, deadline).await?;
+    move_when_ready(f, gates, code_sha256, &published.version, published.pending, before, ctx, deadline).await
+}
+
+/// Waits for the new version to be Active, then moves the alias to it as the strategy says. Any
+/// failure once the alias may have moved puts it back.
+#[allow(clippy::too_many_arguments)]
+async fn move_when_ready(
+    f: &FunctionRef<'_>,
+    gates: &Gates<'_>,
+    code_sha256: &str,
+    version: &str,
+    pending: bool,
+    before: Before,
+    ctx: &PipelineContext,
+    deadline: Deadline,
+) -> Result<Outcome, UpdaterError> {
+    let waiting = || LambdaState::WaitingForVersion {
+        code_sha256: code_sha256.to_owned(),
+        version: version.to_owned(),
+        alias_version: before.version.clone(),
+        alias_revision_id: before.revision_id.clone(),
+    };
+    if pending && wait_for_version(f, version, deadline).await? == Readiness::StillPending {
+        let summary = format!("version {version} of {} is still being prepared by Lambda", f.describe());
+        return Ok(in_progress(summary, 38, Some(&waiting()), None));
+    }
+    if !time_to_change(deadline) {
+        let summary = format!("version {version} of {} is ready; the alias moves next", f.describe());
+        return Ok(in_progress(summary, 40, Some(&waiting()), None));
+    }
+    match first_move(f, gates, code_sha256, version, &before, ctx, deadline).await {
+        Ok(outcome) => Ok(outcome),
+        Err(e) => Err(put_back(f, e, version, before.version.as_deref(), ctx, deadline).await),
+    }
+}
+
+/// The alias's first move: the first step of the shift, or all of the traffic at once.
+async fn first_move(
+    f: &FunctionRef<'_>,
+    gates: &Gates<'_>,
+    code_sha256: &str,
+    version: &str,
+    before: &Before,
+    ctx: &PipelineContext,
+    deadline: Deadline,
+) -> Result<Outcome, UpdaterError> {
     let steps = schedule(gates.strategy);
-    match (alias_version, steps.first()) {
+    let work = deadline.less(RESTORE_RESERVE);
+    match (before.version.as_deref(), steps.first()) {
         (Some(previous), Some(first)) => {
-            tracing::info!(function = f.function, alias = f.alias, version = %version, percent = first.percent, "shifting traffic");
-            let moved =
-                route_alias(f, previous, Some((&version, first.percent)), alias_revision_id, ctx, previous, deadline)
-                    .await?;
+            tracing::info!(
+                function = f.function,
+                alias = f.alias,
+                version,
+                percent = first.percent,
+                "shifting traffic"
+            );
+            let moved = route_alias(
+                f,
+                previous,
+                Some((version, first.percent)),
+                before.revision_id.as_deref(),
+                ctx,
+                previous,
+                work,
+            )
+            .await?;
             let shifting = Shifting {
                 code_sha256: code_sha256.to_owned(),
-                new_version: version,
+                new_version: version.to_owned(),
                 previous_version: previous.to_owned(),
                 step: 0,
                 step_started_at: now_secs(),
@@ -206,23 +365,24 @@ async fn publish_and_move(
                     "the alias is new: it takes the whole traffic at once"
                 );
             }
-            let before = alias_version.map(|v| AliasState {
+            let current = before.version.as_ref().map(|v| AliasState {
                 version: v.to_owned(),
                 arn: None,
-                revision_id: alias_revision_id.map(str::to_owned),
+                revision_id: before.revision_id.clone(),
                 recorded_previous: None,
+                recorded_deployment: None,
                 routing: Vec::new(),
             });
-            let alias_arn = upsert_alias(f, before.as_ref(), &version, ctx, deadline).await?;
-            let previous = alias_version.unwrap_or("none");
-            tracing::info!(function = f.function, alias = f.alias, version = %version, previous, "alias moved");
-            Ok(succeeded(f, &version, previous, &alias_arn, code_sha256, false))
+            let alias_arn = upsert_alias(f, current.as_ref(), version, ctx, work).await?;
+            let previous = before.version.as_deref().unwrap_or("none");
+            tracing::info!(function = f.function, alias = f.alias, version, previous, "alias moved");
+            Ok(succeeded(f, version, previous, &alias_arn, code_sha256, false))
         }
     }
 }
 
 /// Moves traffic through the strategy's steps, reading the alarms every [`ALARM_POLL`]. An alarm
-/// in ALARM puts the alias back on the previous version with no routing and fails the deployment.
+/// in ALARM, or any other failure, is returned as an error (the caller puts the alias back).
 /// Near the deadline it hands back its state; the bake time counts on across invocations.
 async fn shift(
     f: &FunctionRef<'_>,
@@ -232,6 +392,7 @@ async fn shift(
     deadline: Deadline,
 ) -> Result<Outcome, UpdaterError> {
     let steps = schedule(gates.strategy);
+    let work = deadline.less(RESTORE_RESERVE);
     loop {
         let Shifting {
             code_sha256,
@@ -242,24 +403,21 @@ async fn shift(
             alias_revision_id,
             alias_arn,
         } = &mut s;
-        if let Some(firing) = firing_alarm(gates.cloudwatch, gates.alarms, f.account, deadline).await? {
-            tracing::error!(function = f.function, alarm = %firing.name, "alarm in ALARM: restoring the alias");
-            route_alias(f, previous_version, None, alias_revision_id.as_deref(), ctx, previous_version, deadline)
-                .await?;
+        if let Some(firing) = firing_alarm(gates.cloudwatch, gates.alarms, f.account, work).await? {
+            tracing::error!(function = f.function, alarm = %firing.name, "alarm in ALARM: the alias goes back");
             return Err(UpdaterError::AlarmFired(Box::new(crate::error::AlarmFired {
                 alarm: firing.name,
                 reason: firing.reason,
                 account: f.account.to_owned(),
                 function: f.function.to_owned(),
                 alias: f.alias.to_owned(),
-                restored: previous_version.clone(),
                 new: new_version.clone(),
             })));
         }
         let bake = steps.get(*step).map(|s| s.bake).unwrap_or_default();
         let due = *step_started_at + bake.as_secs();
         let now = now_secs();
-        if now >= due {
+        if now >= due && time_to_change(deadline) {
             match steps.get(*step + 1) {
                 Some(next) => {
                     let moved = route_alias(
@@ -269,7 +427,7 @@ async fn shift(
                         alias_revision_id.as_deref(),
                         ctx,
                         previous_version,
-                        deadline,
+                        work,
                     )
                     .await?;
                     tracing::info!(function = f.function, alias = f.alias, percent = next.percent, "next step");
@@ -279,39 +437,104 @@ async fn shift(
                     continue;
                 }
                 None => {
-                    let moved = route_alias(
-                        f,
-                        new_version,
-                        None,
-                        alias_revision_id.as_deref(),
-                        ctx,
-                        previous_version,
-                        deadline,
-                    )
-                    .await?;
+                    let moved =
+                        route_alias(f, new_version, None, alias_revision_id.as_deref(), ctx, previous_version, work)
+                            .await?;
                     let arn = if moved.arn.is_empty() { alias_arn.clone() } else { moved.arn };
                     tracing::info!(function = f.function, alias = f.alias, version = %new_version, "traffic shifted wholly");
                     return Ok(succeeded(f, new_version, previous_version, &arn, code_sha256, false));
                 }
             }
         }
-        let wait = Duration::from_secs(due - now).min(ALARM_POLL);
-        if deadline.remaining() <= wait + Duration::from_secs(5) {
+        // Bake until the deadline leaves only the time to act (and put back): then hand back.
+        let room = deadline.remaining().saturating_sub(MUTATION_MARGIN + RESTORE_RESERVE);
+        let wait = Duration::from_secs(due.saturating_sub(now)).min(ALARM_POLL).min(room);
+        if room < Duration::from_secs(1) {
             let percent = steps.get(*step).map(|s| s.percent).unwrap_or(100);
             let summary = format!(
                 "{percent}% of alias {}'s traffic on version {new_version} of {}; next step in {} s unless an alarm fires",
                 f.alias,
                 f.describe(),
-                due - now
+                due.saturating_sub(now)
             );
             let progress = 40 + (55 * (*step + 1) / (steps.len() + 1)) as u8;
-            return Ok(Outcome::InProgress {
-                summary,
-                percent_complete: progress,
-                state: serde_json::to_value(LambdaState::Shifting(s.clone())).unwrap_or_default(),
-            });
+            let stands = Stands {
+                previous: previous_version.clone(),
+                deployed: new_version.clone(),
+                serving: Serving::Shifting,
+                detail: format!(
+                    "alias {} points at version {previous_version} with {percent}% on version {new_version}",
+                    f.alias
+                ),
+            };
+            return Ok(in_progress(summary, progress, Some(&LambdaState::Shifting(s.clone())), Some(stands)));
         }
         tokio::time::sleep(wait).await;
+    }
+}
+
+/// A deployment failed once the alias may have moved: put the alias back on `previous` with no
+/// routing if the new version takes any of its traffic (guarded by the RevisionId just read),
+/// and say what the alias serves either way.
+async fn put_back(
+    f: &FunctionRef<'_>,
+    error: UpdaterError,
+    new_version: &str,
+    previous: Option<&str>,
+    ctx: &PipelineContext,
+    deadline: Deadline,
+) -> UpdaterError {
+    let previous_text = previous.unwrap_or("none").to_owned();
+    let stands = |serving, detail: String| Stands {
+        previous: previous_text.clone(),
+        deployed: new_version.to_owned(),
+        serving,
+        detail,
+    };
+    let alias = match read_alias(f, deadline).await {
+        Ok(a) => a,
+        Err(e) => {
+            let detail = format!("alias {} could not be read to put it back ({e})", f.alias);
+            return UpdaterError::left(error, stands(Serving::Unknown, detail));
+        }
+    };
+    let Some(alias) = alias else {
+        return UpdaterError::left(error, stands(Serving::Previous, format!("alias {} does not exist", f.alias)));
+    };
+    if alias.weight_of(new_version) <= 0.0 {
+        let detail = format!(
+            "alias {} points at {}: version {new_version} takes none of its traffic",
+            f.alias,
+            alias.describe()
+        );
+        return UpdaterError::left(error, stands(Serving::Previous, detail));
+    }
+    let serving = if alias.is(new_version, None) { Serving::Deployed } else { Serving::Shifting };
+    let Some(previous) = previous else {
+        let detail = format!(
+            "alias {} was created by this deployment and points at {}; nothing stood before it",
+            f.alias,
+            alias.describe()
+        );
+        return UpdaterError::left(error, stands(serving, detail));
+    };
+    tracing::warn!(function = f.function, alias = f.alias, previous, now = %alias.describe(), "putting the alias back");
+    match route_alias(f, previous, None, alias.revision_id.as_deref(), ctx, previous, deadline).await {
+        Ok(_) => {
+            let detail = format!(
+                "alias {} was restored to version {previous} with no routing; version {new_version} gets no traffic",
+                f.alias
+            );
+            UpdaterError::left(error, stands(Serving::Previous, detail))
+        }
+        Err(e) => {
+            let detail = format!(
+                "alias {} points at {}, and putting it back on version {previous} failed ({e})",
+                f.alias,
+                alias.describe()
+            );
+            UpdaterError::left(error, stands(serving, detail))
+        }
     }
 }
 

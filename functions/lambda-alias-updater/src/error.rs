@@ -1,6 +1,6 @@
 use crossdeploy_aws::ErrorInfo;
 use crossdeploy_credentials::CredentialsError;
-use crossdeploy_protocol::FailureType;
+use crossdeploy_protocol::{FailureType, Stands};
 
 /// Everything that can stop a Lambda deployment. Each variant knows its CodePipeline failure type,
 /// and its message says what failed, on which resource, in which account, and what to do.
@@ -51,24 +51,42 @@ pub enum UpdaterError {
     /// The update request itself is not one this updater understands.
     #[error("the updater could not read its request: {0}")]
     BadRequest(String),
+
+    /// A failure once the alias had moved: what the alias serves now (put back, or not).
+    #[error("{error}; {}", stands.detail)]
+    LeftAs { error: Box<UpdaterError>, stands: Stands },
 }
 
-/// What an alarm stopped, and what was put back.
+impl UpdaterError {
+    /// `error`, with what the target serves after it.
+    pub fn left(error: UpdaterError, stands: Stands) -> Self {
+        UpdaterError::LeftAs { error: Box::new(error), stands }
+    }
+}
+
+/// What an alarm stopped (what was put back follows it in [`UpdaterError::LeftAs`]).
 #[derive(Debug, thiserror::Error)]
-#[error("alarm {alarm} in account {account} is in ALARM ({reason}); alias {alias} of function {function} was restored to version {restored} with no routing, and version {new} gets no traffic")]
+#[error("alarm {alarm} in account {account} is in ALARM ({reason}) while alias {alias} of function {function} shifted traffic to version {new}")]
 pub struct AlarmFired {
     pub alarm: String,
     pub reason: String,
     pub account: String,
     pub function: String,
     pub alias: String,
-    pub restored: String,
     pub new: String,
 }
 
 impl crossdeploy_aws::UpdaterFailure for UpdaterError {
+    fn stands(&self) -> Option<Stands> {
+        match self {
+            UpdaterError::LeftAs { stands, .. } => Some(stands.clone()),
+            _ => None,
+        }
+    }
+
     fn failure_type(&self) -> FailureType {
         match self {
+            UpdaterError::LeftAs { error, .. } => error.failure_type(),
             UpdaterError::Credentials(e) => e.failure_type(),
             UpdaterError::Artifact(e) => e.failure_type(),
             UpdaterError::Alarms(crossdeploy_alarms::AlarmError::Missing { .. }) => FailureType::ConfigurationError,

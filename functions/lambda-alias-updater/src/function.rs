@@ -3,16 +3,18 @@
 use crate::{Package, UpdaterError};
 use aws_sdk_lambda::primitives::Blob;
 use aws_sdk_lambda::types::LastUpdateStatus;
-use crossdeploy_aws::{retry, Backoff, Deadline, ErrorInfo};
+use crossdeploy_aws::{is_transient, retry, Backoff, Deadline, ErrorInfo};
 use std::time::Duration;
 
-/// The function deployed to, with the client of its account.
+/// The function deployed to, with the client of its account, and the deployment acting on it
+/// (named in the descriptions crossdeploy writes, so that a retry recognises its own work).
 #[derive(Debug, Clone, Copy)]
 pub struct FunctionRef<'a> {
     pub lambda: &'a aws_sdk_lambda::Client,
     pub account: &'a str,
     pub function: &'a str,
     pub alias: &'a str,
+    pub deployment: &'a str,
 }
 
 impl FunctionRef<'_> {
@@ -51,25 +53,13 @@ pub async fn code_state(
     qualifier: Option<&str>,
     deadline: Deadline,
 ) -> Result<CodeState, UpdaterError> {
-    let out = retry(
-        "GetFunctionConfiguration",
-        Backoff::CONTROL_PLANE,
-        deadline,
-        |e: &aws_sdk_lambda::error::SdkError<_>| {
-            e.as_service_error().is_some_and(
-                |s: &aws_sdk_lambda::operation::get_function_configuration::GetFunctionConfigurationError| {
-                    s.is_too_many_requests_exception()
-                },
-            )
-        },
-        || {
-            f.lambda
-                .get_function_configuration()
-                .function_name(f.function)
-                .set_qualifier(qualifier.map(str::to_owned))
-                .send()
-        },
-    )
+    let out = retry("GetFunctionConfiguration", Backoff::CONTROL_PLANE, deadline, is_transient, || {
+        f.lambda
+            .get_function_configuration()
+            .function_name(f.function)
+            .set_qualifier(qualifier.map(str::to_owned))
+            .send()
+    })
     .await
     .map_err(|e| {
         let not_found = e.as_service_error().is_some_and(|s| s.is_resource_not_found_exception());
@@ -85,7 +75,9 @@ pub async fn code_state(
 }
 
 /// `UpdateFunctionCode` with the package's bytes, guarded by `$LATEST`'s RevisionId.
-/// A conflict (another update still settling) or throttling is retried with bounded backoff.
+/// A conflict (another update still settling), throttling or a transient fault is retried with
+/// backoff until the deadline. A retry whose first attempt was applied (its answer lost) meets
+/// a moved RevisionId: `$LATEST` is read back, and holding the package's CodeSha256 it is ours.
 pub async fn update_code(
     f: &FunctionRef<'_>,
     package: &Package,
@@ -93,15 +85,16 @@ pub async fn update_code(
     deadline: Deadline,
 ) -> Result<(), UpdaterError> {
     let blob = Blob::new(package.bytes.clone());
-    retry(
+    let result = retry(
         "UpdateFunctionCode",
         Backoff::CONTROL_PLANE,
         deadline,
         |e: &aws_sdk_lambda::error::SdkError<
             aws_sdk_lambda::operation::update_function_code::UpdateFunctionCodeError,
         >| {
-            e.as_service_error()
-                .is_some_and(|s| s.is_resource_conflict_exception() || s.is_too_many_requests_exception())
+            is_transient(e)
+                || e.as_service_error()
+                    .is_some_and(|s| s.is_resource_conflict_exception() || s.is_too_many_requests_exception())
         },
         || {
             f.lambda
@@ -113,16 +106,18 @@ pub async fn update_code(
                 .send()
         },
     )
-    .await
-    .map_err(|e| {
-        let service = e.as_service_error();
-        if service.is_some_and(|s| s.is_precondition_failed_exception()) {
-            return f.changed("the code", ErrorInfo::from_sdk(&e));
+    .await;
+    let Err(e) = result else { return Ok(()) };
+    let service = e.as_service_error();
+    if service.is_some_and(|s| s.is_precondition_failed_exception()) {
+        if code_state(f, None, deadline).await?.code_sha256.as_deref() == Some(package.sha256.as_str()) {
+            tracing::info!(function = f.function, "the code update was applied by an earlier attempt");
+            return Ok(());
         }
-        let not_found = service.is_some_and(|s| s.is_resource_not_found_exception());
-        f.aws_error("update the code of", ErrorInfo::from_sdk(&e), not_found)
-    })?;
-    Ok(())
+        return Err(f.changed("the code", ErrorInfo::from_sdk(&e)));
+    }
+    let not_found = service.is_some_and(|s| s.is_resource_not_found_exception());
+    Err(f.aws_error("update the code of", ErrorInfo::from_sdk(&e), not_found))
 }
 
 /// Where a code update stands once waiting is over.

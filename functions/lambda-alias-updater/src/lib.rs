@@ -17,11 +17,11 @@ mod version;
 
 pub use alias::{read_alias, route_alias, upsert_alias, AliasState, Moved};
 pub use artifact::{read_package, Package, MAX_PACKAGE_BYTES};
-pub use deploy::{deploy_package, resume, Gates, LambdaState, Shifting, ALARM_POLL};
+pub use deploy::{deploy_package, resume, Gates, LambdaState, Shifting, ALARM_POLL, MUTATION_MARGIN, RESTORE_RESERVE};
 pub use error::UpdaterError;
 pub use function::{code_state, update_code, wait_for_update, CodeState, FunctionRef, Settled};
 pub use rollback::{guard, rollback_alias, Guard};
-pub use version::publish_version;
+pub use version::{publish_version, wait_for_version, Published, Readiness};
 
 use aws_config::SdkConfig;
 use crossdeploy_aws::Deadline;
@@ -78,7 +78,7 @@ pub async fn deploy(request: &DeployRequest, deps: &Deps, deadline: Deadline) ->
         Resume(LambdaState),
         Fresh(Package),
     }
-    let work = match &request.resume {
+    let work = match request.resume.as_ref().filter(|s| !s.is_null()) {
         Some(state) => Work::Resume(serde_json::from_value::<LambdaState>(state.clone()).map_err(|e| {
             UpdaterError::BadRequest(format!("the state to resume from is not one this updater wrote: {e}"))
         })?),
@@ -87,8 +87,13 @@ pub async fn deploy(request: &DeployRequest, deps: &Deps, deadline: Deadline) ->
     let seed = ctx.execution_id.as_deref().unwrap_or(&ctx.job_id);
     let session = deps.sessions.assume(role, request.target.region.as_deref(), seed).await?;
     let lambda = aws_sdk_lambda::Client::new(&session.config);
-    let f =
-        FunctionRef { lambda: &lambda, account: role.account_id(), function: &spec.function_name, alias: &spec.alias };
+    let f = FunctionRef {
+        lambda: &lambda,
+        account: role.account_id(),
+        function: &spec.function_name,
+        alias: &spec.alias,
+        deployment: request.deployment_id(),
+    };
     let cloudwatch = aws_sdk_cloudwatch::Client::new(&session.config);
     let gates = Gates { strategy: spec.strategy, alarms: &request.alarm_names, cloudwatch: &cloudwatch };
     match work {
@@ -109,7 +114,12 @@ pub async fn rollback(request: &RollbackRequest, deps: &Deps, deadline: Deadline
     // `assume` checks the allow-list before anything else.
     let session = deps.sessions.assume(role, request.target.region.as_deref(), &request.request_id).await?;
     let lambda = aws_sdk_lambda::Client::new(&session.config);
-    let f =
-        FunctionRef { lambda: &lambda, account: role.account_id(), function: &spec.function_name, alias: &spec.alias };
+    let f = FunctionRef {
+        lambda: &lambda,
+        account: role.account_id(),
+        function: &spec.function_name,
+        alias: &spec.alias,
+        deployment: &request.request_id,
+    };
     rollback_alias(&f, spec, &request.request_id, &request.reason, deadline).await
 }

@@ -8,7 +8,8 @@ use crossdeploy_protocol::{LambdaRollback, Outcome, PipelineContext, RollbackRes
 /// What a rollback does to an alias in a given state.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Guard {
-    /// The alias points wholly at the deployed version: move it back.
+    /// The alias points wholly at the deployed version, or at the version to restore with part
+    /// of its traffic on the deployed one (a shift left half-way): move it back, no routing.
     Restore,
     /// The alias points wholly at the version to restore already.
     AlreadyRestored,
@@ -20,9 +21,11 @@ pub enum Guard {
 pub fn guard(alias: &AliasState, spec: &LambdaRollback) -> Guard {
     let routed =
         || alias.routing.iter().map(|(v, w)| format!("{v} ({:.0}%)", w * 100.0)).collect::<Vec<_>>().join(", ");
+    let half_shifted = alias.routing.len() == 1 && alias.routing[0].0 == spec.deployed_version;
     match (alias.version.as_str(), alias.routing.is_empty()) {
         (v, true) if v == spec.restore_version => Guard::AlreadyRestored,
         (v, true) if v == spec.deployed_version => Guard::Restore,
+        (v, false) if v == spec.restore_version && half_shifted => Guard::Restore,
         (v, true) => Guard::LeftAlone(format!(
             "it points at version {v}, not at version {} that crossdeploy deployed: someone deployed since",
             spec.deployed_version
@@ -94,6 +97,7 @@ mod tests {
             arn: None,
             revision_id: None,
             recorded_previous: None,
+            recorded_deployment: None,
             routing: routing.iter().map(|(v, w)| (v.to_string(), *w)).collect(),
         }
     }
@@ -115,5 +119,8 @@ mod tests {
         assert!(why.contains("version 5") && why.contains("someone deployed since"), "{why}");
         let Guard::LeftAlone(why) = guard(&alias("4", &[("5", 0.1)]), &spec()) else { panic!("expected LeftAlone") };
         assert!(why.contains("5 (10%)"), "{why}");
+        // A shift to the deployed version left half-way (its updater's restore failed): put back.
+        assert_eq!(guard(&alias("3", &[("4", 0.1)]), &spec()), Guard::Restore);
+        assert!(matches!(guard(&alias("3", &[("5", 0.1)]), &spec()), Guard::LeftAlone(_)));
     }
 }

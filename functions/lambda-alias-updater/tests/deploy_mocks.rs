@@ -10,8 +10,11 @@ use aws_sdk_lambda::types::{LastUpdateStatus, LastUpdateStatusReasonCode};
 use aws_sdk_lambda::Client;
 use aws_smithy_mocks::{mock, mock_client, Rule, RuleMode};
 use crossdeploy_aws::{Deadline, UpdaterFailure};
-use crossdeploy_protocol::{FailureType, Outcome, PipelineContext};
-use lambda_alias_updater::{deploy_package, resume, FunctionRef, Gates, LambdaState, Package, Shifting, UpdaterError};
+use crossdeploy_protocol::{FailureType, Outcome, PipelineContext, Serving};
+use lambda_alias_updater::{
+    deploy_package, resume, FunctionRef, Gates, LambdaState, Package, Shifting, UpdaterError, MUTATION_MARGIN,
+    RESTORE_RESERVE,
+};
 use std::io::Write;
 use std::time::Duration;
 
@@ -88,7 +91,7 @@ fn unused_cloudwatch() -> aws_sdk_cloudwatch::Client {
 }
 
 fn target(client: &Client) -> FunctionRef<'_> {
-    FunctionRef { lambda: client, account: "222222222222", function: "orders-api", alias: "live" }
+    FunctionRef { lambda: client, account: "222222222222", function: "orders-api", alias: "live", deployment: "job-1" }
 }
 
 #[tokio::test(start_paused = true)]
@@ -257,18 +260,21 @@ async fn a_wait_cut_short_by_the_deadline_hands_back_state_and_resumes() {
         .output(|| latest(LastUpdateStatus::InProgress, "", "rev-1"))
         .times(3)
         .output(move || latest(LastUpdateStatus::Successful, &sha2, "rev-2"))
+        .times(2)
         .build();
     let (alias, v1, update, publish, move_alias) =
         (alias_at_v1(), version_1_has_old_code(), update_code_ok(), publish_v2(sha.clone()), alias_to_v2());
     let client =
         mock_client!(aws_sdk_lambda, RuleMode::MatchAny, [&alias, &v1, &latest_rule, &update, &publish, &move_alias]);
 
+    // Time for the upload, then the wait (1 + 2 + 4 s) leaves too little to publish and move
+    // the alias before the deadline (and put it back if need be): the state is handed back.
     let first = deploy_package(
         &target(&client),
         &plain(&unused_cloudwatch()),
         &pkg,
         &ctx(),
-        Deadline::after(Duration::from_millis(2500)),
+        Deadline::after(MUTATION_MARGIN + RESTORE_RESERVE + Duration::from_millis(2500)),
     )
     .await
     .unwrap();
@@ -356,6 +362,23 @@ fn shifting(started: u64) -> LambdaState {
     })
 }
 
+/// The alias of a canary at its first step: version 1, with 10% on version 2.
+fn alias_shifted_to_v2() -> Rule {
+    mock!(Client::get_alias).then_output(|| {
+        GetAliasOutput::builder()
+            .function_version("1")
+            .alias_arn(ALIAS_ARN)
+            .revision_id("alias-rev-2")
+            .routing_config(
+                aws_sdk_lambda::types::AliasRoutingConfiguration::builder()
+                    .additional_version_weights("2", 0.1)
+                    .build(),
+            )
+            .description("crossdeploy: pipeline orders execution exec-1; deployment job-1; previous version 1")
+            .build()
+    })
+}
+
 fn now() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
 }
@@ -431,6 +454,7 @@ async fn with_the_alarm_ok_the_canary_takes_its_next_step_and_leaves_no_routing(
 
 #[tokio::test(start_paused = true)]
 async fn an_alarm_mid_canary_restores_the_alias_and_fails_naming_the_alarm() {
+    let shifted = alias_shifted_to_v2();
     let restore = mock!(Client::update_alias)
         .match_requests(|r| {
             r.function_version() == Some("1")
@@ -438,7 +462,7 @@ async fn an_alarm_mid_canary_restores_the_alias_and_fails_naming_the_alarm() {
                 && r.routing_config().and_then(|c| c.additional_version_weights()).is_some_and(|w| w.is_empty())
         })
         .then_output(|| UpdateAliasOutput::builder().alias_arn(ALIAS_ARN).build());
-    let client = mock_client!(aws_sdk_lambda, RuleMode::MatchAny, [&restore]);
+    let client = mock_client!(aws_sdk_lambda, RuleMode::MatchAny, [&shifted, &restore]);
     let cw = alarms(aws_sdk_cloudwatch::types::StateValue::Alarm);
     let names = vec!["orders-errors".to_owned()];
 
@@ -481,7 +505,13 @@ async fn a_rollback_moves_the_alias_back_guarded_by_its_revision_id() {
         })
         .then_output(|| UpdateAliasOutput::builder().alias_arn(ALIAS_ARN).function_version("1").build());
     let lambda = mock_client!(aws_sdk_lambda, RuleMode::MatchAny, [&at_v2, &back_to_v1]);
-    let f = FunctionRef { lambda: &lambda, account: "222222222222", function: "orders-api", alias: "live" };
+    let f = FunctionRef {
+        lambda: &lambda,
+        account: "222222222222",
+        function: "orders-api",
+        alias: "live",
+        deployment: "job-1",
+    };
     let outcome = lambda_alias_updater::rollback_alias(
         &f,
         &rollback_spec(),
@@ -505,7 +535,13 @@ async fn a_rollback_that_finds_the_alias_elsewhere_changes_nothing() {
     });
     let moved = mock!(Client::update_alias).then_output(|| UpdateAliasOutput::builder().build());
     let lambda = mock_client!(aws_sdk_lambda, RuleMode::MatchAny, [&at_v3, &moved]);
-    let f = FunctionRef { lambda: &lambda, account: "222222222222", function: "orders-api", alias: "live" };
+    let f = FunctionRef {
+        lambda: &lambda,
+        account: "222222222222",
+        function: "orders-api",
+        alias: "live",
+        deployment: "job-1",
+    };
     let outcome = lambda_alias_updater::rollback_alias(
         &f,
         &rollback_spec(),
@@ -532,7 +568,13 @@ async fn a_rollback_raced_by_another_change_of_the_alias_fails_naming_it() {
         )
     });
     let lambda = mock_client!(aws_sdk_lambda, RuleMode::MatchAny, [&at_v2, &raced]);
-    let f = FunctionRef { lambda: &lambda, account: "222222222222", function: "orders-api", alias: "live" };
+    let f = FunctionRef {
+        lambda: &lambda,
+        account: "222222222222",
+        function: "orders-api",
+        alias: "live",
+        deployment: "job-1",
+    };
     let e = lambda_alias_updater::rollback_alias(
         &f,
         &rollback_spec(),
@@ -544,4 +586,346 @@ async fn a_rollback_raced_by_another_change_of_the_alias_fails_naming_it() {
     .unwrap_err();
     assert_eq!(e.failure_type(), FailureType::JobFailed);
     assert!(e.to_string().contains("the alias of function orders-api in account 222222222222 changed"), "{e}");
+}
+
+// ---- Failures after the target changed (issue: every failure ends in a known state) ----
+
+fn alias_error_precondition() -> aws_sdk_lambda::operation::update_alias::UpdateAliasError {
+    aws_sdk_lambda::operation::update_alias::UpdateAliasError::PreconditionFailedException(
+        PreconditionFailedException::builder()
+            .message("The Revision Id provided does not match the latest Revision Id")
+            .build(),
+    )
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_cloudwatch_read_error_mid_shift_puts_the_alias_back_and_says_what_it_serves() {
+    let shifted = alias_shifted_to_v2();
+    let restore = mock!(Client::update_alias)
+        .match_requests(|r| r.function_version() == Some("1") && r.revision_id() == Some("alias-rev-2"))
+        .then_output(|| UpdateAliasOutput::builder().alias_arn(ALIAS_ARN).build());
+    let client = mock_client!(aws_sdk_lambda, RuleMode::MatchAny, [&shifted, &restore]);
+    let denied = mock!(aws_sdk_cloudwatch::Client::describe_alarms).then_error(|| {
+        aws_sdk_cloudwatch::operation::describe_alarms::DescribeAlarmsError::generic(
+            aws_smithy_types::error::ErrorMetadata::builder().code("AccessDenied").message("not authorized").build(),
+        )
+    });
+    let cw = mock_client!(aws_sdk_cloudwatch, RuleMode::MatchAny, [&denied]);
+    let names = vec!["orders-errors".to_owned()];
+
+    let err = resume(
+        &target(&client),
+        &canary(&cw, &names),
+        shifting(now()),
+        &ctx(),
+        Deadline::after(Duration::from_secs(60)),
+    )
+    .await
+    .unwrap_err();
+
+    assert_eq!(restore.num_calls(), 1, "the alias goes back");
+    let msg = err.to_string();
+    assert!(msg.contains("failed to read alarms") && msg.contains("restored to version 1 with no routing"), "{msg}");
+    let stands = err.stands().expect("a failure after the alias moved says what it serves");
+    assert_eq!((stands.serving, stands.previous.as_str(), stands.deployed.as_str()), (Serving::Previous, "1", "2"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_restore_that_fails_too_says_exactly_what_the_alias_serves() {
+    let shifted = alias_shifted_to_v2();
+    // Someone moves the alias between crossdeploy's read and its restore: the restore is refused.
+    let refused = mock!(Client::update_alias).then_error(alias_error_precondition);
+    let client = mock_client!(aws_sdk_lambda, RuleMode::MatchAny, [&shifted, &refused]);
+    let cw = alarms(aws_sdk_cloudwatch::types::StateValue::Alarm);
+    let names = vec!["orders-errors".to_owned()];
+
+    let err = resume(
+        &target(&client),
+        &canary(&cw, &names),
+        shifting(now()),
+        &ctx(),
+        Deadline::after(Duration::from_secs(60)),
+    )
+    .await
+    .unwrap_err();
+
+    let stands = err.stands().expect("what the alias serves");
+    assert_eq!(stands.serving, Serving::Shifting, "{stands:?}");
+    assert!(stands.detail.contains("points at version 1 with 10% on version 2"), "{}", stands.detail);
+    assert!(err.to_string().contains("putting it back on version 1 failed"), "{err}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_alias_moved_wholly_by_someone_else_mid_shift_is_left_alone() {
+    // The next step's move meets another RevisionId: someone deployed version 5 meanwhile.
+    let someone = mock!(Client::get_alias).then_output(|| {
+        GetAliasOutput::builder().function_version("5").alias_arn(ALIAS_ARN).revision_id("alias-rev-9").build()
+    });
+    let moved = mock!(Client::update_alias).then_error(alias_error_precondition);
+    let client = mock_client!(aws_sdk_lambda, RuleMode::MatchAny, [&someone, &moved]);
+    let cw = alarms(aws_sdk_cloudwatch::types::StateValue::Ok);
+    let names = vec!["orders-errors".to_owned()];
+
+    let err = resume(
+        &target(&client),
+        &canary(&cw, &names),
+        shifting(now() - 301),
+        &ctx(),
+        Deadline::after(Duration::from_secs(60)),
+    )
+    .await
+    .unwrap_err();
+
+    assert_eq!(moved.num_calls(), 1, "no restore over someone else's deployment");
+    let stands = err.stands().unwrap();
+    assert_eq!(stands.serving, Serving::Previous, "version 2 takes none of the traffic: {stands:?}");
+    assert!(err.to_string().contains("changed while crossdeploy was deploying"), "{err}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_alias_on_latest_is_refused_before_anything_changes() {
+    let on_latest = mock!(Client::get_alias).then_output(|| {
+        GetAliasOutput::builder().function_version("$LATEST").alias_arn(ALIAS_ARN).revision_id("r").build()
+    });
+    let update = update_code_ok();
+    let client = mock_client!(aws_sdk_lambda, RuleMode::MatchAny, [&on_latest, &update]);
+
+    let err = deploy_package(
+        &target(&client),
+        &plain(&unused_cloudwatch()),
+        &package(),
+        &ctx(),
+        Deadline::after(Duration::from_secs(60)),
+    )
+    .await
+    .unwrap_err();
+
+    assert_eq!(err.failure_type(), FailureType::ConfigurationError);
+    assert!(
+        err.to_string().contains("points at $LATEST")
+            && err.to_string().contains("rollback must never restore $LATEST"),
+        "{err}"
+    );
+    assert_eq!(update.num_calls(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_pending_version_is_waited_for_and_the_alias_moves_only_once_it_is_active() {
+    let pkg = package();
+    let sha = pkg.sha256.clone();
+    let sha2 = sha.clone();
+    let latest_rule = mock!(Client::get_function_configuration)
+        .match_requests(|r| r.qualifier().is_none())
+        .sequence()
+        .output(|| latest(LastUpdateStatus::Successful, "old-sha", "rev-0"))
+        .output(move || latest(LastUpdateStatus::Successful, &sha2, "rev-2"))
+        .build();
+    let publish = mock!(Client::publish_version).then_output(|| {
+        PublishVersionOutput::builder().version("2").state(aws_sdk_lambda::types::State::Pending).build()
+    });
+    let v2 = mock!(Client::get_function_configuration)
+        .match_requests(|r| r.qualifier() == Some("2"))
+        .sequence()
+        .output(|| {
+            GetFunctionConfigurationOutput::builder().version("2").state(aws_sdk_lambda::types::State::Pending).build()
+        })
+        .times(2)
+        .output(|| {
+            GetFunctionConfigurationOutput::builder().version("2").state(aws_sdk_lambda::types::State::Active).build()
+        })
+        .build();
+    let (alias, v1, update, move_alias) = (alias_at_v1(), version_1_has_old_code(), update_code_ok(), alias_to_v2());
+    let client = mock_client!(
+        aws_sdk_lambda,
+        RuleMode::MatchAny,
+        [&alias, &v1, &latest_rule, &update, &publish, &v2, &move_alias]
+    );
+
+    let outcome = deploy_package(
+        &target(&client),
+        &plain(&unused_cloudwatch()),
+        &pkg,
+        &ctx(),
+        Deadline::after(Duration::from_secs(60)),
+    )
+    .await
+    .unwrap();
+
+    assert!(matches!(outcome, Outcome::Succeeded { .. }), "{outcome:?}");
+    assert_eq!(v2.num_calls(), 3, "read until Active");
+    assert_eq!(move_alias.num_calls(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_version_still_pending_at_the_deadline_hands_back_its_state_without_moving_the_alias() {
+    let pending =
+        mock!(Client::get_function_configuration).match_requests(|r| r.qualifier() == Some("2")).then_output(|| {
+            GetFunctionConfigurationOutput::builder().version("2").state(aws_sdk_lambda::types::State::Pending).build()
+        });
+    let move_alias = alias_to_v2();
+    let client = mock_client!(aws_sdk_lambda, RuleMode::MatchAny, [&pending, &move_alias]);
+    let state = LambdaState::WaitingForVersion {
+        code_sha256: "new-sha".into(),
+        version: "2".into(),
+        alias_version: Some("1".into()),
+        alias_revision_id: Some("alias-rev-1".into()),
+    };
+
+    let outcome = resume(
+        &target(&client),
+        &plain(&unused_cloudwatch()),
+        state.clone(),
+        &ctx(),
+        Deadline::after(Duration::from_secs(20)),
+    )
+    .await
+    .unwrap();
+
+    let Outcome::InProgress { state: handed, .. } = outcome else { panic!("{outcome:?}") };
+    assert_eq!(serde_json::from_value::<LambdaState>(handed).unwrap(), state);
+    assert_eq!(move_alias.num_calls(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_code_update_whose_answer_was_lost_is_recognised_by_its_codesha256() {
+    let pkg = package();
+    let sha = pkg.sha256.clone();
+    let (sha2, sha3) = (sha.clone(), sha.clone());
+    let latest_rule = mock!(Client::get_function_configuration)
+        .match_requests(|r| r.qualifier().is_none())
+        .sequence()
+        .output(|| latest(LastUpdateStatus::Successful, "old-sha", "rev-0"))
+        .output(move || latest(LastUpdateStatus::Successful, &sha2, "rev-2"))
+        .output(move || latest(LastUpdateStatus::Successful, &sha3, "rev-2"))
+        .build();
+    // The first attempt was applied; its answer was lost; the retry meets the moved RevisionId.
+    let update = mock!(Client::update_function_code)
+        .sequence()
+        .http_status(503, None)
+        .error(|| {
+            UpdateFunctionCodeError::PreconditionFailedException(
+                PreconditionFailedException::builder().message("The Revision Id provided does not match").build(),
+            )
+        })
+        .build();
+    let (alias, v1, publish, move_alias) =
+        (alias_at_v1(), version_1_has_old_code(), publish_v2(sha.clone()), alias_to_v2());
+    let client =
+        mock_client!(aws_sdk_lambda, RuleMode::MatchAny, [&alias, &v1, &latest_rule, &update, &publish, &move_alias]);
+
+    let outcome = deploy_package(
+        &target(&client),
+        &plain(&unused_cloudwatch()),
+        &pkg,
+        &ctx(),
+        Deadline::after(Duration::from_secs(60)),
+    )
+    .await
+    .unwrap();
+
+    assert!(matches!(outcome, Outcome::Succeeded { .. }), "{outcome:?}");
+    assert_eq!((update.num_calls(), publish.num_calls(), move_alias.num_calls()), (2, 1, 1));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_publish_whose_answer_was_lost_does_not_publish_twice() {
+    let pkg = package();
+    let sha = pkg.sha256.clone();
+    let (sha2, sha3) = (sha.clone(), sha.clone());
+    let latest_rule = mock!(Client::get_function_configuration)
+        .match_requests(|r| r.qualifier().is_none())
+        .sequence()
+        .output(|| latest(LastUpdateStatus::Successful, "old-sha", "rev-0"))
+        .output(move || latest(LastUpdateStatus::Successful, &sha2, "rev-2"))
+        .build();
+    let publish = mock!(Client::publish_version).then_http_response(|| {
+        aws_smithy_runtime_api::http::Response::new(
+            aws_smithy_runtime_api::http::StatusCode::try_from(503).unwrap(),
+            aws_smithy_types::body::SdkBody::empty(),
+        )
+    });
+    // The lost attempt did publish version 2, with this code and this deployment's description.
+    let listed = mock!(Client::list_versions_by_function).then_output(move || {
+        aws_sdk_lambda::operation::list_versions_by_function::ListVersionsByFunctionOutput::builder()
+            .versions(
+                aws_sdk_lambda::types::FunctionConfiguration::builder().version("$LATEST").code_sha256(&sha3).build(),
+            )
+            .versions(
+                aws_sdk_lambda::types::FunctionConfiguration::builder().version("1").code_sha256("old-sha").build(),
+            )
+            .versions(
+                aws_sdk_lambda::types::FunctionConfiguration::builder()
+                    .version("2")
+                    .code_sha256(&sha3)
+                    .description("crossdeploy: pipeline orders execution exec-1 deployment job-1")
+                    .build(),
+            )
+            .build()
+    });
+    let (alias, v1, update, move_alias) = (alias_at_v1(), version_1_has_old_code(), update_code_ok(), alias_to_v2());
+    let client = mock_client!(
+        aws_sdk_lambda,
+        RuleMode::MatchAny,
+        [&alias, &v1, &latest_rule, &update, &publish, &listed, &move_alias]
+    );
+
+    let outcome = deploy_package(
+        &target(&client),
+        &plain(&unused_cloudwatch()),
+        &pkg,
+        &ctx(),
+        Deadline::after(Duration::from_secs(60)),
+    )
+    .await
+    .unwrap();
+
+    let Outcome::Succeeded { outputs, .. } = outcome else { panic!("{outcome:?}") };
+    assert_eq!(outputs["FunctionVersion"], "2");
+    assert_eq!(publish.num_calls(), 1, "the retry found the version instead of publishing again");
+    assert_eq!(listed.num_calls(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_alias_move_whose_answer_was_lost_is_recognised_on_retry() {
+    let pkg = package();
+    let sha = pkg.sha256.clone();
+    let sha2 = sha.clone();
+    let latest_rule = mock!(Client::get_function_configuration)
+        .match_requests(|r| r.qualifier().is_none())
+        .sequence()
+        .output(|| latest(LastUpdateStatus::Successful, "old-sha", "rev-0"))
+        .output(move || latest(LastUpdateStatus::Successful, &sha2, "rev-2"))
+        .build();
+    let alias = mock!(Client::get_alias)
+        .sequence()
+        .output(|| {
+            GetAliasOutput::builder().function_version("1").alias_arn(ALIAS_ARN).revision_id("alias-rev-1").build()
+        })
+        .output(|| {
+            GetAliasOutput::builder()
+                .function_version("2")
+                .alias_arn(ALIAS_ARN)
+                .revision_id("alias-rev-2")
+                .description("crossdeploy: pipeline orders execution exec-1; deployment job-1; previous version 1")
+                .build()
+        })
+        .build();
+    let moved = mock!(Client::update_alias).sequence().http_status(503, None).error(alias_error_precondition).build();
+    let (v1, update, publish) = (version_1_has_old_code(), update_code_ok(), publish_v2(sha.clone()));
+    let client =
+        mock_client!(aws_sdk_lambda, RuleMode::MatchAny, [&alias, &v1, &latest_rule, &update, &publish, &moved]);
+
+    let outcome = deploy_package(
+        &target(&client),
+        &plain(&unused_cloudwatch()),
+        &pkg,
+        &ctx(),
+        Deadline::after(Duration::from_secs(60)),
+    )
+    .await
+    .unwrap();
+
+    let Outcome::Succeeded { outputs, .. } = outcome else { panic!("{outcome:?}") };
+    assert_eq!((outputs["FunctionVersion"].as_str(), outputs["PreviousVersion"].as_str()), ("2", "1"));
+    assert_eq!(moved.num_calls(), 2);
 }

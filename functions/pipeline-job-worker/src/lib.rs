@@ -14,8 +14,8 @@ mod process;
 
 pub use crossdeploy_aws::invoke::{Invoke, InvokeError, Updaters, ECS_UPDATER_ENV, LAMBDA_UPDATER_ENV};
 pub use event::{classify, Trigger};
-pub use poll::{poll_and_process, PollReport};
-pub use process::{handle_event, handle_invoke_event, handle_job, HandledJob, WorkerError};
+pub use poll::{poll_and_process, time_for_a_job as poll_time_for_a_job, PollReport};
+pub use process::{handle_event, handle_invoke_event, handle_job, HandledJob, WorkerError, MIN_SLICE};
 
 use aws_config::SdkConfig;
 use crossdeploy_ledger::{Ledger, LEDGER_TABLE_ENV};
@@ -31,24 +31,34 @@ pub const FALLBACK_BUDGET: Duration = Duration::from_secs(300);
 pub struct Settings {
     /// The region targets default to: the one the functions run in.
     pub region: String,
-    /// How long a target's lease lasts unless renewed (each continuation renews it).
-    pub lease_ttl: Duration,
     /// How long a deployment waits for another one on the same target before it fails.
     pub lease_wait: Duration,
-    /// Jobs processed at once by one run.
+    /// How long past a run's deadline its target's lease holds: a run that dies (killed, out of
+    /// memory) frees its target this soon after its deadline.
+    pub lease_grace: Duration,
+    /// How long a target's lease holds between a continuation answer and the deployment's next
+    /// job (CodePipeline sends it at once for an Invoke action; the one-minute schedule polls it
+    /// for a custom action).
+    pub continuation_gap: Duration,
+    /// The longest one updater invocation works before it hands back its state. A lost answer
+    /// costs at most this long: the worker waits it out before it runs the updater again.
+    pub updater_slice: Duration,
+    /// The least time left before the worker's deadline to start an updater invocation.
+    pub min_slice: Duration,
+    /// Jobs processed at once by one run (and polled at most, per run).
     pub concurrency: usize,
-    /// Jobs taken per PollForJobs call.
-    pub batch_size: i32,
 }
 
 impl Settings {
     pub fn new(region: impl Into<String>) -> Self {
         Self {
             region: region.into(),
-            lease_ttl: Duration::from_secs(60 * 60),
             lease_wait: Duration::from_secs(30 * 60),
+            lease_grace: Duration::from_secs(60),
+            continuation_gap: Duration::from_secs(10 * 60),
+            updater_slice: Duration::from_secs(60),
+            min_slice: MIN_SLICE,
             concurrency: 4,
-            batch_size: 10,
         }
     }
 }
@@ -71,6 +81,7 @@ impl Worker<aws_sdk_lambda::Client> {
         let table = std::env::var(LEDGER_TABLE_ENV).ok().filter(|t| !t.is_empty()).ok_or(NoLedgerTable)?;
         Ok(Self {
             codepipeline: aws_sdk_codepipeline::Client::new(config),
+            // Invoke calls are sent once: see `crossdeploy_aws::invoke::invoke_until`.
             invoker: aws_sdk_lambda::Client::new(config),
             updaters: Updaters::from_env(),
             ledger: Ledger::new(aws_sdk_dynamodb::Client::new(config), table),

@@ -1,52 +1,95 @@
 //! Custom actions: PollForJobs per action type, AcknowledgeJob, and the jobs run concurrently.
 
-use crate::{handle_job, HandledJob, Invoke, Worker, WorkerError};
+use crate::process::handle_claimed;
+use crate::{HandledJob, Invoke, Worker, WorkerError, ANSWER_MARGIN};
+use crossdeploy_aws::invoke::{CLOCK_SKEW, INVOKE_SLACK};
 use crossdeploy_aws::Deadline;
-use crossdeploy_pipeline_job::{acknowledge_job, poll_for_jobs, JobSource};
+use crossdeploy_ledger::{Claim, PolledJob};
+use crossdeploy_pipeline_job::{acknowledge_job, job_details, poll_for_jobs, Job, JobSource};
 use std::sync::Arc;
 use std::time::Duration;
-
-/// A job is started only with at least this much time left; otherwise it stays queued for the next run.
-const MIN_TIME_FOR_A_JOB: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Default)]
 pub struct PollReport {
     pub handled: Vec<HandledJob>,
 }
 
-/// Polls each provider, acknowledges each job it will process, and processes them at most
-/// `settings.concurrency` at a time. A job left unacknowledged is handed out again later.
+/// The time a job needs at least when it starts: one whole updater invocation, and the time to
+/// record and send its answer. A job is polled and acknowledged only with this much left.
+pub fn time_for_a_job<I: Invoke>(worker: &Worker<I>) -> Duration {
+    worker.settings.updater_slice.max(worker.settings.min_slice)
+        + INVOKE_SLACK
+        + CLOCK_SKEW
+        + ANSWER_MARGIN
+        + Duration::from_secs(5)
+}
+
+/// Takes up the jobs this run polled before (Lambda retried it), then polls each provider for
+/// no more jobs than the run can start now, notes them in the ledger, claims and acknowledges
+/// each, and processes them all at once. No job is polled and then left unacknowledged: what
+/// CodePipeline does with such a job is not documented.
 pub async fn poll_and_process<I: Invoke>(
     worker: Arc<Worker<I>>,
     providers: &[&str],
     deadline: Deadline,
     run_id: &str,
 ) -> Result<PollReport, WorkerError> {
-    let mut jobs = Vec::new();
-    for provider in providers {
-        let polled = poll_for_jobs(&worker.codepipeline, provider, worker.settings.batch_size).await?;
-        tracing::info!(provider, jobs = polled.len(), "polled");
-        jobs.extend(polled);
+    let ledger = worker.ledger.until(deadline);
+    let mut jobs: Vec<(Job, bool)> = Vec::new();
+    for polled in ledger.polled_jobs(run_id).await? {
+        match job_details(&worker.codepipeline, &polled.job_id, deadline).await {
+            Ok(details) => match Job::from_details(&details, &polled.provider, &polled.nonce) {
+                Ok(job) => jobs.push((job, true)),
+                Err(e) => {
+                    tracing::error!(job_id = %polled.job_id, error = %e, "a job this run polled before cannot be read")
+                }
+            },
+            Err(error) => tracing::warn!(job_id = %polled.job_id, %error, "a job this run polled before is gone"),
+        }
     }
-    let limit = Arc::new(tokio::sync::Semaphore::new(worker.settings.concurrency.max(1)));
+    if !jobs.is_empty() {
+        tracing::info!(jobs = jobs.len(), "taking up the jobs this run polled before it was retried");
+    }
+    let mut first_error = None;
+    let mut free = worker.settings.concurrency.max(1).saturating_sub(jobs.len());
+    if deadline.remaining() < time_for_a_job(&worker) {
+        tracing::info!("too little time left to start a job; polling none");
+        free = 0;
+    }
+    for provider in providers {
+        if free == 0 {
+            break;
+        }
+        let polled = match poll_for_jobs(&worker.codepipeline, provider, free as i32).await {
+            Ok(polled) => polled,
+            Err(e) => {
+                tracing::error!(error = %e, "polling failed");
+                first_error.get_or_insert(WorkerError::Poll(e));
+                continue;
+            }
+        };
+        tracing::info!(provider, jobs = polled.len(), "polled");
+        let notes: Vec<PolledJob> = polled
+            .iter()
+            .filter_map(|j| match &j.source {
+                JobSource::Poll { nonce, provider } => {
+                    Some(PolledJob { job_id: j.id.clone(), provider: provider.clone(), nonce: nonce.clone() })
+                }
+                JobSource::Invoke => None,
+            })
+            .collect();
+        if let Err(e) = ledger.record_polled(run_id, &notes).await {
+            tracing::error!(error = %e, "could not note the polled jobs; a retry of this run will not find them");
+        }
+        free = free.saturating_sub(polled.len());
+        jobs.extend(polled.into_iter().map(|j| (j, false)));
+    }
     let mut tasks = tokio::task::JoinSet::new();
-    for job in jobs {
-        let (worker, limit, run_id) = (worker.clone(), limit.clone(), run_id.to_owned());
-        tasks.spawn(async move {
-            let Ok(_permit) = limit.acquire_owned().await else { return Ok(None) };
-            if deadline.remaining() < MIN_TIME_FOR_A_JOB {
-                tracing::info!(job_id = %job.id, "too little time left; the job stays queued for the next run");
-                return Ok(None);
-            }
-            let JobSource::Poll { nonce, provider } = &job.source else { return Ok(None) };
-            if !acknowledge_job(&worker.codepipeline, provider, &job.id, nonce).await? {
-                return Ok(None);
-            }
-            handle_job(job, worker, deadline, &run_id).await
-        });
+    for (job, polled_before) in jobs {
+        let (worker, run_id) = (worker.clone(), run_id.to_owned());
+        tasks.spawn(async move { take_job(job, polled_before, worker, deadline, &run_id).await });
     }
     let mut report = PollReport::default();
-    let mut first_error = None;
     while let Some(done) = tasks.join_next().await {
         match done {
             Ok(Ok(Some(handled))) => report.handled.push(handled),
@@ -62,4 +105,30 @@ pub async fn poll_and_process<I: Invoke>(
         Some(e) if report.handled.is_empty() => Err(e),
         _ => Ok(report),
     }
+}
+
+/// One polled job: claimed in the ledger, acknowledged, processed and answered.
+async fn take_job<I: Invoke>(
+    job: Job,
+    polled_before: bool,
+    worker: Arc<Worker<I>>,
+    deadline: Deadline,
+    run_id: &str,
+) -> Result<Option<HandledJob>, WorkerError> {
+    let JobSource::Poll { nonce, provider } = &job.source else { return Ok(None) };
+    let ledger = worker.ledger.until(deadline);
+    let since_ms = match ledger.claim_job(&job.id, run_id, deadline.remaining() + ANSWER_MARGIN).await? {
+        Claim::Taken => {
+            tracing::warn!(job_id = %job.id, "a polled job is claimed by another run; leaving it");
+            return Ok(None);
+        }
+        Claim::Answered(earlier) => {
+            return Ok(Some(crate::process::resend(&worker, &job.id, earlier, deadline).await?));
+        }
+        Claim::Claimed { since_ms } => since_ms,
+    };
+    if !acknowledge_job(&worker.codepipeline, provider, &job.id, nonce, polled_before, deadline).await? {
+        return Ok(None);
+    }
+    handle_claimed(job, worker, deadline, run_id, since_ms).await.map(Some)
 }

@@ -1,19 +1,29 @@
 use crate::{classify, poll_and_process, Invoke, Trigger, Worker, ANSWER_MARGIN};
+use crossdeploy_aws::invoke::{invoke_until, Invoked, CLOCK_SKEW, INVOKE_SLACK};
 use crossdeploy_aws::Deadline;
 use crossdeploy_ledger::{
-    now_millis, now_secs, Claim, Continuation, DeploymentRecord, DeploymentStatus, Lease, LeaseHolder, Phase, TargetKey,
+    now_millis, now_secs, Claim, Continuation, Decided, DeploymentRecord, DeploymentStatus, Lease, LeaseHolder, Ledger,
+    Phase, RecordedAnswer, RollbackClaim, RollbackRecord, RollbackStatus, TargetKey,
 };
 use crossdeploy_pipeline_job::{
     answer_job, fetch_pipeline_context, job_configuration, Answered, Job, JobAnswer, JobError, ReportError, Success,
     MAX_CONTINUATION_TOKEN,
 };
-use crossdeploy_protocol::{outputs, DeployRequest, DeploySpec, FailureType, Outcome, UpdaterRequest};
+use crossdeploy_protocol::{outputs, DeployRequest, DeploySpec, FailureType, Outcome, Serving, Stands, UpdaterRequest};
 use serde::Serialize;
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Continuation tokens are this prefix and the id of the job that wrote them: only a key into the ledger.
 const TOKEN_PREFIX: &str = "crossdeploy:v1:";
+/// An updater invocation is started only with at least this long before the worker's deadline
+/// (the default of `Settings::min_slice`).
+pub const MIN_SLICE: Duration = Duration::from_secs(15);
+/// Updater invocations in a row that give no outcome (across continuation jobs) before the
+/// deployment fails.
+const MAX_SILENT: u32 = 3;
 
 /// What the worker did with one job (the Lambda's own return value; CodePipeline ignores it).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -22,7 +32,7 @@ pub struct HandledJob {
     pub job_id: String,
     /// "Succeeded", "InProgress" (continuation), the failure type, or "ClaimedElsewhere".
     pub answer: String,
-    /// The job had an answer already; nothing was sent.
+    /// The job had an answer already; nothing new was decided.
     pub already_answered: bool,
 }
 
@@ -57,20 +67,25 @@ impl From<WorkerError> for lambda_runtime::Diagnostic {
 }
 
 /// Handles whatever woke the worker: an Invoke action's job, a custom action's STARTED event,
-/// or the schedule. `run_id` (the Lambda request id) names this run in the ledger.
+/// or the schedule. `run_id` (the Lambda request id) names this run in the ledger: Lambda's
+/// retry of this invocation carries the same id, and takes up this run's jobs.
 pub async fn handle_event<I: Invoke>(
     event: serde_json::Value,
     worker: Arc<Worker<I>>,
     deadline: Deadline,
     run_id: &str,
 ) -> Result<Vec<HandledJob>, WorkerError> {
+    // Boxed: a job's future is deep, and the runtime's future must keep a bounded layout.
     match classify(&event) {
-        Trigger::InvokeJob => Ok(handle_invoke_event(event, worker, deadline, run_id).await?.into_iter().collect()),
+        Trigger::InvokeJob => {
+            Ok(Box::pin(handle_invoke_event(event, worker, deadline, run_id)).await?.into_iter().collect())
+        }
         Trigger::ActionStarted { provider } => {
-            Ok(poll_and_process(worker, &[provider.as_str()], deadline, run_id).await?.handled)
+            Ok(Box::pin(poll_and_process(worker, &[provider.as_str()], deadline, run_id)).await?.handled)
         }
         Trigger::Schedule => {
-            Ok(poll_and_process(worker, &crossdeploy_pipeline_job::actions::PROVIDERS, deadline, run_id).await?.handled)
+            let providers = &crossdeploy_pipeline_job::actions::PROVIDERS;
+            Ok(Box::pin(poll_and_process(worker, providers, deadline, run_id)).await?.handled)
         }
         Trigger::Ignored { why } => {
             tracing::info!(%why, "nothing to do for this event");
@@ -92,15 +107,18 @@ pub async fn handle_invoke_event<I: Invoke>(
         Ok(job) => handle_job(job, worker, deadline, run_id).await,
         Err(JobError::Malformed { job_id, problem }) => {
             tracing::error!(job_id, %problem, "malformed job");
-            if worker.ledger.claim_job(&job_id, run_id, deadline.remaining()).await? == Claim::Taken {
-                return Ok(None);
+            let ledger = worker.ledger.until(deadline);
+            match ledger.claim_job(&job_id, run_id, deadline.remaining() + ANSWER_MARGIN).await? {
+                Claim::Taken => return Ok(None),
+                Claim::Answered(earlier) => return Ok(Some(resend(&worker, &job_id, earlier, deadline).await?)),
+                Claim::Claimed { .. } => {}
             }
             let answer = failure(
                 FailureType::JobFailed,
                 &job_id,
                 format!("crossdeploy could not read CodePipeline job {job_id}: {problem}"),
             );
-            Ok(Some(send(&worker, &job_id, run_id, &answer).await?))
+            Ok(Some(send(&worker, &job_id, run_id, &answer, deadline).await?))
         }
         Err(e) => {
             tracing::error!(error = %e, "ignored an event that is not a CodePipeline job");
@@ -111,28 +129,46 @@ pub async fn handle_invoke_event<I: Invoke>(
 
 /// One job, whichever way it came: claimed once, worked out under its target's lease, answered
 /// exactly once. `None`: another run has the job (a second delivery or an overlapping run).
+/// The same run handling it again (Lambda's retry) finds its claim, or its recorded answer.
 pub async fn handle_job<I: Invoke>(
     job: Job,
     worker: Arc<Worker<I>>,
     deadline: Deadline,
     run_id: &str,
 ) -> Result<Option<HandledJob>, WorkerError> {
-    if worker.ledger.claim_job(&job.id, run_id, deadline.remaining() + ANSWER_MARGIN).await? == Claim::Taken {
-        tracing::info!(job_id = %job.id, "claimed by another run; nothing to do");
-        return Ok(None);
-    }
+    let ledger = worker.ledger.until(deadline);
+    let since_ms = match ledger.claim_job(&job.id, run_id, deadline.remaining() + ANSWER_MARGIN).await? {
+        Claim::Taken => {
+            tracing::info!(job_id = %job.id, "claimed by another run; nothing to do");
+            return Ok(None);
+        }
+        Claim::Answered(earlier) => return Ok(Some(resend(&worker, &job.id, earlier, deadline).await?)),
+        Claim::Claimed { since_ms } => since_ms,
+    };
+    handle_claimed(job, worker, deadline, run_id, since_ms).await.map(Some)
+}
+
+/// A job this run has claimed: worked out and answered.
+pub(crate) async fn handle_claimed<I: Invoke>(
+    job: Job,
+    worker: Arc<Worker<I>>,
+    deadline: Deadline,
+    run_id: &str,
+    since_ms: u64,
+) -> Result<HandledJob, WorkerError> {
     tracing::info!(job_id = %job.id, continuation = job.continuation_token.is_some(), "job claimed");
-    let answer = match prepare(&job, &worker).await {
+    let answer = match prepare(&job, &worker, since_ms, run_id, deadline).await {
         Ok(prepared) => run_guarded(prepared, worker.clone(), deadline).await,
         Err(answer) => answer,
     };
-    Ok(Some(send(&worker, &job.id, run_id, &answer).await?))
+    send(&worker, &job.id, run_id, &answer, deadline).await
 }
 
 /// A job ready to run: its request, its target and the deployment it belongs to.
 #[derive(Debug, Clone)]
 struct Prepared {
     job_id: String,
+    run_id: String,
     request: DeployRequest,
     updater: String,
     target: TargetKey,
@@ -140,13 +176,23 @@ struct Prepared {
     started_at: u64,
     /// Where the deployment stood when the previous job of it ended (`None`: a new deployment).
     phase: Option<Phase>,
+    /// What the target served when the previous job of it ended.
+    stands: Option<Stands>,
+    /// Updater invocations in a row that gave no outcome, up to the previous job.
+    silent: u32,
 }
 
 /// Reads the job into a request: configuration, artifact, updater, and the continuation it carries.
-async fn prepare<I: Invoke>(job: &Job, worker: &Worker<I>) -> Result<Prepared, JobAnswer> {
+async fn prepare<I: Invoke>(
+    job: &Job,
+    worker: &Worker<I>,
+    since_ms: u64,
+    run_id: &str,
+    deadline: Deadline,
+) -> Result<Prepared, JobAnswer> {
     let mut pipeline = job.pipeline.clone();
     if pipeline.pipeline_name.is_none() {
-        match fetch_pipeline_context(&worker.codepipeline, &job.id).await {
+        match fetch_pipeline_context(&worker.codepipeline, &job.id, deadline.less(ANSWER_MARGIN)).await {
             Ok(ctx) => pipeline = ctx,
             Err(error) => {
                 tracing::warn!(job_id = %job.id, %error, "GetJobDetails failed; naming the run by its job id")
@@ -183,6 +229,7 @@ async fn prepare<I: Invoke>(job: &Job, worker: &Worker<I>) -> Result<Prepared, J
             })?;
             let loaded = worker
                 .ledger
+                .until(deadline)
                 .load_continuation(key)
                 .await
                 .map_err(|e| failure(FailureType::JobFailed, &job.id, e.to_string()))?;
@@ -206,54 +253,137 @@ async fn prepare<I: Invoke>(job: &Job, worker: &Worker<I>) -> Result<Prepared, J
         spec: config.spec,
         alarm_names: config.alarm_names,
         resume: None,
+        deployment_id: None,
+        deadline_ms: None,
     };
-    // A deployment's record starts when it gets to work: a waiting one is restamped by each job.
-    let (deployment_id, started_at, phase) = match continuation {
-        None => (job.id.clone(), now_millis(), None),
+    // A deployment's record starts when it gets to work: a waiting one is restamped by each job,
+    // with the time its job was first claimed (the same for every retry of the job).
+    let (deployment_id, started_at, phase, stands, silent) = match continuation {
+        None => (job.id.clone(), since_ms, None, None, 0),
         Some(c) => match &c.phase {
             Phase::Updating { state } => {
-                request.resume = Some(state.clone());
-                (c.deployment_id, c.started_at, Some(c.phase))
+                request.resume = (!state.is_null()).then(|| state.clone());
+                (c.deployment_id, c.started_at, Some(c.phase), c.stands, c.silent)
             }
-            Phase::WaitingForLease { .. } => (c.deployment_id, now_millis(), Some(c.phase)),
+            Phase::WaitingForLease { .. } => (c.deployment_id, since_ms, Some(c.phase), None, 0),
         },
     };
+    request.deployment_id = Some(deployment_id.clone());
     Ok(Prepared {
         job_id: job.id.clone(),
+        run_id: run_id.to_owned(),
         target: TargetKey::of(&request, &worker.settings.region),
         request,
         updater,
         deployment_id,
         started_at,
         phase,
+        stands,
+        silent,
     })
 }
 
-/// Runs the job in its own task, so that a panic or the deadline still yields an answer — and
-/// gives the target's lease back then, so the next deployment is not held up.
+/// What a job's run knows while it works, shared with the guard that answers if the run panics.
+#[derive(Debug, Default)]
+struct Progress {
+    /// The deadline (ms since the epoch) of the updater invocation under way, 0 when none is.
+    updater_deadline_ms: AtomicU64,
+    /// What the target served at the updater's last word.
+    stands: Mutex<Option<Stands>>,
+}
+
+impl Progress {
+    fn stands(&self) -> Option<Stands> {
+        self.stands.lock().map(|s| s.clone()).unwrap_or(None)
+    }
+
+    fn set_stands(&self, stands: Option<Stands>) {
+        if let Ok(mut s) = self.stands.lock() {
+            *s = stands;
+        }
+    }
+
+    /// Waits until no updater invocation of this run can still be acting (never past `deadline`).
+    async fn updater_stopped(&self, deadline: Deadline) {
+        let ms = self.updater_deadline_ms.load(Ordering::SeqCst);
+        if ms == 0 {
+            return;
+        }
+        let stopped = Deadline::at_epoch_millis(ms).instant() + CLOCK_SKEW;
+        tokio::time::sleep_until(stopped.min(deadline.instant())).await;
+    }
+}
+
+/// Runs the job in its own task, so that a panic or the deadline still yields an answer — only
+/// once no updater can still be acting for it — and gives the target's lease back then.
 async fn run_guarded<I: Invoke>(p: Prepared, worker: Arc<Worker<I>>, deadline: Deadline) -> JobAnswer {
     let work_deadline = deadline.less(ANSWER_MARGIN);
+    let progress = Arc::new(Progress::default());
+    progress.set_stands(p.stands.clone());
     let task = tokio::spawn({
-        let (p, worker) = (p.clone(), worker.clone());
-        async move { execute(&p, &worker, work_deadline).await }
+        let (p, worker, progress) = (p.clone(), worker.clone(), progress.clone());
+        async move { Box::pin(execute(&p, &worker, work_deadline, &progress)).await }
     });
     let abort = task.abort_handle();
     let message = match tokio::time::timeout_at(work_deadline.instant(), task).await {
         Ok(Ok(answer)) => return answer,
-        Ok(Err(join)) if join.is_panic() => "crossdeploy's worker hit an internal error (a panic) while processing this job; the deployment's state is unknown: check the target before retrying, and report the worker's logs".to_owned(),
+        Ok(Err(join)) if join.is_panic() => "crossdeploy's worker hit an internal error (a panic) while processing this job; the ledger records what the target serves as far as the updater said: check the target before retrying, and report the worker's logs".to_owned(),
         Ok(Err(_)) => "the worker's processing of this job was cancelled".to_owned(),
         Err(_) => {
             abort.abort();
-            "crossdeploy's worker ran out of time before the updater answered; the deployment may still be going on: check the target, then retry the action (raise the worker's timeout if this repeats)".to_owned()
+            "crossdeploy's worker ran out of time before the job's work ended (the ledger was too slow to answer); the ledger records what the target serves as far as the updater said: check the target, then retry the action".to_owned()
         }
     };
     tracing::error!(job_id = %p.job_id, %message, "job cut short");
-    finish(&p, &worker, DeploymentStatus::Failed, None, Some(&message)).await;
+    progress.updater_stopped(deadline.less(Duration::from_secs(1))).await;
+    let stands = progress.stands().map(unknown_if_changed);
+    finish(&p, &worker.ledger.until(deadline), DeploymentStatus::Failed, None, Some(&message), stands.as_ref()).await;
     failure(FailureType::JobFailed, &p.job_id, message)
 }
 
-/// The deployment step of one job: the lease, the updater, the ledger, the answer.
-async fn execute<I: Invoke>(p: &Prepared, worker: &Worker<I>, deadline: Deadline) -> JobAnswer {
+/// What was known to stand, once the updater may have acted since: unknown, unless nothing had changed.
+fn unknown_if_changed(stands: Stands) -> Stands {
+    match stands.serving {
+        Serving::Previous => stands,
+        _ => Stands { serving: Serving::Unknown, ..stands },
+    }
+}
+
+/// The lease's end for a run whose work ends at `deadline`: a run that dies frees its target
+/// this soon after its deadline.
+fn lease_until<I: Invoke>(worker: &Worker<I>, deadline: Deadline) -> u64 {
+    deadline.epoch_millis() / 1000 + worker.settings.lease_grace.as_secs()
+}
+
+/// Takes the target's lease for this deployment. A lease held by a deployment whose job was
+/// answered for good (its run could not release it) is free: taken over.
+async fn take_lease(
+    p: &Prepared,
+    ledger: &Ledger,
+    holder: &LeaseHolder,
+    until: u64,
+) -> Result<Lease, crossdeploy_ledger::LedgerError> {
+    match ledger.acquire_lease(&p.target, holder, until).await? {
+        Lease::HeldBy(other) => {
+            let Some(job) = other.job_id.as_deref().filter(|j| !j.is_empty()) else {
+                return Ok(Lease::HeldBy(other));
+            };
+            let answered_for_good =
+                ledger.job_state(job).await?.and_then(|s| s.answer).is_some_and(|a| a.label != "InProgress");
+            if !answered_for_good {
+                return Ok(Lease::HeldBy(other));
+            }
+            tracing::warn!(job_id = %p.job_id, target = %p.target, holder = %other, "the lease's holder was answered already; taking the lease over");
+            ledger.take_over_lease(&p.target, holder, until, &other).await
+        }
+        acquired => Ok(acquired),
+    }
+}
+
+/// The deployment step of one job: the lease, the updater (one invocation per slice of time,
+/// resumed while time is left), the ledger, the answer.
+async fn execute<I: Invoke>(p: &Prepared, worker: &Worker<I>, deadline: Deadline, progress: &Progress) -> JobAnswer {
+    let ledger = worker.ledger.until(deadline);
     let ctx = &p.request.pipeline;
     let holder = LeaseHolder {
         deployment_id: p.deployment_id.clone(),
@@ -261,9 +391,16 @@ async fn execute<I: Invoke>(p: &Prepared, worker: &Worker<I>, deadline: Deadline
         execution_id: ctx.execution_id.clone(),
         job_id: Some(p.job_id.clone()),
         since: now_secs(),
+        until: 0,
     };
-    match worker.ledger.acquire_lease(&p.target, &holder, worker.settings.lease_ttl).await {
-        Err(e) => return failure(FailureType::JobFailed, &p.job_id, e.to_string()),
+    match take_lease(p, &ledger, &holder, lease_until(worker, deadline)).await {
+        Err(e) => {
+            // A take whose answer was lost may have been applied: give it back.
+            if let Err(e) = ledger.release_lease(&p.target, &p.deployment_id).await {
+                tracing::error!(error = %e, target = %p.target, "could not release the lease; it expires on its own");
+            }
+            return failure(FailureType::JobFailed, &p.job_id, e.to_string());
+        }
         Ok(Lease::HeldBy(other)) => {
             let since = match &p.phase {
                 Some(Phase::WaitingForLease { since }) => *since,
@@ -283,70 +420,257 @@ async fn execute<I: Invoke>(p: &Prepared, worker: &Worker<I>, deadline: Deadline
             }
             tracing::info!(job_id = %p.job_id, target = %p.target, holder = %other, "target busy; waiting through continuation");
             let summary = format!("waiting for {other} to finish deploying {}", p.target);
-            return continue_later(p, worker, Phase::WaitingForLease { since }, summary, 0).await;
+            return continue_later(p, worker, &ledger, Phase::WaitingForLease { since }, None, 0, summary, 0).await;
         }
         Ok(Lease::Acquired) => {}
     }
     if !matches!(p.phase, Some(Phase::Updating { .. })) {
-        if let Err(e) = worker.ledger.start_deployment(&record(p, DeploymentStatus::InProgress, None, None)).await {
-            worker.ledger.release_lease(&p.target, &p.deployment_id).await.ok();
+        if let Err(e) = ledger.start_deployment(&record(p, DeploymentStatus::InProgress, None, None, None)).await {
+            if let Err(e) = ledger.release_lease(&p.target, &p.deployment_id).await {
+                tracing::error!(error = %e, target = %p.target, "could not release the lease; it expires on its own");
+            }
             return failure(FailureType::JobFailed, &p.job_id, e.to_string());
         }
     }
-    tracing::info!(job_id = %p.job_id, updater = %p.updater, target = %p.target, "invoking the updater");
-    // The updater's own timeout comes a second before the guard's in `run_guarded`, so that its
-    // more precise message is the one given.
-    let invoke_deadline = deadline.less(Duration::from_secs(1));
-    let request = UpdaterRequest::Deploy(Box::new(p.request.clone()));
-    let outcome = match tokio::time::timeout_at(invoke_deadline.instant(), worker.invoker.invoke(&p.updater, &request)).await {
-        Ok(Ok(outcome)) => outcome,
-        Ok(Err(e)) => Outcome::failed(FailureType::JobFailed, e.to_string()),
-        Err(_) => Outcome::failed(
-            FailureType::JobFailed,
-            format!("the updater {} did not answer before the worker's deadline; the deployment may still be going on: check the target, then retry the action", p.updater),
-        ),
-    };
-    match outcome {
-        Outcome::Succeeded { summary, outputs } => {
-            finish(p, worker, DeploymentStatus::Succeeded, Some(&outputs), None).await;
-            JobAnswer::Success(Success {
-                summary,
-                external_execution_id: Some(p.job_id.clone()),
-                percent_complete: Some(100),
-                output_variables: outputs,
-                continuation_token: None,
-            })
+    let mut state = p.request.resume.clone();
+    let mut stands = p.stands.clone();
+    let mut last = (format!("deploying {}", p.target), 10u8);
+    let mut silent = p.silent;
+    let mut slices = 0u32;
+    loop {
+        if deadline.remaining() < worker.settings.min_slice + INVOKE_SLACK + CLOCK_SKEW {
+            if slices == 0 {
+                // Not one invocation fits: continuing would never get anywhere.
+                let message = format!(
+                    "the worker had {} s left for this job, too little to run the updater (at least {} s): raise the worker's timeout",
+                    deadline.remaining().as_secs(),
+                    (worker.settings.min_slice + INVOKE_SLACK + CLOCK_SKEW).as_secs()
+                );
+                finish(p, &ledger, DeploymentStatus::Failed, None, Some(&message), stands.as_ref()).await;
+                return failure(FailureType::JobFailed, &p.job_id, with_stands(message, stands.as_ref()));
+            }
+            let phase = Phase::Updating { state: state.clone().unwrap_or(serde_json::Value::Null) };
+            return continue_later(p, worker, &ledger, phase, stands, silent, last.0, last.1).await;
         }
-        Outcome::InProgress { summary, percent_complete, state } => {
-            continue_later(p, worker, Phase::Updating { state }, summary, percent_complete).await
-        }
-        Outcome::Failed { failure_type, message } => {
-            finish(p, worker, DeploymentStatus::Failed, None, Some(&message)).await;
-            failure(failure_type, &p.job_id, message)
+        slices += 1;
+        // The updater's deadline: the end of this slice, well before the worker's own.
+        let slice = deadline.less(INVOKE_SLACK + CLOCK_SKEW).at_most(worker.settings.updater_slice);
+        let mut request = p.request.clone();
+        request.resume = state.clone();
+        request.deadline_ms = Some(slice.epoch_millis());
+        progress.updater_deadline_ms.store(slice.epoch_millis(), Ordering::SeqCst);
+        tracing::info!(job_id = %p.job_id, updater = %p.updater, target = %p.target, resume = state.is_some(), "invoking the updater");
+        let invoked =
+            invoke_until(&worker.invoker, &p.updater, &UpdaterRequest::Deploy(Box::new(request)), slice).await;
+        progress.updater_deadline_ms.store(0, Ordering::SeqCst);
+        match invoked {
+            Invoked::Answered(Outcome::Succeeded { summary, outputs }) => {
+                let deployed = Stands {
+                    previous: outputs::previous_of(&outputs).unwrap_or_default(),
+                    deployed: outputs::deployed_of(&outputs).unwrap_or_default(),
+                    serving: Serving::Deployed,
+                    detail: summary.clone(),
+                };
+                let finished =
+                    finish(p, &ledger, DeploymentStatus::Succeeded, Some(&outputs), None, Some(&deployed)).await;
+                if let Some(condemned) = finished.and_then(|f| f.condemned) {
+                    return roll_back_condemned(p, worker, &ledger, &outputs, &condemned, deadline).await;
+                }
+                return JobAnswer::Success(Success {
+                    summary,
+                    external_execution_id: Some(p.job_id.clone()),
+                    percent_complete: Some(100),
+                    output_variables: outputs,
+                    continuation_token: None,
+                });
+            }
+            Invoked::Answered(Outcome::Failed { failure_type, message, stands: said }) => {
+                // The updater's word on what stands; if it said nothing, it changed nothing in
+                // this invocation, and what stood after the last one still stands.
+                let stands = said.or(stands);
+                finish(p, &ledger, DeploymentStatus::Failed, None, Some(&message), stands.as_ref()).await;
+                return failure(failure_type, &p.job_id, with_stands(message, stands.as_ref()));
+            }
+            Invoked::Answered(Outcome::InProgress { summary, percent_complete, state: next, stands: said }) => {
+                silent = 0;
+                state = (!next.is_null()).then_some(next);
+                last = (summary, percent_complete);
+                if said.is_some() && said != stands {
+                    stands = said;
+                    progress.set_stands(stands.clone());
+                    let note = record(p, DeploymentStatus::InProgress, None, None, stands.as_ref());
+                    if let Err(e) = ledger.note_progress(&note).await {
+                        tracing::error!(error = %e, deployment_id = %p.deployment_id, "could not note what the target serves");
+                    }
+                }
+            }
+            Invoked::NotRun(e) => {
+                tracing::warn!(job_id = %p.job_id, error = %e, "the updater was not run; trying again");
+                tokio::time::sleep(Duration::from_millis(500).min(deadline.remaining())).await;
+            }
+            Invoked::Ended(e) | Invoked::Unknown(e) => {
+                // It has stopped (or its deadline passed): a fresh invocation from the last
+                // state it handed back finds what it did, as its own work.
+                silent += 1;
+                tracing::warn!(job_id = %p.job_id, error = %e, silent, "the updater gave no outcome; running it again from its last state");
+                if silent >= MAX_SILENT {
+                    let stands = stands.map(unknown_if_changed);
+                    let message =
+                        format!("the updater {} gave no outcome {silent} times in a row; the last: {e}", p.updater);
+                    finish(p, &ledger, DeploymentStatus::Failed, None, Some(&message), stands.as_ref()).await;
+                    return failure(FailureType::JobFailed, &p.job_id, with_stands(message, stands.as_ref()));
+                }
+            }
         }
     }
 }
 
-/// Saves where the deployment stands and answers with a continuation token for it.
+/// A failure's message, with what the target serves when the deployment left it changed.
+fn with_stands(message: String, stands: Option<&Stands>) -> String {
+    match stands {
+        Some(s) if s.serving != Serving::Previous => format!(
+            "{message}. The target was left changed ({}); crossdeploy's ledger records it, and deploy-rollback restores {} when this stage's failure reaches it",
+            s.detail, s.previous
+        ),
+        _ => message,
+    }
+}
+
+/// The deployment succeeded, but its stage had failed while it ran: put back what stood before.
+async fn roll_back_condemned<I: Invoke>(
+    p: &Prepared,
+    worker: &Worker<I>,
+    ledger: &Ledger,
+    outputs: &BTreeMap<String, String>,
+    condemned: &RollbackRecord,
+    deadline: Deadline,
+) -> JobAnswer {
+    let done = record(p, DeploymentStatus::Succeeded, Some(outputs), None, None);
+    let deployed = done.deployed.clone().unwrap_or_default();
+    let previous = done.previous.clone().unwrap_or_default();
+    let claim = RollbackRecord {
+        status: RollbackStatus::InProgress,
+        by: p.run_id.clone(),
+        at: now_millis(),
+        message: None,
+        restored: None,
+        ..condemned.clone()
+    };
+    let why = format!("deployed {deployed} over {previous}, but {} while it ran", condemned.trigger);
+    let ended = match ledger.claim_rollback(&done, &claim, Duration::from_secs(15 * 60)).await {
+        Ok(RollbackClaim::Claimed) => {
+            let reason = format!("rolled back by crossdeploy: {}", condemned.trigger);
+            match deploy_rollback::rollback_request_for(&done, &reason, &previous, &deployed) {
+                Err(m) => {
+                    release(p, ledger).await;
+                    return failure(
+                        FailureType::JobFailed,
+                        &p.job_id,
+                        format!("{why}; the rollback could not start: {m}"),
+                    );
+                }
+                Ok(request) => {
+                    let until = deadline.less(INVOKE_SLACK + CLOCK_SKEW);
+                    deploy_rollback::invoke_rollback(&worker.invoker, &p.updater, request, until).await
+                }
+            }
+        }
+        Ok(RollbackClaim::Taken(before)) => {
+            release(p, ledger).await;
+            let how = before.map(|b| b.status.as_str()).unwrap_or("gone");
+            return failure(
+                FailureType::JobFailed,
+                &p.job_id,
+                format!("{why}; its rollback was handled by another run ({how})"),
+            );
+        }
+        Err(e) => {
+            release(p, ledger).await;
+            return failure(
+                FailureType::JobFailed,
+                &p.job_id,
+                format!("{why}; its rollback could not be claimed: {e}"),
+            );
+        }
+    };
+    let outcome = RollbackRecord {
+        status: ended.status,
+        restored: ended.restored.clone(),
+        message: Some(ended.message.clone()),
+        at: now_millis(),
+        ..claim
+    };
+    if let Err(e) = ledger.finish_rollback(&done, &outcome).await {
+        tracing::error!(error = %e, deployment_id = %p.deployment_id, "could not record the rollback");
+    }
+    release(p, ledger).await;
+    let message = match ended.status {
+        RollbackStatus::Failed => {
+            format!("{why}; the rollback failed ({}); deploy-rollback can retry it", ended.message)
+        }
+        _ => format!("{why}; rolled back: {}", ended.message),
+    };
+    failure(FailureType::JobFailed, &p.job_id, message)
+}
+
+async fn release(p: &Prepared, ledger: &Ledger) {
+    if let Err(e) = ledger.release_lease(&p.target, &p.deployment_id).await {
+        tracing::error!(error = %e, target = %p.target, "could not release the lease; it expires on its own");
+    }
+}
+
+/// Saves where the deployment stands and answers with a continuation token for it. The lease
+/// holds until the next job of the deployment comes (`continuation_gap`).
+#[allow(clippy::too_many_arguments)]
 async fn continue_later<I: Invoke>(
     p: &Prepared,
     worker: &Worker<I>,
+    ledger: &Ledger,
     phase: Phase,
+    stands: Option<Stands>,
+    silent: u32,
     summary: String,
     percent: u8,
 ) -> JobAnswer {
     let token = format!("{TOKEN_PREFIX}{}", p.job_id);
-    if token.len() > MAX_CONTINUATION_TOKEN {
-        return failure(
-            FailureType::JobFailed,
-            &p.job_id,
-            format!("the job id is too long for a continuation token ({} characters)", token.len()),
-        );
+    let holds_lease = matches!(phase, Phase::Updating { .. });
+    let saved = if token.len() > MAX_CONTINUATION_TOKEN {
+        Err(format!("the job id is too long for a continuation token ({} characters)", token.len()))
+    } else {
+        let continuation = Continuation {
+            deployment_id: p.deployment_id.clone(),
+            started_at: p.started_at,
+            phase,
+            stands: stands.clone(),
+            silent,
+        };
+        ledger.save_continuation(&p.job_id, &continuation, &p.run_id).await.map_err(|e| e.to_string())
+    };
+    if let Err(message) = saved {
+        if holds_lease {
+            finish(p, ledger, DeploymentStatus::Failed, None, Some(&message), stands.as_ref()).await;
+        }
+        return failure(FailureType::JobFailed, &p.job_id, with_stands(message, stands.as_ref()));
     }
-    let continuation = Continuation { deployment_id: p.deployment_id.clone(), started_at: p.started_at, phase };
-    if let Err(e) = worker.ledger.save_continuation(&p.job_id, &continuation).await {
-        finish(p, worker, DeploymentStatus::Failed, None, Some(&e.to_string())).await;
-        return failure(FailureType::JobFailed, &p.job_id, e.to_string());
+    if holds_lease {
+        let holder = LeaseHolder {
+            deployment_id: p.deployment_id.clone(),
+            pipeline: p.request.pipeline.pipeline_name.clone(),
+            execution_id: p.request.pipeline.execution_id.clone(),
+            job_id: Some(p.job_id.clone()),
+            since: now_secs(),
+            until: 0,
+        };
+        let until = now_secs() + worker.settings.continuation_gap.as_secs();
+        match ledger.acquire_lease(&p.target, &holder, until).await {
+            Ok(Lease::Acquired) => {}
+            Ok(Lease::HeldBy(other)) => {
+                tracing::error!(target = %p.target, holder = %other, "the lease passed to another deployment")
+            }
+            Err(e) => {
+                tracing::error!(error = %e, target = %p.target, "could not renew the lease for the continuation; it holds until this run's deadline")
+            }
+        }
     }
     JobAnswer::Success(Success {
         summary,
@@ -360,10 +684,10 @@ async fn continue_later<I: Invoke>(
 fn record(
     p: &Prepared,
     status: DeploymentStatus,
-    outputs: Option<&std::collections::BTreeMap<String, String>>,
+    outputs: Option<&BTreeMap<String, String>>,
     message: Option<&str>,
+    stands: Option<&Stands>,
 ) -> DeploymentRecord {
-    let get = |a: &str, b: &str| outputs.and_then(|o| o.get(a).or_else(|| o.get(b))).cloned();
     DeploymentRecord {
         deployment_id: p.deployment_id.clone(),
         target: p.target.clone(),
@@ -372,8 +696,15 @@ fn record(
         started_at: p.started_at,
         finished_at: (status != DeploymentStatus::InProgress).then(now_millis),
         status,
-        previous: get(outputs::PREVIOUS_VERSION, outputs::PREVIOUS_TASK_DEFINITION_ARN),
-        deployed: get(outputs::FUNCTION_VERSION, outputs::TASK_DEFINITION_ARN),
+        previous: outputs
+            .and_then(outputs::previous_of)
+            .or_else(|| stands.map(|s| s.previous.clone()))
+            .filter(|v| !v.is_empty()),
+        deployed: outputs
+            .and_then(outputs::deployed_of)
+            .or_else(|| stands.map(|s| s.deployed.clone()))
+            .filter(|v| !v.is_empty()),
+        serving: stands.map(|s| s.serving),
         outputs: outputs.cloned().unwrap_or_default(),
         message: message.map(str::to_owned),
         alarm_names: p.request.alarm_names.clone(),
@@ -382,45 +713,96 @@ fn record(
 }
 
 /// Records how the deployment ended and gives the target back. Ledger trouble here is logged:
-/// the job's answer stands, and an unreleased lease expires.
-async fn finish<I: Invoke>(
+/// the job's answer stands, and an unreleased lease expires soon after this run's deadline.
+async fn finish(
     p: &Prepared,
-    worker: &Worker<I>,
+    ledger: &Ledger,
     status: DeploymentStatus,
-    outputs: Option<&std::collections::BTreeMap<String, String>>,
+    outputs: Option<&BTreeMap<String, String>>,
     message: Option<&str>,
-) {
-    // Independent writes: done at once.
-    let record = record(p, status, outputs, message);
-    let (recorded, released) = tokio::join!(
-        worker.ledger.finish_deployment(&record),
-        worker.ledger.release_lease(&p.target, &p.deployment_id)
-    );
-    if let Err(e) = recorded {
-        tracing::error!(error = %e, deployment_id = %p.deployment_id, "could not record how the deployment ended");
+    stands: Option<&Stands>,
+) -> Option<crossdeploy_ledger::Finished> {
+    let record = record(p, status, outputs, message, stands);
+    let finished = match ledger.finish_deployment(&record).await {
+        Ok(f) => Some(f),
+        Err(e) => {
+            tracing::error!(error = %e, deployment_id = %p.deployment_id, "could not record how the deployment ended");
+            None
+        }
+    };
+    // A deployment condemned while it ran keeps the lease for its rollback.
+    if finished.as_ref().is_none_or(|f| f.condemned.is_none()) {
+        release(p, ledger).await;
     }
-    if let Err(e) = released {
-        tracing::error!(error = %e, target = %p.target, "could not release the lease; it expires on its own");
-    }
+    finished
 }
 
+/// Records the answer, then sends it: a run that dies in between leaves the recorded answer
+/// for its retry to send. A job with an answer recorded already gets that one.
 async fn send<I: Invoke>(
     worker: &Worker<I>,
     job_id: &str,
     run_id: &str,
     answer: &JobAnswer,
+    deadline: Deadline,
 ) -> Result<HandledJob, WorkerError> {
-    let answered = answer_job(&worker.codepipeline, job_id, answer).await?;
-    let label = match answer {
-        JobAnswer::Success(s) if s.continuation_token.is_some() => "InProgress".to_owned(),
-        JobAnswer::Success(_) => "Succeeded".to_owned(),
-        JobAnswer::Failure { failure_type, .. } => failure_type.as_str().to_owned(),
+    let ledger = worker.ledger.until(deadline);
+    let data = serde_json::to_string(answer).unwrap_or_default();
+    let to_send = match ledger.record_answer(job_id, run_id, answer.label(), &data).await {
+        Ok(Decided::Ours) => answer.clone(),
+        Ok(Decided::Earlier(earlier)) => return resend(worker, job_id, earlier, deadline).await,
+        Ok(Decided::LostClaim) => {
+            tracing::warn!(job_id, "the job's claim passed to another run; it answers the job");
+            return Ok(HandledJob {
+                job_id: job_id.to_owned(),
+                answer: "ClaimedElsewhere".into(),
+                already_answered: false,
+            });
+        }
+        Err(e) => {
+            tracing::error!(job_id, error = %e, "could not record the answer in the ledger; sending it anyway");
+            answer.clone()
+        }
     };
-    if let Err(e) = worker.ledger.finish_job(job_id, run_id, &label).await {
+    post(worker, job_id, &to_send, deadline).await
+}
+
+/// Sends an answer recorded earlier (by this run before a crash, or by Lambda's first attempt of it).
+pub(crate) async fn resend<I: Invoke>(
+    worker: &Worker<I>,
+    job_id: &str,
+    earlier: RecordedAnswer,
+    deadline: Deadline,
+) -> Result<HandledJob, WorkerError> {
+    if earlier.sent {
+        tracing::info!(job_id, answer = %earlier.label, "answered already");
+        return Ok(HandledJob { job_id: job_id.to_owned(), answer: earlier.label, already_answered: true });
+    }
+    let Ok(answer) = serde_json::from_str::<JobAnswer>(&earlier.data) else {
+        tracing::error!(job_id, "the recorded answer cannot be read; the job is left to CodePipeline's timeout");
+        return Ok(HandledJob { job_id: job_id.to_owned(), answer: earlier.label, already_answered: true });
+    };
+    tracing::info!(job_id, answer = %earlier.label, "sending the answer recorded before");
+    post(worker, job_id, &answer, deadline).await
+}
+
+async fn post<I: Invoke>(
+    worker: &Worker<I>,
+    job_id: &str,
+    answer: &JobAnswer,
+    deadline: Deadline,
+) -> Result<HandledJob, WorkerError> {
+    let answered = answer_job(&worker.codepipeline, job_id, answer, deadline).await?;
+    if let Err(e) = worker.ledger.until(deadline).mark_sent(job_id).await {
         tracing::error!(job_id, error = %e, "answered, but could not mark the job answered in the ledger");
     }
-    tracing::info!(job_id, answer = %label, already = answered == Answered::Already, "job answered");
-    Ok(HandledJob { job_id: job_id.to_owned(), answer: label, already_answered: answered == Answered::Already })
+    let label = answer.label();
+    tracing::info!(job_id, answer = label, already = answered == Answered::Already, "job answered");
+    Ok(HandledJob {
+        job_id: job_id.to_owned(),
+        answer: label.to_owned(),
+        already_answered: answered == Answered::Already,
+    })
 }
 
 fn failure(failure_type: FailureType, job_id: &str, message: String) -> JobAnswer {

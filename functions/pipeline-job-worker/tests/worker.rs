@@ -182,7 +182,7 @@ async fn a_successful_deploy_is_answered_once_with_its_outputs_and_the_pipeline_
     assert!(req.resume.is_none());
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn an_updater_that_panics_still_gets_the_job_answered_as_failed() {
     let (details, fail, ok) = (job_details(), failure_rule(CpFailure::JobFailed, "panic"), success_rule());
     let cp = mock_client!(aws_sdk_codepipeline, RuleMode::MatchAny, [&details, &fail, &ok]);
@@ -197,22 +197,50 @@ async fn an_updater_that_panics_still_gets_the_job_answered_as_failed() {
     assert_eq!((fail.num_calls(), ok.num_calls()), (1, 0));
 }
 
-#[tokio::test]
-async fn an_updater_that_never_answers_is_cut_at_the_deadline_and_the_job_fails() {
+#[tokio::test(start_paused = true)]
+async fn an_updater_that_never_answers_is_waited_out_to_each_deadline_and_the_job_fails_after_three() {
     let (details, fail, ok) =
-        (job_details(), failure_rule(CpFailure::JobFailed, "before the worker's deadline"), success_rule());
+        (job_details(), failure_rule(CpFailure::JobFailed, "gave no outcome 3 times in a row"), success_rule());
     let cp = mock_client!(aws_sdk_codepipeline, RuleMode::MatchAny, [&details, &fail, &ok]);
-    let fake = Arc::new(FakeUpdater::new(vec![Behaviour::Hang]));
+    let fake = Arc::new(FakeUpdater::new(vec![Behaviour::Hang, Behaviour::Hang, Behaviour::Hang]));
+    let worker = {
+        let mut w = Arc::try_unwrap(worker(cp, &fake)).ok().expect("one owner");
+        w.settings.updater_slice = Duration::from_secs(10);
+        w.settings.min_slice = Duration::from_secs(5);
+        Arc::new(w)
+    };
 
-    let started = std::time::Instant::now();
-    let handled =
-        handle_invoke_event(event(GOOD, None), worker(cp, &fake), Deadline::after(Duration::from_secs(7)), "run-1")
-            .await
-            .unwrap();
+    let started = tokio::time::Instant::now();
+    let handled = handle_invoke_event(event(GOOD, None), worker, Deadline::after(Duration::from_secs(120)), "run-1")
+        .await
+        .unwrap();
 
     assert_eq!(handled.unwrap().answer, "JobFailed");
-    assert_eq!((fail.num_calls(), ok.num_calls()), (1, 0));
-    assert!(started.elapsed() < Duration::from_secs(7), "answered before the invocation's deadline");
+    assert_eq!((fail.num_calls(), ok.num_calls(), fake.calls()), (1, 0, 3));
+    // Each silent invocation is waited out to its deadline (10 s) and the answer's slack (3 s):
+    // no answer is given while an updater may still act.
+    assert!(started.elapsed() >= Duration::from_secs(39), "{:?}", started.elapsed());
+    assert!(started.elapsed() < Duration::from_secs(120), "answered before the invocation's deadline");
+}
+
+#[tokio::test]
+async fn every_request_to_an_updater_carries_a_deadline_before_the_workers_own() {
+    let (details, ok) = (job_details(), success_rule());
+    let cp = mock_client!(aws_sdk_codepipeline, RuleMode::MatchAny, [&details, &ok]);
+    let fake = Arc::new(FakeUpdater::new(vec![Behaviour::Answer(Outcome::Succeeded {
+        summary: "moved".into(),
+        outputs: [("FunctionVersion".to_string(), "7".to_string())].into(),
+    })]));
+    let deadline = Deadline::after(Duration::from_secs(300));
+
+    handle_invoke_event(event(GOOD, None), worker(cp, &fake), deadline, "run-1").await.unwrap();
+
+    let UpdaterRequest::Deploy(req) = &fake.seen.lock().unwrap()[0] else { panic!("the worker only deploys") };
+    let asked = req.deadline_ms.expect("the worker's deadline travels in the request");
+    let answer_by = deadline.epoch_millis() - pipeline_job_worker::ANSWER_MARGIN.as_millis() as u64;
+    assert!(asked + 5_000 <= answer_by, "the updater stops well before the worker answers: {asked} vs {answer_by}");
+    assert!(asked <= crossdeploy_aws::now_epoch_millis() + 61_000, "one slice of at most a minute");
+    assert_eq!(req.deployment_id.as_deref(), Some("job-1"));
 }
 
 #[tokio::test]

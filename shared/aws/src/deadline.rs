@@ -17,11 +17,15 @@ impl Deadline {
     /// constant 600 000 ms, i.e. 1970) gives no usable budget: then `fallback` from now applies,
     /// so every wait stays bounded either way.
     pub fn from_epoch_millis(deadline_ms: u64, fallback: Duration) -> Self {
-        let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
-        match deadline_ms.checked_sub(now_ms) {
+        match deadline_ms.checked_sub(now_epoch_millis()) {
             Some(left) if left > 0 => Self::after(Duration::from_millis(left)),
             _ => Self::after(fallback),
         }
+    }
+
+    /// The moment given in milliseconds since the epoch (now, if it has passed).
+    pub fn at_epoch_millis(epoch_ms: u64) -> Self {
+        Self::after(Duration::from_millis(epoch_ms.saturating_sub(now_epoch_millis())))
     }
 
     /// Time left before the deadline (zero once it has passed).
@@ -40,6 +44,23 @@ impl Deadline {
         Self(self.0.min(Instant::now() + budget))
     }
 
+    /// The earlier of this deadline and one given in milliseconds since the epoch (a deadline
+    /// that travelled in a request from the party that answers for the work).
+    pub fn min_epoch_millis(&self, epoch_ms: Option<u64>) -> Self {
+        match epoch_ms {
+            None => *self,
+            Some(ms) => {
+                let left = ms.saturating_sub(now_epoch_millis());
+                Self(self.0.min(Instant::now() + Duration::from_millis(left)))
+            }
+        }
+    }
+
+    /// This deadline in milliseconds since the epoch, to travel in a request.
+    pub fn epoch_millis(&self) -> u64 {
+        now_epoch_millis().saturating_add(self.remaining().as_millis() as u64)
+    }
+
     pub fn has_passed(&self) -> bool {
         self.remaining().is_zero()
     }
@@ -47,6 +68,11 @@ impl Deadline {
     pub fn instant(&self) -> Instant {
         self.0
     }
+}
+
+/// Milliseconds since the epoch, now.
+pub fn now_epoch_millis() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
 #[cfg(test)]
@@ -65,6 +91,18 @@ mod tests {
         let d = Deadline::from_epoch_millis(now_ms + 60_000, Duration::from_secs(300));
         let left = d.remaining();
         assert!(left <= Duration::from_secs(60) && left > Duration::from_secs(55), "{left:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_deadline_from_a_request_only_ever_brings_the_deadline_forward() {
+        let d = Deadline::after(Duration::from_secs(100));
+        let sooner = d.min_epoch_millis(Some(now_epoch_millis() + 30_000));
+        assert!(sooner.remaining() <= Duration::from_secs(30) && sooner.remaining() > Duration::from_secs(29));
+        assert_eq!(d.min_epoch_millis(Some(now_epoch_millis() + 500_000)), d);
+        assert_eq!(d.min_epoch_millis(None), d);
+        assert!(d.min_epoch_millis(Some(1)).has_passed());
+        let ms = d.epoch_millis();
+        assert!(ms.abs_diff(now_epoch_millis() + 100_000) < 50, "{ms}");
     }
 
     #[tokio::test(start_paused = true)]

@@ -1,3 +1,4 @@
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::display::DisplayErrorContext;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
@@ -37,6 +38,43 @@ impl ErrorInfo {
     pub fn is_throttling(&self) -> bool {
         self.code.as_deref().is_some_and(is_throttling_code)
     }
+}
+
+/// Whether a failed call is worth another try: throttling, a 5xx or an internal error answered
+/// by the service, a timeout, or a connection that failed or broke (the request may have been
+/// applied with its answer lost: the caller's retry must recognise its own earlier work).
+pub fn is_transient<E>(err: &SdkError<E, HttpResponse>) -> bool
+where
+    E: ProvideErrorMetadata,
+{
+    match err {
+        SdkError::TimeoutError(_) | SdkError::ResponseError(_) => true,
+        SdkError::DispatchFailure(d) => !d.is_user(),
+        SdkError::ServiceError(service) => {
+            let code = service.err().code().unwrap_or_default();
+            is_throttling_code(code) || is_transient_code(code) || service.raw().status().as_u16() >= 500
+        }
+        _ => false,
+    }
+}
+
+/// Error codes AWS uses for a fault on its side that a retry may not meet.
+pub fn is_transient_code(code: &str) -> bool {
+    matches!(
+        code,
+        "InternalFailure"
+            | "InternalError"
+            | "InternalServerError"
+            | "InternalServerErrorException"
+            | "ServiceException"
+            | "ServiceUnavailable"
+            | "ServiceUnavailableException"
+            | "RequestTimeout"
+            | "RequestTimeoutException"
+            | "ProvisionedThroughputExceededException"
+            | "RequestLimitExceeded"
+            | "TransactionInProgressException"
+    )
 }
 
 impl fmt::Display for ErrorInfo {

@@ -9,9 +9,9 @@ pub mod invoke;
 mod retry;
 mod updater;
 
-pub use deadline::Deadline;
-pub use error::{is_access_denied_code, is_throttling_code, ErrorInfo};
-pub use retry::{retry, Backoff};
+pub use deadline::{now_epoch_millis, Deadline};
+pub use error::{is_access_denied_code, is_throttling_code, is_transient, is_transient_code, ErrorInfo};
+pub use retry::{retry, Backoff, DeadlineReached};
 pub use updater::{handle_updater_request, UpdaterFailure};
 
 /// JSON logs for CloudWatch, filtered by `RUST_LOG` (default `info`). Call once at start.
@@ -26,4 +26,19 @@ pub fn init_tracing() {
         .with_target(false)
         .without_time() // CloudWatch stamps every line
         .try_init();
+}
+
+/// Timeouts for every AWS call: no call may hang a function until its Lambda timeout. A stalled
+/// connection is cut and retried, within the caller's deadline.
+pub fn sdk_timeouts() -> aws_smithy_types::timeout::TimeoutConfig {
+    aws_smithy_types::timeout::TimeoutConfig::builder()
+        .connect_timeout(std::time::Duration::from_secs(3))
+        .operation_attempt_timeout(std::time::Duration::from_secs(30))
+        .build()
+}
+
+/// The SDK configuration every function starts with: the environment's (region, credentials,
+/// `AWS_ENDPOINT_URL*`), the SDK's standard retries, and [`sdk_timeouts`].
+pub async fn load_sdk_config() -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest()).timeout_config(sdk_timeouts()).load().await
 }

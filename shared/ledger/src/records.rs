@@ -1,5 +1,5 @@
 use aws_sdk_dynamodb::types::AttributeValue;
-use crossdeploy_protocol::{DeployRequest, DeploySpec, PipelineContext};
+use crossdeploy_protocol::{DeployRequest, DeploySpec, PipelineContext, Serving};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 
@@ -24,9 +24,11 @@ impl TargetKey {
         Self(format!("lambda/{account}/{region}/{name}/{alias}"))
     }
 
-    /// A service in a cluster.
+    /// A service in a cluster. A cluster or service named by ARN and by name is the same target
+    /// (`arn:aws:ecs:<region>:<account>:cluster/<name>`, `...:service/<cluster>/<name>`).
     pub fn ecs(account: &str, region: &str, cluster: &str, service: &str) -> Self {
-        Self(format!("ecs/{account}/{region}/{cluster}/{service}"))
+        let last = |s: &'_ str| -> String { s.rsplit('/').next().unwrap_or(s).to_owned() };
+        Self(format!("ecs/{account}/{region}/{}/{}", last(cluster), last(service)))
     }
 
     pub fn as_str(&self) -> &str {
@@ -88,6 +90,9 @@ pub struct LeaseHolder {
     pub execution_id: Option<String>,
     pub job_id: Option<String>,
     pub since: u64,
+    /// Until when the lease holds (seconds since the epoch), as read back.
+    #[serde(default)]
+    pub until: u64,
 }
 
 impl std::fmt::Display for LeaseHolder {
@@ -111,7 +116,8 @@ pub enum Phase {
         #[serde(rename = "Since")]
         since: u64,
     },
-    /// The updater is at work; `state` is what it handed back.
+    /// The updater is at work; `state` is what it handed back (`null`: run it afresh: it finds
+    /// its own earlier work on the target).
     Updating {
         #[serde(rename = "State")]
         state: serde_json::Value,
@@ -126,6 +132,16 @@ pub struct Continuation {
     /// When the deployment's record started (milliseconds since the epoch).
     pub started_at: u64,
     pub phase: Phase,
+    /// What the target served when the job that wrote it ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stands: Option<crossdeploy_protocol::Stands>,
+    /// Updater invocations in a row, up to the job that wrote it, that gave no outcome.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub silent: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -160,8 +176,13 @@ pub struct DeploymentRecord {
     pub status: DeploymentStatus,
     /// What stood before: the previous version or task definition.
     pub previous: Option<String>,
-    /// What was deployed: the new version or task definition.
+    /// What was deployed: the new version or task definition (also when the deployment failed
+    /// after it had changed the target).
     pub deployed: Option<String>,
+    /// What the target served when the record was last written, as its updater reported it.
+    /// `None`: the deployment had not changed the target (as far as the worker heard).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serving: Option<Serving>,
     /// The output variables of a successful deployment.
     pub outputs: BTreeMap<String, String>,
     pub message: Option<String>,
@@ -177,6 +198,9 @@ pub struct DeploymentRecord {
 /// How a deployment's rollback stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum RollbackStatus {
+    /// Condemned while the deployment was still running (an action of its stage failed): its
+    /// worker rolls it back as soon as it ends.
+    Pending,
     /// A rollback function run is at it (until its claim expires).
     InProgress,
     /// The target was put back.
@@ -194,6 +218,7 @@ pub enum RollbackStatus {
 impl RollbackStatus {
     pub fn as_str(&self) -> &'static str {
         match self {
+            RollbackStatus::Pending => "Pending",
             RollbackStatus::InProgress => "InProgress",
             RollbackStatus::Restored => "Restored",
             RollbackStatus::AlreadyRestored => "AlreadyRestored",
@@ -234,16 +259,20 @@ impl DeploymentRecord {
         Some(execution_stage(p.pipeline_name.as_deref()?, p.execution_id.as_deref()?, p.stage.as_deref()?))
     }
 
+    /// The record as its `data` attribute holds it. The rollback lives in its own attributes,
+    /// written by conditional updates.
+    pub(crate) fn data(&self) -> String {
+        serde_json::to_string(&DeploymentRecord { rollback: None, ..self.clone() }).unwrap_or_default()
+    }
+
     pub(crate) fn item(&self) -> HashMap<String, AttributeValue> {
         let s = |v: &str| AttributeValue::S(v.to_owned());
         let (pk, sk) = self.key();
-        // The rollback lives in its own attributes, written by conditional updates.
-        let data = DeploymentRecord { rollback: None, ..self.clone() };
         let mut item = HashMap::from([
             ("pk".to_owned(), s(&pk)),
             ("sk".to_owned(), s(&sk)),
             ("status".to_owned(), s(self.status.as_str())),
-            ("data".to_owned(), s(&serde_json::to_string(&data).unwrap_or_default())),
+            ("data".to_owned(), s(&self.data())),
         ]);
         // A finished deployment expires with the other finished items; one in progress stays.
         if let Some(finished) = self.finished_at {
@@ -295,6 +324,16 @@ mod tests {
         let e = TargetKey::ecs("222222222222", "us-east-1", "apps", "web");
         assert!(
             matches!(e.parts(), Some(TargetParts::Ecs { cluster, service, .. }) if cluster == "apps" && service == "web")
+        );
+        assert_eq!(
+            TargetKey::ecs(
+                "222222222222",
+                "us-east-1",
+                "arn:aws:ecs:us-east-1:222222222222:cluster/apps",
+                "arn:aws:ecs:us-east-1:222222222222:service/apps/web"
+            ),
+            e,
+            "a cluster and service named by ARN are the same target as by name"
         );
         assert_eq!(TargetKey("lambda/1/2/3".into()).parts(), None);
         assert_eq!(TargetKey("s3/1/2/3/4".into()).parts(), None);

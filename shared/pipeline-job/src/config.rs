@@ -68,20 +68,67 @@ pub fn parse_user_parameters(raw: Option<&str>) -> Result<DeployConfig, ConfigEr
     parse_configuration(kind, &map)
 }
 
+/// How long CodePipeline lets an action run, by the way crossdeploy is wired into the pipeline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ActionLimit {
+    /// The action's timeout in CodePipeline, in minutes.
+    pub minutes: u32,
+    /// How CodePipeline's quotas name the action.
+    pub name: &'static str,
+}
+
+/// CodePipeline's quotas: an AWS Lambda invoke action runs for at most 24 hours (continuation
+/// jobs included: each answer restarts the 20-minute reply timer, the 24 hours cover the whole).
+pub const INVOKE_ACTION_LIMIT: ActionLimit = ActionLimit { minutes: 24 * 60, name: "an AWS Lambda invoke action" };
+/// CodePipeline's quotas give custom actions 24 hours in an older version of the page and fold
+/// them into "all other actions: 1 hour" in the current one. Either way, 1 hour is safe.
+pub const CUSTOM_ACTION_LIMIT: ActionLimit = ActionLimit { minutes: 60, name: "a custom action" };
+/// Minutes of an action kept for the deployment itself (upload, publish, rollout's end, answer).
+pub const DEPLOYMENT_RESERVE_MINUTES: u32 = 10;
+
+/// Refuses a bake or rollout timeout longer than the action can run in CodePipeline: the job
+/// would be failed by CodePipeline's action timeout half-way through.
+pub fn check_durations(config: &DeployConfig, limit: ActionLimit) -> Result<(), ConfigError> {
+    let most = limit.minutes.saturating_sub(DEPLOYMENT_RESERVE_MINUTES);
+    let (key, minutes, what) = match &config.spec {
+        DeploySpec::Lambda(l) => {
+            ("DeploymentStrategy", l.strategy.total_bake_minutes(), format!("`{}` bakes for", l.strategy))
+        }
+        DeploySpec::Ecs(e) => ("TimeoutMinutes", e.timeout_minutes, "the rollout is followed for".to_owned()),
+    };
+    if minutes > most {
+        return Err(ConfigError::new(
+            key,
+            format!(
+                "{what} {minutes} minutes, but {} runs for at most {} minutes in CodePipeline, {DEPLOYMENT_RESERVE_MINUTES} of which crossdeploy keeps for the deployment itself: make it at most {most} minutes{}",
+                limit.name,
+                limit.minutes,
+                if limit == CUSTOM_ACTION_LIMIT { ", or deploy through an Invoke action (24 hours)" } else { "" }
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// The configuration of a job, whichever way it came: an Invoke action's UserParameters, or a
-/// custom action's configuration properties (the provider gives the kind).
+/// custom action's configuration properties (the provider gives the kind). Durations are
+/// checked against what CodePipeline lets that kind of action run.
 pub fn job_configuration(job: &crate::Job) -> Result<DeployConfig, ConfigError> {
-    match &job.source {
-        crate::JobSource::Invoke => parse_user_parameters(job.configuration.get("UserParameters").map(String::as_str)),
+    let (config, limit) = match &job.source {
+        crate::JobSource::Invoke => {
+            (parse_user_parameters(job.configuration.get("UserParameters").map(String::as_str))?, INVOKE_ACTION_LIMIT)
+        }
         crate::JobSource::Poll { provider, .. } => {
             let kind = crate::actions::kind_of(provider).ok_or_else(|| {
                 ConfigError::new("provider", format!("`{provider}` is not a crossdeploy action type"))
             })?;
             let map: BTreeMap<String, Value> =
                 job.configuration.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect();
-            parse_configuration(kind, &map)
+            (parse_configuration(kind, &map)?, CUSTOM_ACTION_LIMIT)
         }
-    }
+    };
+    check_durations(&config, limit)?;
+    Ok(config)
 }
 
 /// Parses the contract's keys for one kind. Shared by Invoke actions and custom actions.
@@ -362,6 +409,29 @@ mod tests {
         let mut p = lambda_params();
         p.as_object_mut().unwrap().remove("Kind");
         assert_eq!(parse(&p).unwrap_err().key, "Kind");
+    }
+
+    #[test]
+    fn a_bake_or_rollout_longer_than_codepipeline_lets_the_action_run_is_refused_naming_the_limit() {
+        let mut p = lambda_params();
+        p["DeploymentStrategy"] = json!("Canary10Percent1500Minutes");
+        let c = parse(&p).unwrap();
+        let e = check_durations(&c, INVOKE_ACTION_LIMIT).unwrap_err();
+        assert_eq!(e.key, "DeploymentStrategy");
+        assert!(e.to_string().contains("at most 1440 minutes") && e.to_string().contains("1430"), "{e}");
+        p["DeploymentStrategy"] = json!("Linear10PercentEvery6Minutes"); // 9 steps: 54 minutes
+        let c = parse(&p).unwrap();
+        assert!(check_durations(&c, INVOKE_ACTION_LIMIT).is_ok());
+        let e = check_durations(&c, CUSTOM_ACTION_LIMIT).unwrap_err();
+        assert!(e.to_string().contains("54 minutes") && e.to_string().contains("Invoke action"), "{e}");
+
+        let ecs = json!({"Kind": "Ecs", "TargetRoleArn": ROLE, "ClusterName": "c", "ServiceName": "s", "TimeoutMinutes": "55"});
+        let c = parse(&ecs).unwrap();
+        assert!(check_durations(&c, INVOKE_ACTION_LIMIT).is_ok());
+        assert_eq!(check_durations(&c, CUSTOM_ACTION_LIMIT).unwrap_err().key, "TimeoutMinutes");
+        let default =
+            parse(&json!({"Kind": "Ecs", "TargetRoleArn": ROLE, "ClusterName": "c", "ServiceName": "s"})).unwrap();
+        assert!(check_durations(&default, CUSTOM_ACTION_LIMIT).is_ok(), "the default of 30 minutes fits both");
     }
 
     #[test]

@@ -134,6 +134,24 @@ impl Job {
     }
 }
 
+impl Job {
+    /// A custom action's job as `GetJobDetails` gives it, with the nonce PollForJobs handed out:
+    /// how a retried run takes up a job it polled before it died.
+    pub fn from_details(
+        details: &aws_sdk_codepipeline::types::JobDetails,
+        provider: &str,
+        nonce: &str,
+    ) -> Result<Job, JobError> {
+        let job = aws_sdk_codepipeline::types::Job::builder()
+            .set_id(details.id().map(str::to_owned))
+            .set_data(details.data().cloned())
+            .set_account_id(details.account_id().map(str::to_owned))
+            .nonce(nonce)
+            .build();
+        Job::from_polled(&job, provider)
+    }
+}
+
 /// The part of a serde error that is safe to repeat: which field is missing, or only that the
 /// shape is wrong (serde's "invalid type" messages can quote a value, which may be a credential).
 fn describe_serde_error(e: &serde_json::Error) -> String {

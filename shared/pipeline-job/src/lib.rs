@@ -11,9 +11,12 @@ mod job;
 mod poll;
 mod report;
 
-pub use config::{job_configuration, parse_configuration, parse_user_parameters, ConfigError, DeployConfig, Kind};
+pub use config::{
+    check_durations, job_configuration, parse_configuration, parse_user_parameters, ActionLimit, ConfigError,
+    DeployConfig, Kind, CUSTOM_ACTION_LIMIT, DEPLOYMENT_RESERVE_MINUTES, INVOKE_ACTION_LIMIT,
+};
 pub use job::{InputArtifact, Job, JobError, JobSource};
 pub use poll::{acknowledge_job, poll_for_jobs, PollError};
 pub use report::{
-    answer_job, fetch_pipeline_context, Answered, JobAnswer, ReportError, Success, MAX_CONTINUATION_TOKEN,
+    answer_job, fetch_pipeline_context, job_details, Answered, JobAnswer, ReportError, Success, MAX_CONTINUATION_TOKEN,
 };

@@ -1,7 +1,8 @@
 use aws_sdk_codepipeline::types::{ExecutionDetails, FailureDetails, FailureType as CpFailureType};
 use aws_sdk_codepipeline::Client;
-use crossdeploy_aws::ErrorInfo;
+use crossdeploy_aws::{is_transient, retry, Backoff, Deadline, ErrorInfo};
 use crossdeploy_protocol::{FailureType, PipelineContext};
+use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 
 /// CodePipeline's limits on what an answer carries.
@@ -11,14 +12,26 @@ const MAX_EXTERNAL_EXECUTION_ID: usize = 1500;
 /// A continuation token longer than this is refused by CodePipeline.
 pub const MAX_CONTINUATION_TOKEN: usize = 2048;
 
-/// The one answer a job gets.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The one answer a job gets. It is recorded in the ledger (as JSON) before it is sent, so
+/// that a retry sends exactly this answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum JobAnswer {
     Success(Success),
     Failure { failure_type: FailureType, message: String, external_execution_id: Option<String> },
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+impl JobAnswer {
+    /// "Succeeded", "InProgress" (a continuation), or the failure type.
+    pub fn label(&self) -> &'static str {
+        match self {
+            JobAnswer::Success(s) if s.continuation_token.is_some() => "InProgress",
+            JobAnswer::Success(_) => "Succeeded",
+            JobAnswer::Failure { failure_type, .. } => failure_type.as_str(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Success {
     pub summary: String,
     pub external_execution_id: Option<String>,
@@ -45,9 +58,49 @@ pub struct ReportError {
     pub error: ErrorInfo,
 }
 
-/// Sends the answer. Throttling is retried by the SDK's standard retry policy.
-pub async fn answer_job(client: &Client, job_id: &str, answer: &JobAnswer) -> Result<Answered, ReportError> {
-    let result = match answer {
+/// Sends the answer, retrying throttling and transient faults until `deadline`. A retry whose
+/// first attempt was applied (its answer lost) meets `InvalidJobStateException`: answered.
+pub async fn answer_job(
+    client: &Client,
+    job_id: &str,
+    answer: &JobAnswer,
+    deadline: Deadline,
+) -> Result<Answered, ReportError> {
+    let result = retry(
+        "PutJobResult",
+        Backoff::CONTROL_PLANE,
+        deadline,
+        |f: &Failed| f.3,
+        || put_answer(client, job_id, answer),
+    )
+    .await;
+    match result {
+        Ok(()) => Ok(Answered::Now),
+        Err(Failed(true, error, operation, _)) => {
+            tracing::warn!(job_id, operation, %error, "the job was answered already; nothing changed");
+            Ok(Answered::Already)
+        }
+        Err(Failed(false, error, operation, _)) => Err(ReportError { job_id: job_id.to_owned(), operation, error }),
+    }
+}
+
+/// A failed attempt: answered already, the error, the operation, transient.
+struct Failed(bool, ErrorInfo, &'static str, bool);
+
+impl crossdeploy_aws::DeadlineReached for Failed {
+    fn deadline_reached(what: &str) -> Self {
+        Failed(
+            false,
+            ErrorInfo { code: None, message: format!("{what}: no answer before the deadline") },
+            "PutJobResult",
+            true,
+        )
+    }
+}
+
+/// One attempt.
+async fn put_answer(client: &Client, job_id: &str, answer: &JobAnswer) -> Result<(), Failed> {
+    match answer {
         JobAnswer::Success(s) => {
             let details = ExecutionDetails::builder()
                 .summary(truncate(&s.summary, MAX_SUMMARY))
@@ -69,7 +122,7 @@ pub async fn answer_job(client: &Client, job_id: &str, answer: &JobAnswer) -> Re
                 .map(|_| ())
                 .map_err(|e| {
                     let already = e.as_service_error().is_some_and(|s| s.is_invalid_job_state_exception());
-                    (already, ErrorInfo::from_sdk(&e), "PutJobSuccessResult")
+                    Failed(already, ErrorInfo::from_sdk(&e), "PutJobSuccessResult", is_transient(&e))
                 })
         }
         JobAnswer::Failure { failure_type, message, external_execution_id } => {
@@ -84,7 +137,9 @@ pub async fn answer_job(client: &Client, job_id: &str, answer: &JobAnswer) -> Re
                     external_execution_id.as_deref().map(|e| truncate(e, MAX_EXTERNAL_EXECUTION_ID)),
                 )
                 .build()
-                .map_err(|e| (false, ErrorInfo { code: None, message: e.to_string() }, "PutJobFailureResult"));
+                .map_err(|e| {
+                    Failed(false, ErrorInfo { code: None, message: e.to_string() }, "PutJobFailureResult", false)
+                });
             match details {
                 Err(e) => Err(e),
                 Ok(details) => client
@@ -96,26 +151,36 @@ pub async fn answer_job(client: &Client, job_id: &str, answer: &JobAnswer) -> Re
                     .map(|_| ())
                     .map_err(|e| {
                         let already = e.as_service_error().is_some_and(|s| s.is_invalid_job_state_exception());
-                        (already, ErrorInfo::from_sdk(&e), "PutJobFailureResult")
+                        Failed(already, ErrorInfo::from_sdk(&e), "PutJobFailureResult", is_transient(&e))
                     }),
             }
         }
-    };
-    match result {
-        Ok(()) => Ok(Answered::Now),
-        Err((true, error, operation)) => {
-            tracing::warn!(job_id, operation, %error, "the job was answered already; nothing changed");
-            Ok(Answered::Already)
-        }
-        Err((false, error, operation)) => Err(ReportError { job_id: job_id.to_owned(), operation, error }),
     }
+}
+
+/// A job's details (`GetJobDetails`), throttling and transient faults retried until `deadline`.
+pub async fn job_details(
+    client: &Client,
+    job_id: &str,
+    deadline: Deadline,
+) -> Result<aws_sdk_codepipeline::types::JobDetails, ErrorInfo> {
+    let out = retry("GetJobDetails", Backoff::CONTROL_PLANE, deadline, is_transient, || {
+        client.get_job_details().job_id(job_id).send()
+    })
+    .await
+    .map_err(|e| ErrorInfo::from_sdk(&e))?;
+    out.job_details.ok_or_else(|| ErrorInfo { code: None, message: "GetJobDetails gave no job details".into() })
 }
 
 /// Pipeline name, execution id, stage and action of a job (`GetJobDetails`): the Invoke event
 /// does not carry them.
-pub async fn fetch_pipeline_context(client: &Client, job_id: &str) -> Result<PipelineContext, ErrorInfo> {
-    let out = client.get_job_details().job_id(job_id).send().await.map_err(|e| ErrorInfo::from_sdk(&e))?;
-    let ctx = out.job_details.and_then(|d| d.data).and_then(|d| d.pipeline_context);
+pub async fn fetch_pipeline_context(
+    client: &Client,
+    job_id: &str,
+    deadline: Deadline,
+) -> Result<PipelineContext, ErrorInfo> {
+    let details = job_details(client, job_id, deadline).await?;
+    let ctx = details.data.and_then(|d| d.pipeline_context);
     Ok(PipelineContext {
         job_id: job_id.to_owned(),
         pipeline_name: ctx.as_ref().and_then(|c| c.pipeline_name.clone()),
@@ -166,7 +231,10 @@ mod tests {
             output_variables: [("FunctionVersion".to_string(), "7".to_string())].into(),
             continuation_token: None,
         });
-        assert_eq!(answer_job(&client, "job-1", &answer).await.unwrap(), Answered::Now);
+        assert_eq!(
+            answer_job(&client, "job-1", &answer, Deadline::after(std::time::Duration::from_secs(10))).await.unwrap(),
+            Answered::Now
+        );
         assert_eq!(rule.num_calls(), 1);
     }
 
@@ -184,8 +252,45 @@ mod tests {
             message: "x".repeat(9000),
             external_execution_id: None,
         };
-        answer_job(&client, "job-1", &answer).await.unwrap();
+        answer_job(&client, "job-1", &answer, Deadline::after(std::time::Duration::from_secs(10))).await.unwrap();
         assert_eq!(rule.num_calls(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_transient_fault_is_retried_and_a_retry_meeting_its_own_answer_counts_as_answered() {
+        let unavailable = mock!(Client::put_job_success_result)
+            .sequence()
+            .http_status(503, None)
+            .times(2)
+            .error(|| {
+                PutJobSuccessResultError::InvalidJobStateException(
+                    InvalidJobStateException::builder().message("job is not in progress").build(),
+                )
+            })
+            .build();
+        let client = mock_client!(aws_sdk_codepipeline, RuleMode::Sequential, [&unavailable]);
+        let answer = JobAnswer::Success(Success::default());
+        let d = Deadline::after(std::time::Duration::from_secs(60));
+        assert_eq!(answer_job(&client, "job-1", &answer, d).await.unwrap(), Answered::Already);
+        assert_eq!(unavailable.num_calls(), 3);
+    }
+
+    #[test]
+    fn answers_round_trip_through_the_ledgers_json() {
+        let answer = JobAnswer::Success(Success {
+            summary: "waiting".into(),
+            continuation_token: Some("crossdeploy:v1:job-1".into()),
+            ..Success::default()
+        });
+        assert_eq!(answer.label(), "InProgress");
+        let json = serde_json::to_string(&answer).unwrap();
+        assert_eq!(serde_json::from_str::<JobAnswer>(&json).unwrap(), answer);
+        let failed = JobAnswer::Failure {
+            failure_type: FailureType::JobFailed,
+            message: "x".into(),
+            external_execution_id: None,
+        };
+        assert_eq!(failed.label(), "JobFailed");
     }
 
     #[tokio::test]
@@ -197,6 +302,9 @@ mod tests {
         });
         let client = mock_client!(aws_sdk_codepipeline, RuleMode::MatchAny, [&rule]);
         let answer = JobAnswer::Success(Success::default());
-        assert_eq!(answer_job(&client, "job-1", &answer).await.unwrap(), Answered::Already);
+        assert_eq!(
+            answer_job(&client, "job-1", &answer, Deadline::after(std::time::Duration::from_secs(10))).await.unwrap(),
+            Answered::Already
+        );
     }
 }

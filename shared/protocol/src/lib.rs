@@ -23,7 +23,7 @@ pub enum UpdaterRequest {
     /// Deploy a new artifact (or resume a deployment from its `resume` state).
     Deploy(Box<DeployRequest>),
     /// Put back what stood before a deployment, if the target still runs what it deployed.
-    Rollback(RollbackRequest),
+    Rollback(Box<RollbackRequest>),
 }
 
 impl UpdaterRequest {
@@ -48,6 +48,10 @@ pub struct RollbackRequest {
     pub spec: RollbackSpec,
     /// Why the rollback happens (which event), for the logs and the alias description.
     pub reason: String,
+    /// The last moment (milliseconds since the epoch) the updater may change the target: the
+    /// party that asked records the outcome after it. `None`: the updater's own deadline only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deadline_ms: Option<u64>,
 }
 
 /// What to put back, by kind.
@@ -135,6 +139,23 @@ pub struct DeployRequest {
     /// State an earlier invocation handed back in [`Outcome::InProgress`]; present when resuming.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resume: Option<serde_json::Value>,
+    /// The deployment this request belongs to: the id of the job that started it (continuation
+    /// jobs keep it). Recorded on the target (alias description, task-definition tag) so that a
+    /// retried or resumed run recognises its own earlier work. `None`: `request_id`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deployment_id: Option<String>,
+    /// The last moment (milliseconds since the epoch) the updater may change the target: the
+    /// worker answers CodePipeline after it, so nothing may act on its behalf later. `None`: the
+    /// updater's own deadline only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deadline_ms: Option<u64>,
+}
+
+impl DeployRequest {
+    /// The deployment this request belongs to.
+    pub fn deployment_id(&self) -> &str {
+        self.deployment_id.as_deref().unwrap_or(&self.request_id)
+    }
 }
 
 /// Where a job comes from. Every field but the job id is optional: an Invoke action's event does
@@ -243,18 +264,63 @@ pub enum Outcome {
         percent_complete: u8,
         #[serde(rename = "State")]
         state: serde_json::Value,
+        /// What the target serves at this point, once the deployment changed it.
+        #[serde(rename = "Stands", default, skip_serializing_if = "Option::is_none")]
+        stands: Option<Stands>,
     },
     Failed {
         #[serde(rename = "FailureType")]
         failure_type: FailureType,
         #[serde(rename = "Message")]
         message: String,
+        /// What the target serves after the failure, when the deployment had changed it:
+        /// the ledger records it, and rollback decides from it and from the target.
+        #[serde(rename = "Stands", default, skip_serializing_if = "Option::is_none")]
+        stands: Option<Stands>,
     },
 }
 
 impl Outcome {
     pub fn failed(failure_type: FailureType, message: impl Into<String>) -> Self {
-        Outcome::Failed { failure_type, message: message.into() }
+        Outcome::Failed { failure_type, message: message.into(), stands: None }
+    }
+}
+
+/// What a target serves, as far as one deployment is concerned: what stood before it, what it
+/// brought, and which of the two takes the traffic now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Stands {
+    /// What stood before: a version, or a task definition ARN.
+    pub previous: String,
+    /// What the deployment brought: a version, or a task definition ARN.
+    pub deployed: String,
+    pub serving: Serving,
+    /// In words, e.g. "alias live points at version 3 with 10% on version 4".
+    pub detail: String,
+}
+
+/// Which side of a deployment a target serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Serving {
+    /// What stood before, wholly: nothing of the deployment takes traffic (never changed, or restored).
+    Previous,
+    /// What the deployment brought, wholly.
+    Deployed,
+    /// Both: traffic is shifting, or a rollout is under way.
+    Shifting,
+    /// The updater could not tell (a call failed while it looked): rollback must read the target.
+    Unknown,
+}
+
+impl Serving {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Serving::Previous => "Previous",
+            Serving::Deployed => "Deployed",
+            Serving::Shifting => "Shifting",
+            Serving::Unknown => "Unknown",
+        }
     }
 }
 
@@ -292,6 +358,16 @@ pub mod outputs {
     pub const ROLLBACK_RESULT: &str = "RollbackResult";
     /// What the target runs after a rollback: version or task definition.
     pub const CURRENT: &str = "Current";
+
+    /// What stood before a deployment, from its outputs (Lambda or ECS).
+    pub fn previous_of(outputs: &std::collections::BTreeMap<String, String>) -> Option<String> {
+        outputs.get(PREVIOUS_VERSION).or_else(|| outputs.get(PREVIOUS_TASK_DEFINITION_ARN)).cloned()
+    }
+
+    /// What a deployment brought, from its outputs (Lambda or ECS).
+    pub fn deployed_of(outputs: &std::collections::BTreeMap<String, String>) -> Option<String> {
+        outputs.get(FUNCTION_VERSION).or_else(|| outputs.get(TASK_DEFINITION_ARN)).cloned()
+    }
 }
 
 #[cfg(test)]
@@ -321,6 +397,8 @@ mod tests {
             }),
             alarm_names: vec!["orders-5xx".into()],
             resume: None,
+            deployment_id: None,
+            deadline_ms: Some(1_700_000_000_000),
         }))
     }
 
@@ -347,8 +425,19 @@ mod tests {
                 summary: "waiting".into(),
                 percent_complete: 40,
                 state: serde_json::json!({"Phase": "WaitingForUpdate"}),
+                stands: None,
             },
             Outcome::failed(FailureType::PermissionError, "denied"),
+            Outcome::Failed {
+                failure_type: FailureType::JobFailed,
+                message: "restore failed".into(),
+                stands: Some(Stands {
+                    previous: "3".into(),
+                    deployed: "4".into(),
+                    serving: Serving::Shifting,
+                    detail: "alias live points at version 3 with 10% on version 4".into(),
+                }),
+            },
         ] {
             let json = serde_json::to_string(&o).unwrap();
             assert_eq!(serde_json::from_str::<Outcome>(&json).unwrap(), o);
@@ -357,7 +446,7 @@ mod tests {
 
     #[test]
     fn rollback_requests_round_trip_through_json() {
-        let r = UpdaterRequest::Rollback(RollbackRequest {
+        let r = UpdaterRequest::Rollback(Box::new(RollbackRequest {
             request_id: "rollback-job-1".into(),
             target: Target {
                 role_arn: "arn:aws:iam::222222222222:role/crossdeploy-target".parse().unwrap(),
@@ -370,7 +459,8 @@ mod tests {
                 deployed_version: "4".into(),
             }),
             reason: "alarm orders-5xx".into(),
-        });
+            deadline_ms: None,
+        }));
         let json = serde_json::to_value(&r).unwrap();
         assert_eq!(json["Action"], "Rollback");
         assert_eq!(json["Spec"]["Kind"], "Lambda");

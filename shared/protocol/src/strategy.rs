@@ -66,6 +66,18 @@ impl FromStr for DeploymentStrategy {
     }
 }
 
+impl DeploymentStrategy {
+    /// How long traffic bakes before it all moves, in minutes: a canary's wait, or a linear
+    /// strategy's steps below 100% times its interval.
+    pub fn total_bake_minutes(&self) -> u32 {
+        match *self {
+            DeploymentStrategy::AllAtOnce => 0,
+            DeploymentStrategy::Canary { minutes, .. } => minutes,
+            DeploymentStrategy::Linear { percent, minutes } => u32::from(99 / percent.max(1)) * minutes,
+        }
+    }
+}
+
 impl fmt::Display for DeploymentStrategy {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -114,6 +126,16 @@ mod tests {
             assert_eq!(s.to_string(), name);
         }
         assert_eq!("Linear20PercentEvery1Minutes".parse(), Ok(Linear { percent: 20, minutes: 1 }));
+    }
+
+    #[test]
+    fn the_total_bake_counts_every_step_below_one_hundred_percent() {
+        assert_eq!(AllAtOnce.total_bake_minutes(), 0);
+        assert_eq!(Canary { percent: 10, minutes: 30 }.total_bake_minutes(), 30);
+        assert_eq!(Linear { percent: 10, minutes: 1 }.total_bake_minutes(), 9);
+        assert_eq!(Linear { percent: 30, minutes: 10 }.total_bake_minutes(), 30);
+        assert_eq!(Linear { percent: 33, minutes: 2 }.total_bake_minutes(), 6);
+        assert_eq!(Linear { percent: 99, minutes: 5 }.total_bake_minutes(), 5);
     }
 
     #[test]

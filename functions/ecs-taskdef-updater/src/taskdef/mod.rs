@@ -12,6 +12,8 @@ use aws_sdk_ecs::types::{ContainerDefinition, Tag, TaskDefinition};
 
 /// Tag recording, on a revision crossdeploy registered, the revision it replaced.
 pub const PREVIOUS_TAG: &str = "crossdeploy:previous-task-definition";
+/// Tag recording, on a revision crossdeploy registered, the deployment that registered it.
+pub const DEPLOYMENT_TAG: &str = "crossdeploy:deployment";
 
 /// Fields `DescribeTaskDefinition` returns that `RegisterTaskDefinition` does not take.
 pub const READ_ONLY_FIELDS: &[&str] = &[
@@ -62,7 +64,7 @@ pub fn runs_images(containers: &[ContainerDefinition], changes: &[ImageChange]) 
 }
 
 /// Fills `register` with `current` (its tags too), the containers replaced by `containers`, and
-/// the crossdeploy tag naming `previous_arn`.
+/// the crossdeploy tags naming `previous_arn` and `deployment`.
 // Inference accelerators are deprecated by AWS but still modelled: carry what the task definition has.
 #[allow(deprecated)]
 pub fn clone_into(
@@ -71,9 +73,12 @@ pub fn clone_into(
     tags: &[Tag],
     containers: Vec<ContainerDefinition>,
     previous_arn: &str,
+    deployment: &str,
 ) -> RegisterTaskDefinitionFluentBuilder {
-    let mut tags: Vec<Tag> = tags.iter().filter(|t| t.key() != Some(PREVIOUS_TAG)).cloned().collect();
+    let mut tags: Vec<Tag> =
+        tags.iter().filter(|t| t.key() != Some(PREVIOUS_TAG) && t.key() != Some(DEPLOYMENT_TAG)).cloned().collect();
     tags.push(Tag::builder().key(PREVIOUS_TAG).value(previous_arn).build());
+    tags.push(Tag::builder().key(DEPLOYMENT_TAG).value(deployment).build());
     let td = current.clone();
     register
         .set_family(td.family)

@@ -242,7 +242,7 @@ fn client() -> aws_sdk_ecs::Client {
 
 fn registered(td: &TaskDefinition, tags: &[Tag], changes: &[ImageChange]) -> RegisterTaskDefinitionInput {
     let containers = replace_images(td.container_definitions(), changes).unwrap();
-    clone_into(client().register_task_definition(), td, tags, containers, "arn:previous")
+    clone_into(client().register_task_definition(), td, tags, containers, "arn:previous", "job-1")
         .as_input()
         .clone()
         .build()
@@ -305,11 +305,12 @@ fn the_registered_revision_equals_the_described_one_but_for_the_images() {
     let want_tags = vec![
         Tag::builder().key("team").value("orders").build(),
         Tag::builder().key(PREVIOUS_TAG).value("arn:previous").build(),
+        Tag::builder().key(DEPLOYMENT_TAG).value("job-1").build(),
     ];
     assert_eq!(
         got_tags,
         Some(format!("{:?}", Some(want_tags))),
-        "tags carried; the crossdeploy tag names the replaced revision"
+        "tags carried; the crossdeploy tags name the replaced revision and the deployment"
     );
 }
 
