@@ -9,6 +9,19 @@
 //! with a continuation token queues a new job for the same action carrying it — a custom action's
 //! for the next PollForJobs, an Invoke action's for [`Emulator::take_continuations`], whose events
 //! a test hands to the worker as CodePipeline would invoke it again.
+//!
+//! As strict as CodePipeline documents, never kinder, and where it documents nothing, the
+//! harsher of the plausible answers:
+//! - a job not answered within its timeout (20 minutes, CodePipeline's reply timer) times out:
+//!   an answer after that is refused with `InvalidJobStateException`;
+//! - a job PollForJobs handed out and nobody acknowledged is never handed out again: it times
+//!   out (undocumented; CodePipeline might queue it again, which would be kinder);
+//! - an AcknowledgeJob with a nonce already used gets `InvalidNonceException` (undocumented; the
+//!   CLI's example shows `InProgress`);
+//! - PutJobSuccessResult is validated as its reference says: output variables only without a
+//!   continuation token, at most 122,880 bytes of them, a token of 1 to 2,048 characters, a
+//!   summary of at most 2,048, an external execution id of at most 1,500, a percentage of 0 to
+//!   100; a failure message of at most 5,000 characters.
 
 use crate::{unique, Result};
 use bytes::Bytes;
@@ -20,6 +33,7 @@ use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 const TARGET_PREFIX: &str = "CodePipeline_20150709.";
 /// The account the emulated pipelines live in (the shared services account).
@@ -33,6 +47,24 @@ pub struct NewJob {
     pub action: String,
     pub user_parameters: String,
     pub artifact: ArtifactLocation,
+    /// The pipeline execution it belongs to (`None`: a new one). Actions of one stage of one
+    /// run share it.
+    pub execution_id: Option<String>,
+}
+
+/// How strict the emulator's clocks are.
+#[derive(Debug, Clone, Copy)]
+pub struct EmulatorSettings {
+    /// A job in progress not answered within this times out (CodePipeline: 20 minutes).
+    pub job_timeout: Duration,
+    /// A job handed out by PollForJobs and not acknowledged within this times out.
+    pub ack_timeout: Duration,
+}
+
+impl Default for EmulatorSettings {
+    fn default() -> Self {
+        Self { job_timeout: Duration::from_secs(20 * 60), ack_timeout: Duration::from_secs(60) }
+    }
 }
 
 /// One answer the emulator received.
@@ -69,6 +101,8 @@ pub enum Status {
     InProgress,
     Succeeded,
     Failed,
+    /// Not answered (or, handed out, not acknowledged) in time.
+    TimedOut,
 }
 
 /// A custom action's job to create, as CodePipeline does when a pipeline reaches the action.
@@ -80,6 +114,8 @@ pub struct NewCustomJob {
     pub action: String,
     pub configuration: BTreeMap<String, String>,
     pub artifact: ArtifactLocation,
+    /// The pipeline execution it belongs to (`None`: a new one).
+    pub execution_id: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -97,13 +133,20 @@ struct EmulatedJob {
     artifact: ArtifactLocation,
     execution_id: String,
     status: Status,
+    /// When the job reached its status: its timeouts count from here.
+    since: Instant,
     nonce: Option<String>,
+    /// The nonce was used to acknowledge it.
+    acknowledged: bool,
     continuation_token: Option<String>,
 }
 
 #[derive(Default)]
 struct State {
+    settings: EmulatorSettings,
     jobs: BTreeMap<String, EmulatedJob>,
+    /// Answers refused because their job had timed out, by job id.
+    late: Vec<String>,
     /// Queued custom jobs, oldest first.
     queue: VecDeque<String>,
     action_types: BTreeMap<String, Value>,
@@ -126,9 +169,13 @@ impl Drop for Emulator {
 
 impl Emulator {
     pub async fn start() -> Result<Emulator> {
+        Self::start_with(EmulatorSettings::default()).await
+    }
+
+    pub async fn start_with(settings: EmulatorSettings) -> Result<Emulator> {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let endpoint = format!("http://{}", listener.local_addr()?);
-        let state = Arc::new(Mutex::new(State::default()));
+        let state = Arc::new(Mutex::new(State { settings, ..State::default() }));
         let shared = state.clone();
         let server = tokio::spawn(async move {
             loop {
@@ -162,9 +209,11 @@ impl Emulator {
             stage: job.stage,
             action: job.action,
             artifact: job.artifact,
-            execution_id: job_id(),
+            execution_id: job.execution_id.unwrap_or_else(job_id),
             status: Status::InProgress,
+            since: Instant::now(),
             nonce: None,
+            acknowledged: false,
             continuation_token: None,
         };
         let event = invoke_event(&id, &emulated);
@@ -183,9 +232,11 @@ impl Emulator {
             stage: job.stage,
             action: job.action,
             artifact: job.artifact,
-            execution_id: job_id(),
+            execution_id: job.execution_id.unwrap_or_else(job_id),
             status: Status::Queued,
+            since: Instant::now(),
             nonce: None,
+            acknowledged: false,
             continuation_token: None,
         };
         let mut state = self.lock();
@@ -202,6 +253,21 @@ impl Emulator {
     /// A job's status.
     pub fn status(&self, job_id: &str) -> Option<Status> {
         self.lock().jobs.get(job_id).map(|j| j.status)
+    }
+
+    /// A job's pipeline execution.
+    pub fn execution_of(&self, job_id: &str) -> Option<String> {
+        self.lock().jobs.get(job_id).map(|j| j.execution_id.clone())
+    }
+
+    /// Every job, with its status.
+    pub fn statuses(&self) -> BTreeMap<String, Status> {
+        self.lock().jobs.iter().map(|(id, j)| (id.clone(), j.status)).collect()
+    }
+
+    /// Answers refused because their job had timed out, by job id.
+    pub fn late_answers(&self) -> Vec<String> {
+        self.lock().late.clone()
     }
 
     /// How many custom jobs are queued, of any action type.
@@ -228,7 +294,27 @@ impl Emulator {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        state.expire();
+        state
+    }
+}
+
+impl State {
+    /// Times out the jobs whose clocks ran out, as CodePipeline does.
+    fn expire(&mut self) {
+        let (answer_in, acknowledge_in) = (self.settings.job_timeout, self.settings.ack_timeout);
+        for job in self.jobs.values_mut() {
+            let limit = match job.status {
+                Status::InProgress => answer_in,
+                Status::Dispatched => acknowledge_in,
+                _ => continue,
+            };
+            if job.since.elapsed() > limit {
+                job.status = Status::TimedOut;
+                job.since = Instant::now();
+            }
+        }
     }
 }
 
@@ -352,6 +438,7 @@ async fn serve(req: Request<Incoming>, state: &Mutex<State>) -> Response<Full<By
         return error("SerializationException", "the body is not JSON");
     };
     let mut state = state.lock().unwrap_or_else(|p| p.into_inner());
+    state.expire();
     match op.as_str() {
         "CreateCustomActionType" => {
             let id = json!({"category": input["category"], "owner": "Custom", "provider": input["provider"], "version": input["version"]});
@@ -397,6 +484,7 @@ async fn serve(req: Request<Incoming>, state: &Mutex<State>) -> Response<Full<By
                 }
                 let nonce = job_id();
                 job.status = Status::Dispatched;
+                job.since = Instant::now();
                 job.nonce = Some(nonce.clone());
                 handed
                     .push(json!({"id": id, "data": job_data(&id, job), "nonce": nonce, "accountId": PIPELINE_ACCOUNT}));
@@ -424,15 +512,18 @@ async fn serve(req: Request<Incoming>, state: &Mutex<State>) -> Response<Full<By
             json!({"jobDetails": {"id": job_id, "accountId": PIPELINE_ACCOUNT, "data": job_data(&job_id, &job)}}),
         ),
         "AcknowledgeJob" => {
-            if input["nonce"].as_str() != job.nonce.as_deref() || job.nonce.is_none() {
+            // A nonce acknowledges once: a second AcknowledgeJob with it is refused.
+            if input["nonce"].as_str() != job.nonce.as_deref() || job.nonce.is_none() || job.acknowledged {
                 return error(
                     "InvalidNonceException",
                     &format!("The nonce was specified in an invalid format for job {job_id}"),
                 );
             }
-            if job.status == Status::Dispatched {
-                if let Some(j) = state.jobs.get_mut(&job_id) {
+            if let Some(j) = state.jobs.get_mut(&job_id) {
+                j.acknowledged = true;
+                if j.status == Status::Dispatched {
                     j.status = Status::InProgress;
+                    j.since = Instant::now();
                 }
             }
             let status = match state.jobs.get(&job_id).map(|j| j.status) {
@@ -440,23 +531,36 @@ async fn serve(req: Request<Incoming>, state: &Mutex<State>) -> Response<Full<By
                 Some(Status::Succeeded) => "Succeeded",
                 Some(Status::Failed) => "Failed",
                 Some(Status::Dispatched) => "Dispatched",
+                Some(Status::TimedOut) => "TimedOut",
                 _ => "Queued",
             };
             respond(StatusCode::OK, json!({"status": status}))
         }
         "PutJobSuccessResult" | "PutJobFailureResult" if job.status != Status::InProgress => {
+            if job.status == Status::TimedOut {
+                state.late.push(job_id.clone());
+                return error(
+                    "InvalidJobStateException",
+                    &format!("Job {job_id} timed out; it can no longer be answered"),
+                );
+            }
             error("InvalidJobStateException", &format!("Job {job_id} is not in progress; it was answered already"))
         }
         "PutJobSuccessResult" => {
-            if let Some(t) = input["continuationToken"].as_str() {
-                if t.len() > 2048 {
-                    return error(
-                        "ValidationException",
-                        "continuationToken: Member must have length less than or equal to 2048",
-                    );
-                }
-            }
             let details = &input["executionDetails"];
+            if let Some(problem) = invalid_success(&input) {
+                return error("ValidationException", &problem);
+            }
+            let outputs_size: usize = input["outputVariables"]
+                .as_object()
+                .map(|m| m.iter().map(|(k, v)| k.len() + v.as_str().map(str::len).unwrap_or(0)).sum())
+                .unwrap_or(0);
+            if outputs_size > 122_880 {
+                return error(
+                    "OutputVariablesSizeExceededException",
+                    "The output variables of the action exceed 122880 bytes",
+                );
+            }
             let outputs: BTreeMap<String, String> = input["outputVariables"]
                 .as_object()
                 .map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned())).collect())
@@ -487,6 +591,14 @@ async fn serve(req: Request<Incoming>, state: &Mutex<State>) -> Response<Full<By
             let (Some(kind), Some(message)) = (details["type"].as_str(), details["message"].as_str()) else {
                 return error("ValidationException", "failureDetails.type and failureDetails.message are required");
             };
+            if message.chars().count() > 5000
+                || details["externalExecutionId"].as_str().is_some_and(|e| e.chars().count() > 1500)
+            {
+                return error(
+                    "ValidationException",
+                    "failureDetails: message must be at most 5000 characters, externalExecutionId at most 1500",
+                );
+            }
             if !matches!(
                 kind,
                 "JobFailed"
@@ -519,10 +631,40 @@ fn job_id_for_continuation(state: &mut State, job: &EmulatedJob, token: String) 
         id.clone(),
         EmulatedJob {
             status: if queued { Status::Queued } else { Status::InProgress },
+            since: Instant::now(),
             nonce: None,
+            acknowledged: false,
             continuation_token: Some(token),
             ..job.clone()
         },
     );
     id
+}
+
+/// What PutJobSuccessResult's reference refuses in a request, if anything.
+fn invalid_success(input: &Value) -> Option<String> {
+    let details = &input["executionDetails"];
+    let token = input["continuationToken"].as_str();
+    if let Some(t) = token {
+        if t.is_empty() || t.len() > 2048 {
+            return Some("continuationToken: Member must have length between 1 and 2048".to_owned());
+        }
+    }
+    if token.is_some() && input["outputVariables"].as_object().is_some_and(|m| !m.is_empty()) {
+        return Some(
+            "outputVariables can be included only when there is no continuation token on the request".to_owned(),
+        );
+    }
+    if details["summary"].as_str().is_some_and(|s| s.chars().count() > 2048) {
+        return Some("executionDetails.summary: Member must have length less than or equal to 2048".to_owned());
+    }
+    if details["externalExecutionId"].as_str().is_some_and(|e| e.chars().count() > 1500) {
+        return Some(
+            "executionDetails.externalExecutionId: Member must have length less than or equal to 1500".to_owned(),
+        );
+    }
+    if details["percentComplete"].as_i64().is_some_and(|p| !(0..=100).contains(&p)) {
+        return Some("executionDetails.percentComplete: Member must be between 0 and 100".to_owned());
+    }
+    None
 }

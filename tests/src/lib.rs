@@ -21,7 +21,7 @@ mod moto;
 pub mod templates;
 
 pub use cargo_lambda::LocalLambda;
-pub use emulator::{Answer, Emulator, NewCustomJob, NewJob, Status};
+pub use emulator::{Answer, Emulator, EmulatorSettings, NewCustomJob, NewJob, Status};
 pub use in_process::{InProcessUpdater, ECS_UPDATER, LAMBDA_UPDATER};
 pub use local::LocalAws;
 pub use moto::Moto;

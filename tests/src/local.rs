@@ -87,6 +87,7 @@ impl LocalAws {
             action: action.into(),
             user_parameters: user_parameters.to_owned(),
             artifact,
+            execution_id: None,
         })
     }
 

@@ -73,6 +73,7 @@ fn custom_job(
         action: "Deploy".to_owned(),
         configuration,
         artifact: artifact.clone(),
+        execution_id: None,
     })
 }
 

@@ -149,6 +149,7 @@ async fn deploy_comparison(bin_dir: &Path, runs: usize) -> Result<()> {
             action: "DeployLambda".into(),
             user_parameters: serde_json::json!({"Kind": "Lambda", "TargetRoleArn": accounts::target_role(TARGET_ACCOUNT), "FunctionName": "orders-api", "Alias": "live", "ArtifactPath": "lambda.zip"}).to_string(),
             artifact: ArtifactLocation { bucket: bucket.clone(), key },
+            execution_id: None,
         });
         let job_id = event["CodePipeline.job"]["id"].as_str().unwrap_or_default().to_owned();
         let started = Instant::now();
