@@ -171,3 +171,38 @@ pub async fn task_definition(target: &SdkConfig, arn: &str) -> Result<(TaskDefin
         .await?;
     Ok((out.task_definition.ok_or("no task definition")?, out.tags.unwrap_or_default()))
 }
+
+/// A plain service for the soak: cluster `cluster` with service `service` (EC2 launch type,
+/// bridge networking) running one container `web` on `OLD_IMAGE`, with `desired` tasks. Under
+/// `tests/localaws/moto_server.py`, a rollout completes only when `desired` is at most
+/// `MOTO_ECS_SERVICE_RUNNING` (1 unless set): a larger service's rollouts never complete.
+/// Returns the first revision's ARN.
+pub async fn create_plain_service(target: &SdkConfig, cluster: &str, service: &str, desired: i32) -> Result<String> {
+    let ecs = aws_sdk_ecs::Client::new(target);
+    ecs.create_cluster().cluster_name(cluster).send().await?;
+    let registered = ecs
+        .register_task_definition()
+        .family(service)
+        .network_mode(NetworkMode::Bridge)
+        .container_definitions(
+            ContainerDefinition::builder().name("web").image(OLD_IMAGE).memory(256).essential(true).build(),
+        )
+        .send()
+        .await?;
+    let arn = registered.task_definition.and_then(|t| t.task_definition_arn).ok_or("no task definition ARN")?;
+    ecs.create_service()
+        .cluster(cluster)
+        .service_name(service)
+        .task_definition(&arn)
+        .desired_count(desired)
+        .launch_type(LaunchType::Ec2)
+        .send()
+        .await?;
+    Ok(arn)
+}
+
+/// The task definition a service runs.
+pub async fn running_task_definition(target: &SdkConfig, cluster: &str, service: &str) -> Result<String> {
+    let out = aws_sdk_ecs::Client::new(target).describe_services().cluster(cluster).services(service).send().await?;
+    Ok(out.services().first().and_then(|s| s.task_definition()).unwrap_or_default().to_owned())
+}

@@ -139,6 +139,8 @@ struct EmulatedJob {
     /// The nonce was used to acknowledge it.
     acknowledged: bool,
     continuation_token: Option<String>,
+    /// The job its continuation token created, once answered with one.
+    continued_by: Option<String>,
 }
 
 #[derive(Default)]
@@ -147,6 +149,8 @@ struct State {
     jobs: BTreeMap<String, EmulatedJob>,
     /// Answers refused because their job had timed out, by job id.
     late: Vec<String>,
+    /// Jobs that were sent a second answer different from their first (refused).
+    conflicting: Vec<String>,
     /// Queued custom jobs, oldest first.
     queue: VecDeque<String>,
     action_types: BTreeMap<String, Value>,
@@ -215,6 +219,7 @@ impl Emulator {
             nonce: None,
             acknowledged: false,
             continuation_token: None,
+            continued_by: None,
         };
         let event = invoke_event(&id, &emulated);
         self.lock().jobs.insert(id, emulated);
@@ -238,6 +243,7 @@ impl Emulator {
             nonce: None,
             acknowledged: false,
             continuation_token: None,
+            continued_by: None,
         };
         let mut state = self.lock();
         state.jobs.insert(id.clone(), emulated);
@@ -268,6 +274,27 @@ impl Emulator {
     /// Answers refused because their job had timed out, by job id.
     pub fn late_answers(&self) -> Vec<String> {
         self.lock().late.clone()
+    }
+
+    /// Jobs that were sent a second, different answer (refused, as CodePipeline refuses it).
+    pub fn conflicting_answers(&self) -> Vec<String> {
+        self.lock().conflicting.clone()
+    }
+
+    /// The answers a job got (exactly one, if all is well).
+    pub fn answers_of(&self, job_id: &str) -> Vec<Answer> {
+        self.lock().answers.iter().filter(|a| a.job_id() == job_id).cloned().collect()
+    }
+
+    /// The job a continuation answer of `job_id` created, if any.
+    pub fn next_of(&self, job_id: &str) -> Option<String> {
+        self.lock().jobs.get(job_id).and_then(|j| j.continued_by.clone())
+    }
+
+    /// The `CodePipeline.job` event CodePipeline invokes an Invoke action's function with for
+    /// `job_id` (a continuation job's too).
+    pub fn invoke_event_of(&self, job_id: &str) -> Option<Value> {
+        self.lock().jobs.get(job_id).map(|j| invoke_event(job_id, j))
     }
 
     /// How many custom jobs are queued, of any action type.
@@ -320,6 +347,11 @@ impl State {
 
 /// A job id shaped as CodePipeline's (a UUID).
 fn job_id() -> String {
+    new_id()
+}
+
+/// A new id shaped as a UUID (job ids, request ids).
+pub(crate) fn new_id() -> String {
     use std::hash::BuildHasher;
     let random = std::collections::hash_map::RandomState::new();
     let halves = [0u8, 1].map(|i| random.hash_one((unique(), i, std::time::SystemTime::now())));
@@ -537,6 +569,25 @@ async fn serve(req: Request<Incoming>, state: &Mutex<State>) -> Response<Full<By
             respond(StatusCode::OK, json!({"status": status}))
         }
         "PutJobSuccessResult" | "PutJobFailureResult" if job.status != Status::InProgress => {
+            let first = state.answers.iter().find(|a| a.job_id() == job_id);
+            let same = match (first, op.as_str()) {
+                (Some(Answer::Success { .. }), "PutJobSuccessResult") => {
+                    first.and_then(|a| {
+                        if let Answer::Success { continuation_token, .. } = a {
+                            continuation_token.clone()
+                        } else {
+                            None
+                        }
+                    }) == input["continuationToken"].as_str().map(str::to_owned)
+                }
+                (Some(Answer::Failure { message, .. }), "PutJobFailureResult") => {
+                    input["failureDetails"]["message"].as_str() == Some(message.as_str())
+                }
+                _ => job.status == Status::TimedOut,
+            };
+            if !same {
+                state.conflicting.push(job_id.clone());
+            }
             if job.status == Status::TimedOut {
                 state.late.push(job_id.clone());
                 return error(
@@ -579,6 +630,9 @@ async fn serve(req: Request<Incoming>, state: &Mutex<State>) -> Response<Full<By
             }
             if let Some(token) = continuation_token {
                 let next = job_id_for_continuation(&mut state, &job, token);
+                if let Some(j) = state.jobs.get_mut(&job_id) {
+                    j.continued_by = Some(next.clone());
+                }
                 match job.kind {
                     Kind::Invoke { .. } => state.continuations.push_back(next),
                     Kind::Custom { .. } => state.queue.push_back(next),
@@ -635,6 +689,7 @@ fn job_id_for_continuation(state: &mut State, job: &EmulatedJob, token: String) 
             nonce: None,
             acknowledged: false,
             continuation_token: Some(token),
+            continued_by: None,
             ..job.clone()
         },
     );

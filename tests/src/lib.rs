@@ -16,6 +16,7 @@ mod emulator;
 pub mod fixtures;
 mod http;
 mod in_process;
+pub mod lambda_host;
 mod local;
 mod moto;
 pub mod templates;
@@ -65,6 +66,25 @@ pub fn infra_venv_bin(name: &str) -> Result<PathBuf> {
     } else {
         Err(format!("{} is missing: run ./scripts/setup first", path.display()).into())
     }
+}
+
+/// A tool installed by `scripts/setup` into the soak's venv (`CROSSDEPLOY_SOAK_VENV`, default
+/// `.venv-soak`): mitmproxy.
+pub fn soak_venv_bin(name: &str) -> Result<PathBuf> {
+    let venv = std::env::var_os("CROSSDEPLOY_SOAK_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join(".venv-soak"));
+    let path = venv.join("bin").join(name);
+    if path.is_file() {
+        Ok(path)
+    } else {
+        Err(format!("{} is missing: run ./scripts/setup first", path.display()).into())
+    }
+}
+
+/// A fresh log file for a child process (see [`log_file`]).
+pub fn open_log(name: &str) -> Result<(PathBuf, std::fs::File)> {
+    log_file(name)
 }
 
 /// A free TCP port on 127.0.0.1.

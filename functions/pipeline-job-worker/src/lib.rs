@@ -72,20 +72,33 @@ pub struct Worker<I> {
     pub settings: Settings,
 }
 
+/// How long one updater invocation may work at most, in seconds (default 60, 30 to 600).
+pub const UPDATER_SLICE_ENV: &str = "CROSSDEPLOY_UPDATER_SLICE_SECONDS";
+
 #[derive(Debug, thiserror::Error)]
-#[error("{LEDGER_TABLE_ENV} is not set: the worker needs its ledger table")]
-pub struct NoLedgerTable;
+pub enum ConfigError {
+    #[error("{LEDGER_TABLE_ENV} is not set: the worker needs its ledger table")]
+    Missing,
+    #[error("{UPDATER_SLICE_ENV} is {0:?}: give a whole number of seconds from 30 to 600")]
+    BadSlice(String),
+}
 
 impl Worker<aws_sdk_lambda::Client> {
-    pub fn from_config(config: &SdkConfig) -> Result<Self, NoLedgerTable> {
-        let table = std::env::var(LEDGER_TABLE_ENV).ok().filter(|t| !t.is_empty()).ok_or(NoLedgerTable)?;
+    pub fn from_config(config: &SdkConfig) -> Result<Self, ConfigError> {
+        let table = std::env::var(LEDGER_TABLE_ENV).ok().filter(|t| !t.is_empty()).ok_or(ConfigError::Missing)?;
+        let mut settings =
+            Settings::new(config.region().map(|r| r.to_string()).unwrap_or_else(|| "us-east-1".to_owned()));
+        if let Some(v) = std::env::var(UPDATER_SLICE_ENV).ok().filter(|v| !v.trim().is_empty()) {
+            let secs = v.trim().parse::<u64>().ok().filter(|s| (30..=600).contains(s));
+            settings.updater_slice = Duration::from_secs(secs.ok_or_else(|| ConfigError::BadSlice(v.clone()))?);
+        }
         Ok(Self {
             codepipeline: aws_sdk_codepipeline::Client::new(config),
             // Invoke calls are sent once: see `crossdeploy_aws::invoke::invoke_until`.
             invoker: aws_sdk_lambda::Client::new(config),
             updaters: Updaters::from_env(),
             ledger: Ledger::new(aws_sdk_dynamodb::Client::new(config), table),
-            settings: Settings::new(config.region().map(|r| r.to_string()).unwrap_or_else(|| "us-east-1".to_owned())),
+            settings,
         })
     }
 }
