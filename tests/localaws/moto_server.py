@@ -1,4 +1,4 @@
-"""moto's server, with ECS rollouts.
+"""moto's server, with ECS rollouts and atomic DynamoDB writes.
 
 moto (pinned in scripts/requirements.txt) never rolls an ECS service out: UpdateService changes
 the service's task definition but leaves its deployments as they were, so the service looks as if
@@ -8,11 +8,19 @@ new task definition starts a new PRIMARY deployment for it, which is COMPLETED (
 gone) once the service's running count reaches its desired count (moto's own rule at
 CreateService, driven by MOTO_ECS_SERVICE_RUNNING), else IN_PROGRESS beside the old one.
 
+DynamoDB documents a conditional write as atomic: its condition is checked and the item written
+as one step. moto's threaded server checks and writes in separate steps with no lock, so two
+concurrent conditional writes of one item can both pass their conditions (the soak found two
+deployments holding one target's lease this way). Every DynamoDB item operation here runs under
+one lock, which gives moto the atomicity DynamoDB documents, and nothing more.
+
 Everything else is moto as released. Failed rollouts and circuit-breaker rollbacks are tested
 with aws-smithy-mocks, not here.
 """
 
+import functools
 import sys
+import threading
 
 from moto.core.utils import utcnow
 from moto.ecs import models
@@ -52,6 +60,34 @@ def _update_service_with_rollout(self, service_properties):
 
 
 models.EC2ContainerServiceBackend.update_service = _update_service_with_rollout
+
+_dynamodb_lock = threading.RLock()
+
+
+def _atomic(operation):
+    @functools.wraps(operation)
+    def locked(*args, **kwargs):
+        with _dynamodb_lock:
+            return operation(*args, **kwargs)
+
+    return locked
+
+
+from moto.dynamodb.models import DynamoDBBackend  # noqa: E402
+
+for _name in (
+    "put_item",
+    "update_item",
+    "delete_item",
+    "get_item",
+    "query",
+    "scan",
+    "batch_get_item",
+    "transact_get_items",
+    "transact_write_items",
+):
+    if hasattr(DynamoDBBackend, _name):
+        setattr(DynamoDBBackend, _name, _atomic(getattr(DynamoDBBackend, _name)))
 
 if __name__ == "__main__":
     from moto.server import main

@@ -19,6 +19,7 @@ mod in_process;
 pub mod lambda_host;
 mod local;
 mod moto;
+pub mod props;
 pub mod templates;
 
 pub use cargo_lambda::LocalLambda;

@@ -423,16 +423,58 @@ pub struct Resolution {
     pub message: String,
 }
 
-/// Has `updater` carry out `request`, with `deadline` (written into the request) as the last
-/// moment it may change the target. Returns only once the updater has stopped acting: an
-/// answer lost is waited out to the deadline, and reported as failed (the claim stays open to
-/// a retry, which finds what the target runs).
+/// Has `updater` carry out `request`, with `deadline` as the last moment it may change the
+/// target. Each invocation gets at most [`ROLLBACK_SLICE`] (written into the request); one Lambda
+/// did not run (throttled) is tried again after a pause, and one whose answer was lost is waited
+/// out to its deadline and run again (the updater's guard makes a second run find the target
+/// restored), while `deadline` allows. Returns only once no updater is acting: a rollback that
+/// could not be carried out is reported as failed (its claim stays open to a retry).
 pub async fn invoke_rollback<I: Invoke>(
+    invoker: &I,
+    updater: &str,
+    request: RollbackRequest,
+    deadline: Deadline,
+) -> Resolution {
+    let mut last = None;
+    let mut pause = std::time::Duration::from_millis(200);
+    while deadline.remaining() > MIN_ROLLBACK_SLICE {
+        let slice = deadline.at_most(ROLLBACK_SLICE);
+        match invoke_rollback_once(invoker, updater, request.clone(), slice).await {
+            Attempt::Done(resolution) => return resolution,
+            Attempt::Again(resolution, wait) => {
+                last = Some(resolution);
+                if wait {
+                    tokio::time::sleep(pause.min(deadline.remaining())).await;
+                    pause = (pause * 2).min(std::time::Duration::from_secs(5));
+                }
+            }
+        }
+    }
+    last.unwrap_or(Resolution {
+        status: RollbackStatus::Failed,
+        handled: Handled::Failed,
+        restored: None,
+        message: format!("no time was left to have {updater} restore the target; retry"),
+    })
+}
+
+/// Each rollback invocation lasts at most this long.
+pub const ROLLBACK_SLICE: std::time::Duration = std::time::Duration::from_secs(30);
+/// A rollback invocation is started only with this long left.
+const MIN_ROLLBACK_SLICE: std::time::Duration = std::time::Duration::from_secs(8);
+
+enum Attempt {
+    Done(Resolution),
+    /// Worth another try; `true`: after a pause (nothing ran).
+    Again(Resolution, bool),
+}
+
+async fn invoke_rollback_once<I: Invoke>(
     invoker: &I,
     updater: &str,
     mut request: RollbackRequest,
     deadline: Deadline,
-) -> Resolution {
+) -> Attempt {
     request.deadline_ms = Some(deadline.epoch_millis());
     let failed = |message: String| Resolution {
         status: RollbackStatus::Failed,
@@ -445,21 +487,22 @@ pub async fn invoke_rollback<I: Invoke>(
         RollbackSpec::Ecs(e) => format!("service {} in cluster {}", e.service_name, e.cluster_name),
     };
     match invoke_until(invoker, updater, &UpdaterRequest::Rollback(Box::new(request)), deadline).await {
-        Invoked::NotRun(e) => failed(format!("{e}; nothing was changed: retry")),
-        Invoked::Ended(e) | Invoked::Unknown(e) => {
-            failed(format!("{e}; the updater has stopped, but what it did is unknown: check {target} and retry"))
-        }
+        Invoked::NotRun(e) => Attempt::Again(failed(format!("{e}; nothing was changed: retry")), true),
+        Invoked::Ended(e) | Invoked::Unknown(e) => Attempt::Again(
+            failed(format!("{e}; the updater has stopped, but what it did is unknown: check {target} and retry")),
+            false,
+        ),
         Invoked::Answered(Outcome::Failed { failure_type, message, .. }) => {
-            failed(format!("{}: {message}", failure_type.as_str()))
+            Attempt::Done(failed(format!("{}: {message}", failure_type.as_str())))
         }
         Invoked::Answered(Outcome::InProgress { summary, .. }) => {
-            failed(format!("the updater answered InProgress to a rollback ({summary}); retry"))
+            Attempt::Again(failed(format!("the updater answered InProgress to a rollback ({summary}); retry")), false)
         }
         Invoked::Answered(Outcome::Succeeded { summary, outputs }) => {
             let current = outputs.get(outputs::CURRENT).cloned();
             let done =
                 |status, handled| Resolution { status, handled, restored: current.clone(), message: summary.clone() };
-            match outputs.get(outputs::ROLLBACK_RESULT).and_then(|r| RollbackResult::parse(r)) {
+            Attempt::Done(match outputs.get(outputs::ROLLBACK_RESULT).and_then(|r| RollbackResult::parse(r)) {
                 Some(RollbackResult::Restored) => done(RollbackStatus::Restored, Handled::Restored),
                 Some(RollbackResult::AlreadyRestored) => {
                     done(RollbackStatus::AlreadyRestored, Handled::AlreadyRestored)
@@ -468,7 +511,7 @@ pub async fn invoke_rollback<I: Invoke>(
                 None => {
                     failed(format!("the updater {updater} answered a rollback without a RollbackResult: {summary}"))
                 }
-            }
+            })
         }
     }
 }

@@ -30,16 +30,37 @@ impl AllowList {
 }
 
 /// `*` matches any run of bytes other than `:` and `/`; everything else matches itself.
+/// Without recursion (a long pattern or ARN cannot exhaust the stack): the separators of both
+/// must be the same, in the same order, and each segment match its pattern's segment.
 fn glob_match(pattern: &[u8], text: &[u8]) -> bool {
-    match pattern.split_first() {
-        None => text.is_empty(),
-        Some((b'*', rest)) => {
-            // Try every length of the run `*` stands for, up to the next separator.
-            let run = text.iter().position(|b| *b == b':' || *b == b'/').unwrap_or(text.len());
-            (0..=run).any(|n| glob_match(rest, &text[n..]))
-        }
-        Some((c, rest)) => text.first() == Some(c) && glob_match(rest, &text[1..]),
+    let is_sep = |b: &u8| *b == b':' || *b == b'/';
+    let seps = |s: &[u8]| s.iter().copied().filter(is_sep).collect::<Vec<u8>>();
+    if seps(pattern) != seps(text) {
+        return false;
     }
+    pattern.split(is_sep).zip(text.split(is_sep)).all(|(p, t)| segment_match(p, t))
+}
+
+/// Wildcard matching of one segment (`*`: any run of bytes), iterative with one backtrack point.
+fn segment_match(p: &[u8], t: &[u8]) -> bool {
+    let (mut pi, mut ti) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while ti < t.len() {
+        if pi < p.len() && p[pi] == b'*' {
+            star = Some((pi, ti));
+            pi += 1;
+        } else if pi < p.len() && p[pi] == t[ti] {
+            pi += 1;
+            ti += 1;
+        } else if let Some((s, mark)) = star {
+            pi = s + 1;
+            ti = mark + 1;
+            star = Some((s, mark + 1));
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|b| *b == b'*')
 }
 
 #[cfg(test)]
@@ -78,6 +99,11 @@ mod tests {
         assert!(!list.allows(&arn("arn:aws:iam::222222222222:role/crossdeploy-x/admin")));
         // A bare `*` cannot allow everything.
         assert!(!AllowList::parse("*").allows(&arn("arn:aws:iam::222222222222:role/x")));
+        assert!(!AllowList::parse("arn:aws:iam::*").allows(&arn("arn:aws:iam::222222222222:role/x")));
+        assert!(AllowList::parse("arn:aws:iam::2*2:role/*x*").allows(&arn("arn:aws:iam::222222222222:role/axb")));
+        // A pattern of any length is matched without recursion.
+        let long = format!("arn:aws:iam::222222222222:role/{}", "*a".repeat(200_000));
+        assert!(!AllowList::parse(&long).allows(&arn("arn:aws:iam::222222222222:role/b")));
         let path = AllowList::parse("arn:aws:iam::222222222222:role/*/deployer");
         assert!(path.allows(&arn("arn:aws:iam::222222222222:role/team-a/deployer")));
         assert!(!path.allows(&arn("arn:aws:iam::222222222222:role/a/b/deployer")));

@@ -139,7 +139,7 @@ pub fn parse_configuration(kind: Kind, map: &BTreeMap<String, Value>) -> Result<
     };
     if let Some(unknown) = map.keys().find(|k| !known.contains(&k.as_str())) {
         return Err(ConfigError::new(
-            unknown,
+            &shown_key(unknown),
             format!("unknown key for a {kind:?} action; the keys are {}", known.join(", ")),
         ));
     }
@@ -212,6 +212,19 @@ pub fn parse_configuration(kind: Kind, map: &BTreeMap<String, Value>) -> Result<
         }
     };
     Ok(DeployConfig { target: Target { role_arn, region }, spec, alarm_names })
+}
+
+/// A key as an error names it: escaped (control characters and quotes shown), at most 64
+/// characters, and "(an empty key)" for an empty one.
+fn shown_key(key: &str) -> String {
+    if key.is_empty() {
+        return "(an empty key)".to_owned();
+    }
+    let escaped: String = key.chars().flat_map(char::escape_debug).collect();
+    match escaped.char_indices().nth(64) {
+        Some((cut, _)) => format!("{}…", &escaped[..cut]),
+        None => escaped,
+    }
 }
 
 struct Keys<'a>(&'a BTreeMap<String, Value>);
@@ -432,6 +445,18 @@ mod tests {
         let default =
             parse(&json!({"Kind": "Ecs", "TargetRoleArn": ROLE, "ClusterName": "c", "ServiceName": "s"})).unwrap();
         assert!(check_durations(&default, CUSTOM_ACTION_LIMIT).is_ok(), "the default of 30 minutes fits both");
+    }
+
+    #[test]
+    fn an_unknown_key_is_named_readably_even_when_empty_or_odd() {
+        let mut map = BTreeMap::new();
+        map.insert(String::new(), Value::String("x".into()));
+        let e = parse_configuration(Kind::Lambda, &map).unwrap_err();
+        assert_eq!(e.key, "(an empty key)");
+        let mut map = BTreeMap::new();
+        map.insert(format!("bad\n{}", "k".repeat(500)), Value::String("x".into()));
+        let e = parse_configuration(Kind::Ecs, &map).unwrap_err();
+        assert!(e.key.starts_with("bad\\n") && e.key.chars().count() <= 65, "{}", e.key);
     }
 
     #[test]
