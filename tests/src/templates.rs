@@ -63,6 +63,7 @@ pub const NO_RESOURCE_SCOPING: &[(&str, &str)] = &[
     ("codepipeline:PutJobFailureResult", "no resource type"),
     ("ecs:RegisterTaskDefinition", "no resource type"),
     ("ecs:DescribeTaskDefinition", "no resource type"),
+    ("ecs:ListTaskDefinitions", "no resource type"),
     ("ecr:GetAuthorizationToken", "no resource type"),
     ("cloudwatch:DescribeAlarms", "composite alarms are returned only when it is allowed on *"),
 ];

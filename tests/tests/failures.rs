@@ -462,3 +462,140 @@ async fn the_emulator_times_jobs_out_as_codepipeline_does_and_refuses_a_late_ans
     assert_eq!(local.emulator.status(&custom), Some(Status::TimedOut));
     assert!(crossdeploy_pipeline_job::poll_for_jobs(&codepipeline, "CrossdeployLambda", 1).await.unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn a_retried_run_of_a_deployment_rolled_back_meanwhile_deploys_nothing_again() {
+    let local = spawn(&["orders-api"]).await;
+    let event = job(&local, "orders-api", "v2", None).await;
+    let (endpoint, table, emulator) =
+        (local.moto.endpoint.clone(), local.ledger_table.clone(), local.emulator.endpoint.clone());
+    let first = event.clone();
+    run_then_kill(move |killed| async move {
+        let worker = doomed_worker(&endpoint, &table, &emulator, killed).await;
+        let _ = handle_invoke_event(first, worker, Deadline::after(Duration::from_secs(120)), "request-1").await;
+    })
+    .await;
+    // Judged dead, the deployment was rolled back before Lambda retried the run: the alias is
+    // back on version 1, and the ledger says so on the deployment.
+    let ledger = local.ledger();
+    let record = ledger.deployments(&target("orders-api")).await.unwrap().remove(0);
+    ledger.release_lease(&target("orders-api"), &record.deployment_id).await.unwrap();
+    let claim = crossdeploy_ledger::RollbackRecord {
+        status: RollbackStatus::InProgress,
+        trigger: "action Tests failed in stage Deploy-dev".into(),
+        event_id: "e1".into(),
+        by: "rollback-run".into(),
+        at: now_millis(),
+        restored: None,
+        message: None,
+    };
+    ledger.claim_rollback(&record, &claim, Duration::from_secs(60)).await.unwrap();
+    let restored =
+        crossdeploy_ledger::RollbackRecord { status: RollbackStatus::Restored, restored: Some("1".into()), ..claim };
+    ledger.finish_rollback(&record, &restored).await.unwrap();
+    aws_sdk_lambda::Client::new(&local.target)
+        .update_alias()
+        .function_name("orders-api")
+        .name(ALIAS)
+        .function_version("1")
+        .send()
+        .await
+        .unwrap();
+
+    // Lambda's retry: the same event, the same request id. It must not deploy again.
+    let handled = handle_invoke_event(
+        event.clone(),
+        Arc::new(local.worker_with(Untouchable)),
+        Deadline::after(Duration::from_secs(300)),
+        "request-1",
+    )
+    .await
+    .unwrap()
+    .unwrap();
+
+    assert_eq!(handled.answer, "JobFailed");
+    let answers = local.answers_for(&event);
+    let [Answer::Failure { message, .. }] = &answers[..] else { panic!("{answers:?}") };
+    assert!(message.contains("was condemned") && message.contains("Restored"), "{message}");
+    assert_eq!(accounts::function_state(&local.target, "orders-api", ALIAS).await.unwrap().alias_version, "1");
+}
+
+/// An updater that fails half-way (it left the alias shifting) after a moment, and rolls back
+/// for real.
+struct FailsHalfShifted(InProcessUpdater);
+
+impl Invoke for FailsHalfShifted {
+    async fn invoke(&self, function: &str, request: &UpdaterRequest) -> Result<Outcome, InvokeError> {
+        match request {
+            UpdaterRequest::Deploy(_) => {
+                tokio::time::sleep(Duration::from_secs(3)).await;
+                Ok(Outcome::Failed {
+                    failure_type: crossdeploy_protocol::FailureType::JobFailed,
+                    message: "putting the alias back failed".into(),
+                    stands: Some(crossdeploy_protocol::Stands {
+                        previous: "1".into(),
+                        deployed: "2".into(),
+                        serving: Serving::Shifting,
+                        detail: "alias live points at version 1 with 10% on version 2".into(),
+                    }),
+                })
+            }
+            UpdaterRequest::Rollback(_) => self.0.invoke(function, request).await,
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_deployment_condemned_while_it_runs_that_then_fails_half_way_is_put_back_by_its_worker() {
+    let local = spawn(&["orders-api"]).await;
+    // The target as the failing deployment leaves it: version 1 with 10% on version 2.
+    let lambda = aws_sdk_lambda::Client::new(&local.target);
+    lambda
+        .update_function_code()
+        .function_name("orders-api")
+        .zip_file(aws_sdk_lambda::primitives::Blob::new(lambda_package("v2")))
+        .send()
+        .await
+        .unwrap();
+    let v2 = lambda.publish_version().function_name("orders-api").send().await.unwrap().version.unwrap();
+    assert_eq!(v2, "2");
+    lambda
+        .update_alias()
+        .function_name("orders-api")
+        .name(ALIAS)
+        .function_version("1")
+        .routing_config(
+            aws_sdk_lambda::types::AliasRoutingConfiguration::builder().additional_version_weights("2", 0.1).build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let execution = "exec-half";
+    let event = job(&local, "orders-api", "v2", Some(execution)).await;
+    let worker = Arc::new(local.worker_with(FailsHalfShifted(InProcessUpdater::new(
+        &local.shared,
+        &LocalAws::allowed_roles(),
+        EXTERNAL_ID,
+    ))));
+    let running =
+        tokio::spawn(handle_invoke_event(event.clone(), worker, Deadline::after(Duration::from_secs(120)), "run-1"));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    let report = deploy_rollback::handle(
+        action_failed(execution, "Tests"),
+        &local.rollback(),
+        Deadline::after(Duration::from_secs(60)),
+        "r1",
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.rollbacks.iter().map(|r| r.result).collect::<Vec<_>>(), vec![Handled::Pending], "{report:?}");
+    running.await.unwrap().unwrap();
+
+    let answers = local.answers_for(&event);
+    let [Answer::Failure { message, .. }] = &answers[..] else { panic!("{answers:?}") };
+    assert!(message.contains("was condemned") && message.contains("rolled back"), "{message}");
+    let state = accounts::function_state(&local.target, "orders-api", ALIAS).await.unwrap();
+    assert_eq!((state.alias_version.as_str(), state.alias_routing.len()), ("1", 0), "put back, no routing");
+    assert!(local.ledger().lease_holder(&target("orders-api")).await.unwrap().is_none(), "the lease was released");
+}

@@ -59,7 +59,8 @@ fn claimed(c: Claim) -> bool {
 #[tokio::test]
 async fn a_job_is_claimed_once_until_its_claim_expires() {
     let (_moto, ledger) = ledger().await;
-    let Claim::Claimed { since_ms } = ledger.claim_job("job-1", "run-a", Duration::from_secs(600)).await.unwrap()
+    let Claim::Claimed { since_ms, retried: false } =
+        ledger.claim_job("job-1", "run-a", Duration::from_secs(600)).await.unwrap()
     else {
         panic!("a new job is claimed")
     };
@@ -68,7 +69,7 @@ async fn a_job_is_claimed_once_until_its_claim_expires() {
     // retry of the invocation with the same request id) gets its claim back, first time and all.
     assert_eq!(
         ledger.claim_job("job-1", "run-a", Duration::from_secs(600)).await.unwrap(),
-        Claim::Claimed { since_ms },
+        Claim::Claimed { since_ms, retried: true },
         "the holder finds its own claim"
     );
     // A run that died: its claim (0 s) lapses, and another run may take the job.
@@ -325,7 +326,7 @@ async fn finishing_a_deployment_updates_its_item_and_keeps_what_rollback_wrote_o
     record.finished_at = Some(200);
     record.message = Some("rolled back by the circuit breaker".into());
     let finished = ledger.finish_deployment(&record).await.unwrap();
-    assert_eq!(finished.condemned, None);
+    assert_eq!(finished.condemned.as_ref(), Some(&by_ecs), "the worker learns what was recorded on its deployment");
     // A retried finish (its answer lost) is fine.
     ledger.finish_deployment(&record).await.unwrap();
     let read = ledger.deployments(&target()).await.unwrap();

@@ -315,11 +315,22 @@ async fn roll_back<I: Invoke>(
                 );
                 return Ok(target_report(condemned, Handled::Pending, message));
             }
-            // It ended meanwhile: judge it as it ended.
+            // It ended meanwhile: judge it as it ended. Still running, it was condemned (or
+            // handled) by another event already.
             let Some(ended) = rb.ledger.deployment(condemned).await? else {
                 let message = format!("deployment {} is no longer in the ledger", condemned.deployment_id);
                 return Ok(target_report(condemned, Handled::NotApplicable, message));
             };
+            if ended.status == crossdeploy_ledger::DeploymentStatus::InProgress {
+                let how = ended
+                    .rollback
+                    .as_ref()
+                    .map(|r| format!("{}, {}", r.status.as_str(), r.trigger))
+                    .unwrap_or_default();
+                let message =
+                    format!("deployment {} is still running and was condemned before ({how})", ended.deployment_id);
+                return Ok(target_report(condemned, Handled::HandledBefore, message));
+            }
             return Box::pin(roll_back(rb, &ended, trigger, restore, request_id, deadline)).await;
         }
         Choice::LeftAlone(why) => Err(why),
@@ -397,6 +408,14 @@ async fn restore_target<I: Invoke>(
     let until = deadline.epoch_millis() / 1000 + LEASE_GRACE.as_secs();
     match rb.ledger.acquire_lease(&condemned.target, &holder, until).await {
         Err(e) => return failed(e.to_string()),
+        // Its own run still holds the target (finishing up, or about to roll it back itself):
+        // not done, and not final: a retry (EventBridge's) finds the target free.
+        Ok(Lease::HeldBy(other)) if other.deployment_id == condemned.deployment_id => {
+            return failed(format!(
+                "{} is still held by deployment {} itself (finishing up): retry once its lease is free",
+                condemned.target, condemned.deployment_id
+            ));
+        }
         Ok(Lease::HeldBy(other)) => {
             let why = format!(
                 "{} is being deployed by {other}: a deployment is under way, so it is left alone",

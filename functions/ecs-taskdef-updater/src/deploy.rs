@@ -82,8 +82,14 @@ pub async fn deploy_images(
         .map_err(|e| EcsError::Configuration(format!("{e} ({}, task definition {current})", s.describe())))?;
 
     if runs_images(td.container_definitions(), changes) {
-        let previous =
-            tags.iter().find(|t| t.key() == Some(PREVIOUS_TAG)).and_then(|t| t.value()).unwrap_or(&current).to_owned();
+        // What stood before is what the revision's tag records only if this deployment
+        // registered it (an earlier attempt whose answer was lost); otherwise this deployment
+        // changed nothing, and what runs stood before it.
+        let tag = |key: &str| tags.iter().find(|t| t.key() == Some(key)).and_then(|t| t.value());
+        let previous = match tag(DEPLOYMENT_TAG) {
+            Some(d) if d == s.deployment => tag(PREVIOUS_TAG).unwrap_or(&current).to_owned(),
+            _ => current.clone(),
+        };
         tracing::info!(service = s.service, task_definition = %current, "the service already runs these images; nothing registered");
         let state = EcsState::FollowingRollout {
             task_definition_arn: current.clone(),

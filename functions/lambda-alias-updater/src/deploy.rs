@@ -122,7 +122,13 @@ pub async fn deploy_package(
         let live = code_state(f, Some(&a.version), deadline).await?;
         if live.code_sha256.as_deref() == Some(package.sha256.as_str()) && a.routing.is_empty() {
             tracing::info!(function = f.function, alias = f.alias, version = %a.version, "alias already serves this package; nothing to do");
-            let previous = a.recorded_previous.clone().unwrap_or_else(|| a.version.clone());
+            // What stood before is what the alias's description records only if this deployment
+            // wrote it (an earlier attempt whose answer was lost); otherwise this deployment
+            // changed nothing, and what stands stood before it.
+            let previous = match &a.recorded_deployment {
+                Some(d) if d == f.deployment => a.recorded_previous.clone().unwrap_or_else(|| a.version.clone()),
+                _ => a.version.clone(),
+            };
             return Ok(succeeded(
                 f,
                 &a.version,
@@ -225,11 +231,55 @@ pub async fn resume(
         }
         LambdaState::Shifting(shifting) => {
             let (new, previous) = (shifting.new_version.clone(), shifting.previous_version.clone());
+            let shifting = match reconcile(f, gates, shifting, deadline).await? {
+                Reconciled::Go(s) => s,
+                Reconciled::Done(outcome) => return Ok(outcome),
+            };
             match shift(f, gates, shifting, ctx, deadline).await {
                 Ok(outcome) => Ok(outcome),
                 Err(e) => Err(put_back(f, e, &new, Some(&previous), ctx, deadline).await),
             }
         }
+    }
+}
+
+/// Where a shift resumed from a state handed back stands on the alias.
+enum Reconciled {
+    /// Go on shifting from this (the state as handed back, or as the alias shows it now).
+    Go(Shifting),
+    /// An invocation whose answer was lost finished the shift: the alias serves the new version.
+    Done(Outcome),
+}
+
+/// A shift is resumed from the alias as it is, not only as the state remembers it: an
+/// invocation whose answer was lost may have moved it on by steps, or all the way.
+async fn reconcile(
+    f: &FunctionRef<'_>,
+    gates: &Gates<'_>,
+    s: Shifting,
+    deadline: Deadline,
+) -> Result<Reconciled, UpdaterError> {
+    let Some(alias) = read_alias(f, deadline).await? else { return Ok(Reconciled::Go(s)) };
+    if alias.revision_id.is_some() && alias.revision_id == s.alias_revision_id {
+        return Ok(Reconciled::Go(s));
+    }
+    let ours = alias.recorded_deployment.as_deref() == Some(f.deployment);
+    if ours && alias.is(&s.new_version, None) {
+        tracing::info!(function = f.function, alias = f.alias, version = %s.new_version, "an earlier invocation finished the shift");
+        let arn = alias.arn.clone().unwrap_or_else(|| s.alias_arn.clone());
+        return Ok(Reconciled::Done(succeeded(f, &s.new_version, &s.previous_version, &arn, &s.code_sha256, false)));
+    }
+    match own_shift(f, gates, &alias, &s.code_sha256, deadline).await? {
+        Some(now) if now.new_version == s.new_version && now.step >= s.step => {
+            tracing::info!(
+                function = f.function,
+                alias = f.alias,
+                step = now.step,
+                "an earlier invocation moved the shift on"
+            );
+            Ok(Reconciled::Go(now))
+        }
+        _ => Ok(Reconciled::Go(s)),
     }
 }
 

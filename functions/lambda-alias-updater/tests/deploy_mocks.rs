@@ -304,12 +304,13 @@ async fn an_alias_that_already_serves_the_package_changes_nothing() {
         GetAliasOutput::builder()
             .function_version("2")
             .alias_arn(ALIAS_ARN)
-            .description("crossdeploy: pipeline orders execution exec-1; previous version 1")
+            .description("crossdeploy: pipeline orders execution exec-1; deployment job-1; previous version 1")
             .build()
     });
+    let sha2 = sha.clone();
     let v2 = mock!(Client::get_function_configuration)
         .match_requests(|r| r.qualifier() == Some("2"))
-        .then_output(move || GetFunctionConfigurationOutput::builder().code_sha256(&sha).build());
+        .then_output(move || GetFunctionConfigurationOutput::builder().code_sha256(&sha2).build());
     let update = mock!(Client::update_function_code).then_output(|| UpdateFunctionCodeOutput::builder().build());
     let client = mock_client!(aws_sdk_lambda, RuleMode::MatchAny, [&alias, &v2, &update]);
 
@@ -324,9 +325,30 @@ async fn an_alias_that_already_serves_the_package_changes_nothing() {
     .unwrap();
 
     let Outcome::Succeeded { outputs, summary } = outcome else { panic!() };
-    assert_eq!((outputs["FunctionVersion"].as_str(), outputs["PreviousVersion"].as_str()), ("2", "1"));
+    assert_eq!(
+        (outputs["FunctionVersion"].as_str(), outputs["PreviousVersion"].as_str()),
+        ("2", "1"),
+        "this deployment's own earlier attempt moved the alias from 1"
+    );
     assert!(summary.contains("nothing changed"), "{summary}");
     assert_eq!(update.num_calls(), 0);
+
+    // Another deployment of the same package finds the alias on it: it changed nothing, and
+    // what stood before it is what stands (never the version an older deployment replaced).
+    let other = FunctionRef {
+        lambda: &client,
+        account: "222222222222",
+        function: "orders-api",
+        alias: "live",
+        deployment: "job-9",
+    };
+    let outcome =
+        deploy_package(&other, &plain(&unused_cloudwatch()), &pkg, &ctx(), Deadline::after(Duration::from_secs(60)))
+            .await
+            .unwrap();
+    let Outcome::Succeeded { outputs, .. } = outcome else { panic!() };
+    assert_eq!((outputs["FunctionVersion"].as_str(), outputs["PreviousVersion"].as_str()), ("2", "2"));
+    let _ = sha;
 }
 
 fn alarms(state: aws_sdk_cloudwatch::types::StateValue) -> aws_sdk_cloudwatch::Client {
@@ -426,6 +448,7 @@ async fn a_canary_sends_its_share_of_traffic_to_the_new_version_then_hands_back_
 
 #[tokio::test(start_paused = true)]
 async fn with_the_alarm_ok_the_canary_takes_its_next_step_and_leaves_no_routing() {
+    let shifted = alias_shifted_to_v2();
     let all = mock!(Client::update_alias)
         .match_requests(|r| {
             r.function_version() == Some("2")
@@ -433,7 +456,7 @@ async fn with_the_alarm_ok_the_canary_takes_its_next_step_and_leaves_no_routing(
                 && r.routing_config().and_then(|c| c.additional_version_weights()).is_some_and(|w| w.is_empty())
         })
         .then_output(|| UpdateAliasOutput::builder().alias_arn(ALIAS_ARN).revision_id("alias-rev-3").build());
-    let client = mock_client!(aws_sdk_lambda, RuleMode::MatchAny, [&all]);
+    let client = mock_client!(aws_sdk_lambda, RuleMode::MatchAny, [&shifted, &all]);
     let cw = alarms(aws_sdk_cloudwatch::types::StateValue::Ok);
     let names = vec!["orders-errors".to_owned()];
 
@@ -596,6 +619,38 @@ fn alias_error_precondition() -> aws_sdk_lambda::operation::update_alias::Update
             .message("The Revision Id provided does not match the latest Revision Id")
             .build(),
     )
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_shift_resumed_from_an_old_state_goes_on_from_where_the_alias_is() {
+    // A lost invocation took the canary all the way: the alias serves version 2, its
+    // description naming this deployment. The resumed shift recognises it: success, no change.
+    let done = mock!(Client::get_alias).then_output(|| {
+        GetAliasOutput::builder()
+            .function_version("2")
+            .alias_arn(ALIAS_ARN)
+            .revision_id("alias-rev-9")
+            .description("crossdeploy: pipeline orders execution exec-1; deployment job-1; previous version 1")
+            .build()
+    });
+    let never = mock!(Client::update_alias).then_output(|| UpdateAliasOutput::builder().build());
+    let client = mock_client!(aws_sdk_lambda, RuleMode::MatchAny, [&done, &never]);
+    let cw = alarms(aws_sdk_cloudwatch::types::StateValue::Ok);
+    let names = vec!["orders-errors".to_owned()];
+
+    let outcome = resume(
+        &target(&client),
+        &canary(&cw, &names),
+        shifting(now() - 100),
+        &ctx(),
+        Deadline::after(Duration::from_secs(60)),
+    )
+    .await
+    .unwrap();
+
+    let Outcome::Succeeded { outputs, .. } = outcome else { panic!("{outcome:?}") };
+    assert_eq!((outputs["FunctionVersion"].as_str(), outputs["PreviousVersion"].as_str()), ("2", "1"));
+    assert_eq!(never.num_calls(), 0, "nothing moved again, nothing put back");
 }
 
 #[tokio::test(start_paused = true)]

@@ -60,7 +60,14 @@ pub async fn poll_and_process<I: Invoke>(
         if free == 0 {
             break;
         }
-        let polled = match poll_for_jobs(&worker.codepipeline, provider, free as i32).await {
+        // A poll still unanswered at the deadline is dropped: nothing polled, as far as this run knows.
+        let poll =
+            tokio::time::timeout_at(deadline.instant(), poll_for_jobs(&worker.codepipeline, provider, free as i32));
+        let Ok(polled) = poll.await else {
+            tracing::warn!(provider, "PollForJobs did not answer before the deadline");
+            break;
+        };
+        let polled = match polled {
             Ok(polled) => polled,
             Err(e) => {
                 tracing::error!(error = %e, "polling failed");
@@ -117,7 +124,7 @@ async fn take_job<I: Invoke>(
 ) -> Result<Option<HandledJob>, WorkerError> {
     let JobSource::Poll { nonce, provider } = &job.source else { return Ok(None) };
     let ledger = worker.ledger.until(deadline);
-    let since_ms = match ledger.claim_job(&job.id, run_id, deadline.remaining() + ANSWER_MARGIN).await? {
+    let claimed = match ledger.claim_job(&job.id, run_id, deadline.remaining() + ANSWER_MARGIN).await? {
         Claim::Taken => {
             tracing::warn!(job_id = %job.id, "a polled job is claimed by another run; leaving it");
             return Ok(None);
@@ -125,10 +132,10 @@ async fn take_job<I: Invoke>(
         Claim::Answered(earlier) => {
             return Ok(Some(crate::process::resend(&worker, &job.id, earlier, deadline).await?));
         }
-        Claim::Claimed { since_ms } => since_ms,
+        Claim::Claimed { since_ms, retried } => (since_ms, retried),
     };
     if !acknowledge_job(&worker.codepipeline, provider, &job.id, nonce, polled_before, deadline).await? {
         return Ok(None);
     }
-    handle_claimed(job, worker, deadline, run_id, since_ms).await.map(Some)
+    handle_claimed(job, worker, deadline, run_id, claimed).await.map(Some)
 }

@@ -137,15 +137,15 @@ pub async fn handle_job<I: Invoke>(
     run_id: &str,
 ) -> Result<Option<HandledJob>, WorkerError> {
     let ledger = worker.ledger.until(deadline);
-    let since_ms = match ledger.claim_job(&job.id, run_id, deadline.remaining() + ANSWER_MARGIN).await? {
+    let claimed = match ledger.claim_job(&job.id, run_id, deadline.remaining() + ANSWER_MARGIN).await? {
         Claim::Taken => {
             tracing::info!(job_id = %job.id, "claimed by another run; nothing to do");
             return Ok(None);
         }
         Claim::Answered(earlier) => return Ok(Some(resend(&worker, &job.id, earlier, deadline).await?)),
-        Claim::Claimed { since_ms } => since_ms,
+        Claim::Claimed { since_ms, retried } => (since_ms, retried),
     };
-    handle_claimed(job, worker, deadline, run_id, since_ms).await.map(Some)
+    handle_claimed(job, worker, deadline, run_id, claimed).await.map(Some)
 }
 
 /// A job this run has claimed: worked out and answered.
@@ -154,10 +154,10 @@ pub(crate) async fn handle_claimed<I: Invoke>(
     worker: Arc<Worker<I>>,
     deadline: Deadline,
     run_id: &str,
-    since_ms: u64,
+    claimed: (u64, bool),
 ) -> Result<HandledJob, WorkerError> {
-    tracing::info!(job_id = %job.id, continuation = job.continuation_token.is_some(), "job claimed");
-    let answer = match prepare(&job, &worker, since_ms, run_id, deadline).await {
+    tracing::info!(job_id = %job.id, continuation = job.continuation_token.is_some(), retried = claimed.1, "job claimed");
+    let answer = match prepare(&job, &worker, claimed, run_id, deadline).await {
         Ok(prepared) => run_guarded(prepared, worker.clone(), deadline).await,
         Err(answer) => answer,
     };
@@ -180,13 +180,16 @@ struct Prepared {
     stands: Option<Stands>,
     /// Updater invocations in a row that gave no outcome, up to the previous job.
     silent: u32,
+    /// Lambda retried this run (the same request id): an updater invocation of the killed
+    /// attempt may still be acting.
+    retried: bool,
 }
 
 /// Reads the job into a request: configuration, artifact, updater, and the continuation it carries.
 async fn prepare<I: Invoke>(
     job: &Job,
     worker: &Worker<I>,
-    since_ms: u64,
+    (since_ms, retried): (u64, bool),
     run_id: &str,
     deadline: Deadline,
 ) -> Result<Prepared, JobAnswer> {
@@ -280,6 +283,7 @@ async fn prepare<I: Invoke>(
         phase,
         stands,
         silent,
+        retried,
     })
 }
 
@@ -335,9 +339,10 @@ async fn run_guarded<I: Invoke>(p: Prepared, worker: Arc<Worker<I>>, deadline: D
         }
     };
     tracing::error!(job_id = %p.job_id, %message, "job cut short");
-    progress.updater_stopped(deadline.less(Duration::from_secs(1))).await;
+    progress.updater_stopped(deadline.less(Duration::from_secs(3))).await;
     let stands = progress.stands().map(unknown_if_changed);
-    finish(&p, &worker.ledger.until(deadline), DeploymentStatus::Failed, None, Some(&message), stands.as_ref()).await;
+    let ledger = worker.ledger.until(deadline.less(Duration::from_secs(3)));
+    finish(&p, &ledger, DeploymentStatus::Failed, None, Some(&message), stands.as_ref()).await;
     failure(FailureType::JobFailed, &p.job_id, message)
 }
 
@@ -434,6 +439,28 @@ async fn execute<I: Invoke>(p: &Prepared, worker: &Worker<I>, deadline: Deadline
     }
     let mut state = p.request.resume.clone();
     let mut stands = p.stands.clone();
+    // A deployment condemned (or rolled back) already goes no further: a run revived by
+    // Lambda's retry must not deploy again what deploy-rollback put back.
+    match ledger.deployment(&record(p, DeploymentStatus::InProgress, None, None, None)).await {
+        Ok(Some(r)) if r.rollback.is_some() => {
+            let message =
+                format!("deployment {} of {} was condemned before this job could go on", p.deployment_id, p.target);
+            let answer = failure(FailureType::JobFailed, &p.job_id, message.clone());
+            let ended = Ended { status: DeploymentStatus::Failed, outputs: None, message: Some(&message) };
+            return conclude(p, worker, &ledger, ended, stands.as_ref(), answer, deadline).await;
+        }
+        Ok(_) => {}
+        Err(e) => {
+            tracing::warn!(error = %e, deployment_id = %p.deployment_id, "could not read the deployment's record")
+        }
+    }
+    // Lambda retried this run (the same request id): the killed attempt's updater invocation may
+    // still be acting until its deadline, at most one slice from now. Nothing starts before.
+    if p.retried {
+        let orphan = worker.settings.updater_slice + INVOKE_SLACK + CLOCK_SKEW;
+        tracing::info!(job_id = %p.job_id, wait_s = orphan.as_secs(), "a retried run: waiting out the killed attempt's updater");
+        tokio::time::sleep(orphan.min(deadline.remaining())).await;
+    }
     let mut last = (format!("deploying {}", p.target), 10u8);
     let mut silent = p.silent;
     let mut slices = 0u32;
@@ -471,25 +498,25 @@ async fn execute<I: Invoke>(p: &Prepared, worker: &Worker<I>, deadline: Deadline
                     serving: Serving::Deployed,
                     detail: summary.clone(),
                 };
-                let finished =
-                    finish(p, &ledger, DeploymentStatus::Succeeded, Some(&outputs), None, Some(&deployed)).await;
-                if let Some(condemned) = finished.and_then(|f| f.condemned) {
-                    return roll_back_condemned(p, worker, &ledger, &outputs, &condemned, deadline).await;
-                }
-                return JobAnswer::Success(Success {
+                progress.set_stands(Some(deployed.clone()));
+                let answer = JobAnswer::Success(Success {
                     summary,
                     external_execution_id: Some(p.job_id.clone()),
                     percent_complete: Some(100),
-                    output_variables: outputs,
+                    output_variables: outputs.clone(),
                     continuation_token: None,
                 });
+                let ended = Ended { status: DeploymentStatus::Succeeded, outputs: Some(&outputs), message: None };
+                return conclude(p, worker, &ledger, ended, Some(&deployed), answer, deadline).await;
             }
             Invoked::Answered(Outcome::Failed { failure_type, message, stands: said }) => {
                 // The updater's word on what stands; if it said nothing, it changed nothing in
                 // this invocation, and what stood after the last one still stands.
                 let stands = said.or(stands);
-                finish(p, &ledger, DeploymentStatus::Failed, None, Some(&message), stands.as_ref()).await;
-                return failure(failure_type, &p.job_id, with_stands(message, stands.as_ref()));
+                progress.set_stands(stands.clone());
+                let answer = failure(failure_type, &p.job_id, with_stands(message.clone(), stands.as_ref()));
+                let ended = Ended { status: DeploymentStatus::Failed, outputs: None, message: Some(&message) };
+                return conclude(p, worker, &ledger, ended, stands.as_ref(), answer, deadline).await;
             }
             Invoked::Answered(Outcome::InProgress { summary, percent_complete, state: next, stands: said }) => {
                 silent = 0;
@@ -517,8 +544,10 @@ async fn execute<I: Invoke>(p: &Prepared, worker: &Worker<I>, deadline: Deadline
                     let stands = stands.map(unknown_if_changed);
                     let message =
                         format!("the updater {} gave no outcome {silent} times in a row; the last: {e}", p.updater);
-                    finish(p, &ledger, DeploymentStatus::Failed, None, Some(&message), stands.as_ref()).await;
-                    return failure(FailureType::JobFailed, &p.job_id, with_stands(message, stands.as_ref()));
+                    let answer =
+                        failure(FailureType::JobFailed, &p.job_id, with_stands(message.clone(), stands.as_ref()));
+                    let ended = Ended { status: DeploymentStatus::Failed, outputs: None, message: Some(&message) };
+                    return conclude(p, worker, &ledger, ended, stands.as_ref(), answer, deadline).await;
                 }
             }
         }
@@ -536,18 +565,71 @@ fn with_stands(message: String, stands: Option<&Stands>) -> String {
     }
 }
 
-/// The deployment succeeded, but its stage had failed while it ran: put back what stood before.
+/// How a deployment ended, as recorded.
+struct Ended<'a> {
+    status: DeploymentStatus,
+    outputs: Option<&'a BTreeMap<String, String>>,
+    message: Option<&'a str>,
+}
+
+/// Records how the deployment ended, then answers: with `answer`, unless the deployment was
+/// condemned while it ran (an action of its stage failed) or its rollback was handled since
+/// (a retried run): then what it left on the target is put back first, and the job fails.
+async fn conclude<I: Invoke>(
+    p: &Prepared,
+    worker: &Worker<I>,
+    ledger: &Ledger,
+    ended: Ended<'_>,
+    stands: Option<&Stands>,
+    answer: JobAnswer,
+    deadline: Deadline,
+) -> JobAnswer {
+    let Some(finished) = finish(p, ledger, ended.status, ended.outputs, ended.message, stands).await else {
+        return answer;
+    };
+    let Some(condemned) = finished.condemned else { return answer };
+    let why = format!("deployment {} of {} was condemned ({})", p.deployment_id, p.target, condemned.trigger);
+    match condemned.status {
+        RollbackStatus::Pending | RollbackStatus::InProgress | RollbackStatus::Failed => {}
+        done => {
+            release(p, ledger).await;
+            let note = format!(
+                "{why}; its rollback was handled: {}: {}",
+                done.as_str(),
+                condemned.message.unwrap_or_default()
+            );
+            return match answer {
+                JobAnswer::Failure { failure_type, message, .. } => {
+                    failure(failure_type, &p.job_id, format!("{message}. {note}"))
+                }
+                JobAnswer::Success(_) => failure(FailureType::JobFailed, &p.job_id, note),
+            };
+        }
+    }
+    // What it left on the target: from its outputs (a success), or from its updater's word.
+    let left = match (ended.outputs, stands) {
+        (Some(outputs), _) => outputs::previous_of(outputs).zip(outputs::deployed_of(outputs)),
+        (None, Some(s)) if s.serving != Serving::Previous => Some((s.previous.clone(), s.deployed.clone())),
+        _ => None,
+    };
+    roll_back_condemned(p, worker, ledger, ended.status, left, &condemned, &why, deadline).await
+}
+
+/// Puts back what a condemned deployment left on its target (`left`: what stood before, what
+/// it deployed; `None`: nothing of it stands), records the rollback, gives the lease back, and
+/// answers the job as failed, saying so.
+#[allow(clippy::too_many_arguments)]
 async fn roll_back_condemned<I: Invoke>(
     p: &Prepared,
     worker: &Worker<I>,
     ledger: &Ledger,
-    outputs: &BTreeMap<String, String>,
+    status: DeploymentStatus,
+    left: Option<(String, String)>,
     condemned: &RollbackRecord,
+    why: &str,
     deadline: Deadline,
 ) -> JobAnswer {
-    let done = record(p, DeploymentStatus::Succeeded, Some(outputs), None, None);
-    let deployed = done.deployed.clone().unwrap_or_default();
-    let previous = done.previous.clone().unwrap_or_default();
+    let done = record(p, status, None, None, None);
     let claim = RollbackRecord {
         status: RollbackStatus::InProgress,
         by: p.run_id.clone(),
@@ -556,35 +638,35 @@ async fn roll_back_condemned<I: Invoke>(
         restored: None,
         ..condemned.clone()
     };
-    let why = format!("deployed {deployed} over {previous}, but {} while it ran", condemned.trigger);
-    let ended = match ledger.claim_rollback(&done, &claim, Duration::from_secs(15 * 60)).await {
-        Ok(RollbackClaim::Claimed) => {
+    let claimed = ledger.claim_rollback(&done, &claim, Duration::from_secs(15 * 60)).await;
+    let ended = match (claimed, left) {
+        (Ok(RollbackClaim::Claimed), Some((previous, deployed))) if previous != "none" && !previous.is_empty() => {
             let reason = format!("rolled back by crossdeploy: {}", condemned.trigger);
             match deploy_rollback::rollback_request_for(&done, &reason, &previous, &deployed) {
-                Err(m) => {
-                    release(p, ledger).await;
-                    return failure(
-                        FailureType::JobFailed,
-                        &p.job_id,
-                        format!("{why}; the rollback could not start: {m}"),
-                    );
-                }
+                Err(m) => deploy_rollback::Resolution {
+                    status: RollbackStatus::Failed,
+                    handled: deploy_rollback::Handled::Failed,
+                    restored: None,
+                    message: format!("the rollback could not start: {m}"),
+                },
                 Ok(request) => {
                     let until = deadline.less(INVOKE_SLACK + CLOCK_SKEW);
                     deploy_rollback::invoke_rollback(&worker.invoker, &p.updater, request, until).await
                 }
             }
         }
-        Ok(RollbackClaim::Taken(before)) => {
+        (Ok(RollbackClaim::Claimed), _) => deploy_rollback::Resolution {
+            status: RollbackStatus::AlreadyRestored,
+            handled: deploy_rollback::Handled::AlreadyRestored,
+            restored: None,
+            message: "nothing of it stands on the target: nothing to put back".to_owned(),
+        },
+        (Ok(RollbackClaim::Taken(before)), _) => {
             release(p, ledger).await;
             let how = before.map(|b| b.status.as_str()).unwrap_or("gone");
-            return failure(
-                FailureType::JobFailed,
-                &p.job_id,
-                format!("{why}; its rollback was handled by another run ({how})"),
-            );
+            return failure(FailureType::JobFailed, &p.job_id, format!("{why}; its rollback is another run's ({how})"));
         }
-        Err(e) => {
+        (Err(e), _) => {
             release(p, ledger).await;
             return failure(
                 FailureType::JobFailed,

@@ -195,7 +195,7 @@ impl TargetSessions {
             })?;
         let c = out.credentials.ok_or_else(|| CredentialsError::NoCredentials { role: role.clone() })?;
         let expiration = SystemTime::try_from(c.expiration).unwrap_or_else(|_| SystemTime::now());
-        tracing::info!(role = %role, session = %name, access_key_id = %c.access_key_id, "assumed target role");
+        tracing::info!(role = %role, session = %name, "assumed target role");
         Ok(TargetCredentials::new(c.access_key_id, c.secret_access_key, c.session_token, expiration))
     }
 }

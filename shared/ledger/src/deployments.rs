@@ -24,7 +24,9 @@ fn rollback_of(item: &HashMap<String, AttributeValue>) -> Option<RollbackRecord>
 /// What the ledger held once a deployment's end was recorded.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Finished {
-    /// The deployment was condemned while it ran (its stage failed): roll it back now.
+    /// The deployment's rollback, if one was recorded on it: it was condemned while it ran (its
+    /// stage failed: `Pending`), or handled since (a retried run finds its rollback under way
+    /// or done). Either way the deployment must not be answered as a success.
     pub condemned: Option<RollbackRecord>,
 }
 
@@ -106,8 +108,7 @@ impl Ledger {
                     .send()
             })
             .await;
-        let condemned =
-            |item: &HashMap<String, AttributeValue>| rollback_of(item).filter(|r| r.status == RollbackStatus::Pending);
+        let condemned = |item: &HashMap<String, AttributeValue>| rollback_of(item);
         match result {
             Ok(out) => Ok(Finished { condemned: out.attributes.as_ref().and_then(condemned) }),
             Err(e) if condition_failed(&e) => {

@@ -24,9 +24,9 @@ pub struct RecordedAnswer {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Claim {
     /// This run holds the job: a new claim, or its own earlier one (Lambda retried the run with
-    /// the same request id). `since_ms`: when the job was first claimed, the same for every
-    /// retry: a deployment's record is keyed by it.
-    Claimed { since_ms: u64 },
+    /// the same request id: `retried`). `since_ms`: when the job was first claimed, the same for
+    /// every retry: a deployment's record is keyed by it.
+    Claimed { since_ms: u64, retried: bool },
     /// Another run holds it and is alive (its claim has not lapsed).
     Taken,
     /// The job's answer was decided already: send it (again) if it was not sent.
@@ -76,6 +76,7 @@ impl Ledger {
     pub async fn claim_job(&self, job_id: &str, owner: &str, hold: Duration) -> Result<Claim, LedgerError> {
         let pk = format!("JOB#{job_id}");
         let now = now_secs();
+        let now_ms = now_millis();
         let result = self
             .send("claim job", || {
                 self.client
@@ -97,17 +98,18 @@ impl Ledger {
                     .expression_attribute_values(":me", s(owner))
                     .expression_attribute_values(":until", n(now + hold.as_secs()))
                     .expression_attribute_values(":now", n(now))
-                    .expression_attribute_values(":now_ms", n(now_millis()))
+                    .expression_attribute_values(":now_ms", n(now_ms))
                     .expression_attribute_values(":exp", n(now + RETENTION.as_secs()))
-                    .return_values(ReturnValue::AllNew)
+                    .return_values(ReturnValue::AllOld)
                     .send()
             })
             .await;
         match result {
             Ok(out) => {
-                let since_ms =
-                    out.attributes.as_ref().and_then(|a| get_n(a, "first_claimed_ms")).unwrap_or(now_millis());
-                Ok(Claim::Claimed { since_ms })
+                let old = out.attributes.unwrap_or_default();
+                let since_ms = get_n(&old, "first_claimed_ms").unwrap_or(now_ms);
+                let retried = get_s(&old, "owner") == Some(owner) && get_s(&old, "status") == Some(CLAIMED);
+                Ok(Claim::Claimed { since_ms, retried })
             }
             Err(e) if condition_failed(&e) => {
                 let item = self.get(&pk, "JOB", "read a job claim").await?.unwrap_or_default();
