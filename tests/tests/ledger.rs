@@ -358,3 +358,24 @@ async fn a_deployment_condemned_while_it_runs_learns_it_when_it_ends() {
     ledger.start_deployment(&DeploymentRecord { status: DeploymentStatus::Succeeded, ..other.clone() }).await.unwrap();
     assert!(!ledger.condemn_in_progress(&other, &pending).await.unwrap());
 }
+
+#[tokio::test]
+async fn of_many_deployments_racing_for_one_target_exactly_one_gets_it() {
+    // Regression: moto's conditional writes were not atomic (two concurrent ones could both
+    // pass), and the soak found two deployments holding one lease. DynamoDB documents them as
+    // atomic; tests/localaws/moto_server.py makes moto keep that promise.
+    let (_moto, ledger) = ledger().await;
+    let t = target();
+    let mut racers = tokio::task::JoinSet::new();
+    for i in 0..24 {
+        let (ledger, t) = (ledger.clone(), t.clone());
+        racers.spawn(async move { ledger.acquire_lease(&t, &holder(&format!("d{i}")), until(600)).await.unwrap() });
+    }
+    let mut acquired = 0;
+    while let Some(lease) = racers.join_next().await {
+        if lease.unwrap() == Lease::Acquired {
+            acquired += 1;
+        }
+    }
+    assert_eq!(acquired, 1, "one deployment per target at a time");
+}

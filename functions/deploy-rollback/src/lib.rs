@@ -624,6 +624,57 @@ async fn record_ecs_rollback<I: Invoke>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crossdeploy_aws::invoke::InvokeError;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    /// Throttled `throttled` times, then restores.
+    struct Throttled(AtomicU32, u32);
+
+    impl Invoke for Throttled {
+        async fn invoke(&self, function: &str, _: &UpdaterRequest) -> Result<Outcome, InvokeError> {
+            if self.0.fetch_add(1, Ordering::SeqCst) < self.1 {
+                return Err(InvokeError::Call {
+                    function: function.to_owned(),
+                    error: crossdeploy_aws::ErrorInfo {
+                        code: Some("TooManyRequestsException".into()),
+                        message: "Rate Exceeded.".into(),
+                    },
+                });
+            }
+            Ok(RollbackResult::Restored.outcome("restored".into(), "1"))
+        }
+    }
+
+    fn request() -> RollbackRequest {
+        RollbackRequest {
+            request_id: "rollback-d".into(),
+            target: Target {
+                role_arn: "arn:aws:iam::222222222222:role/crossdeploy-target".parse().unwrap(),
+                region: None,
+            },
+            spec: RollbackSpec::Lambda(LambdaRollback {
+                function_name: "f".into(),
+                alias: "live".into(),
+                restore_version: "1".into(),
+                deployed_version: "2".into(),
+            }),
+            reason: "test".into(),
+            deadline_ms: None,
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_throttled_rollback_is_tried_again_while_the_deadline_allows() {
+        let invoker = Throttled(AtomicU32::new(0), 3);
+        let r = invoke_rollback(&invoker, "u", request(), Deadline::after(Duration::from_secs(60))).await;
+        assert_eq!((r.status, r.handled), (RollbackStatus::Restored, Handled::Restored), "{r:?}");
+        assert_eq!(invoker.0.load(Ordering::SeqCst), 4);
+        // Throttled until the deadline: failed, and open to a retry.
+        let invoker = Throttled(AtomicU32::new(0), u32::MAX);
+        let r = invoke_rollback(&invoker, "u", request(), Deadline::after(Duration::from_secs(20))).await;
+        assert_eq!(r.status, RollbackStatus::Failed);
+        assert!(r.message.contains("nothing was changed"), "{}", r.message);
+    }
 
     #[test]
     fn the_bake_window_is_whole_minutes() {

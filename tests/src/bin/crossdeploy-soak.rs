@@ -67,6 +67,7 @@ enum Kind {
     Duplicate,
     TwoPipelines,
     StageFailedAfter,
+    StageFailedDuring,
     DirectRollback,
 }
 
@@ -83,6 +84,7 @@ impl Kind {
             Kind::Duplicate => "job delivered twice",
             Kind::TwoPipelines => "two pipelines, one target",
             Kind::StageFailedAfter => "stage FAILED after deploying",
+            Kind::StageFailedDuring => "stage FAILED while deploying",
             Kind::DirectRollback => "direct rollback after deploying",
         }
     }
@@ -90,7 +92,8 @@ impl Kind {
     /// The mix: mostly plain deployments, every other case regularly.
     fn draw(rng: &mut Rng) -> Kind {
         match rng.below(100) {
-            0..=34 => Kind::LambdaInvoke,
+            0..=31 => Kind::LambdaInvoke,
+            32..=34 => Kind::StageFailedDuring,
             35..=49 => Kind::LambdaCustom,
             50..=54 => Kind::Canary,
             55..=57 => Kind::CanaryAlarm,
@@ -106,7 +109,7 @@ impl Kind {
 
     /// A failed job is what this scenario expects.
     fn expects_failure(self) -> bool {
-        matches!(self, Kind::CanaryAlarm | Kind::EcsFailing)
+        matches!(self, Kind::CanaryAlarm | Kind::EcsFailing | Kind::StageFailedDuring)
     }
 }
 
@@ -214,7 +217,9 @@ fn id(event: &Value) -> String {
 
 fn cause(message: &str) -> String {
     let m = message.to_lowercase();
-    let c = if m.contains("is in alarm") {
+    let c = if m.contains("was condemned") {
+        "condemned: an action of its stage failed (rolled back)"
+    } else if m.contains("is in alarm") {
         "an alarm fired"
     } else if m.contains("did not complete within") {
         "ECS rollout timed out (TimeoutMinutes)"
@@ -514,7 +519,7 @@ impl Soak {
             }
         };
         let strategy = match kind {
-            Kind::Canary | Kind::CanaryAlarm => "Canary10Percent1Minutes",
+            Kind::Canary | Kind::CanaryAlarm | Kind::StageFailedDuring => "Canary10Percent1Minutes",
             Kind::Linear => "Linear50PercentEvery1Minute",
             _ => "AllAtOnce",
         };
@@ -563,6 +568,24 @@ impl Soak {
                         .await;
                 });
             }
+            if kind == Kind::StageFailedDuring {
+                // Another action of the stage fails while this canary bakes: the deployment is
+                // condemned in the ledger, and rolled back by its worker as it ends.
+                let (soak, execution) = (self.clone(), self.emulator.execution_of(&id(&event)).unwrap_or_default());
+                let after = Duration::from_secs(5 + rng.below(15));
+                tokio::spawn(async move {
+                    tokio::time::sleep(after).await;
+                    let failed = stage_failed(&execution);
+                    soak.host
+                        .invoke_async(
+                            ROLLBACK,
+                            Bytes::from(failed.to_string()),
+                            format!("during-{execution}"),
+                            &ASYNC_RETRIES,
+                        )
+                        .await;
+                });
+            }
             self.invoke_chain(event, rng, kind == Kind::Duplicate).await
         };
         self.check_answers(&chain, verdict);
@@ -589,23 +612,7 @@ impl Soak {
         let event = match kind {
             Kind::StageFailedAfter => {
                 let Some(execution) = chain.jobs.first().and_then(|j| self.emulator.execution_of(j)) else { return };
-                match aws_event(
-                    "codepipeline-action-failed.json",
-                    &[
-                        ("/id", json!(format!("failed-{execution}"))),
-                        ("/time", json!(event_time(0))),
-                        ("/detail/pipeline", json!("soak")),
-                        ("/detail/execution-id", json!(execution)),
-                        ("/detail/stage", json!("Deploy")),
-                        ("/detail/action", json!("Tests")),
-                    ],
-                ) {
-                    Ok(e) => e,
-                    Err(e) => {
-                        verdict.fail(format!("event: {e}"));
-                        return;
-                    }
-                }
+                stage_failed(&execution)
             }
             _ => {
                 json!({"Kind": "Lambda", "TargetRoleArn": accounts::target_role(TARGET_ACCOUNT), "FunctionName": function,
@@ -742,6 +749,23 @@ impl Soak {
         self.check_ledger(&TargetKey::ecs(TARGET_ACCOUNT, REGION, &cluster, &service), &chain, &now, verdict).await;
         self.give_service((cluster, service), stuck).await;
     }
+}
+
+/// "CodePipeline Action Execution State Change" FAILED, for an action `Tests` of the stage the
+/// soak's jobs deploy in.
+fn stage_failed(execution: &str) -> Value {
+    aws_event(
+        "codepipeline-action-failed.json",
+        &[
+            ("/id", json!(format!("failed-{execution}"))),
+            ("/time", json!(event_time(0))),
+            ("/detail/pipeline", json!("soak")),
+            ("/detail/execution-id", json!(execution)),
+            ("/detail/stage", json!("Deploy")),
+            ("/detail/action", json!("Tests")),
+        ],
+    )
+    .unwrap_or_default()
 }
 
 fn alarm_of(function: &str) -> String {
