@@ -112,13 +112,15 @@ fn success_rule() -> Rule {
 /// own behaviour, and the worker's with it, is tested against DynamoDB in tests/.)
 fn free_ledger() -> Ledger {
     use aws_sdk_dynamodb::operation::{
-        delete_item::DeleteItemOutput, put_item::PutItemOutput, update_item::UpdateItemOutput,
+        delete_item::DeleteItemOutput, get_item::GetItemOutput, put_item::PutItemOutput, update_item::UpdateItemOutput,
     };
     type Ddb = aws_sdk_dynamodb::Client;
     let put = mock!(Ddb::put_item).then_output(|| PutItemOutput::builder().build());
     let update = mock!(Ddb::update_item).then_output(|| UpdateItemOutput::builder().build());
     let delete = mock!(Ddb::delete_item).then_output(|| DeleteItemOutput::builder().build());
-    Ledger::new(mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, [&put, &update, &delete]), "ledger")
+    // Reads find nothing: no rollback recorded on the deployment.
+    let get = mock!(Ddb::get_item).then_output(|| GetItemOutput::builder().build());
+    Ledger::new(mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, [&put, &update, &delete, &get]), "ledger")
 }
 
 fn worker(cp: Cp, fake: &Arc<FakeUpdater>) -> Arc<Worker<Fake>> {
