@@ -13,6 +13,11 @@ with `fault_seed`:
 - latency:     the request held `fault_latency_ms` before it is forwarded;
 - lost:        the request is forwarded and applied, then its response is dropped (connection
                closed): the client must recognise its own earlier work when it retries.
+               Never on PollForJobs, which gets `reset` instead: the jobs a lost PollForJobs
+               answer handed out are lost unless CodePipeline hands them out again, which it
+               does not document; no worker can recover a job whose id it never saw, and the
+               emulator takes the harsh answer (the job times out unacknowledged). Injecting it
+               would only measure that, so the soak leaves it out and says so.
 
 Each fault is appended to `fault_log` as one JSON line: {"kind", "service", "op"}.
 """
@@ -136,6 +141,8 @@ class Faults:
         if self.rng.random() >= self.rate:
             return
         kind = self.rng.choice(self.kinds)
+        if kind == "lost" and operation_of(flow, service_of(flow)) == "PollForJobs":
+            kind = "reset"
         self.note(kind, flow)
         if kind in ("unavailable", "internal", "throttle"):
             flow.response = fault_response(kind, service_of(flow))

@@ -353,7 +353,7 @@ async fn serve(req: Request<Incoming>, state: Arc<Mutex<Host>>) -> Response<Full
     match parts.as_slice() {
         // The Invoke API.
         ["2015-03-31", "functions", name, "invocations"] => {
-            let name = percent_decode(name);
+            let name = crate::percent_decode(name);
             if invocation_type != "RequestResponse" {
                 return respond(
                     StatusCode::BAD_REQUEST,
@@ -488,22 +488,4 @@ fn assign(state: &Arc<Mutex<Host>>, function: &str, i: &mut Instance, pending: P
             ("content-type", "application/json".into()),
         ],
     )
-}
-
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                out.push(b);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }

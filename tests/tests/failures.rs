@@ -357,11 +357,11 @@ async fn a_stage_that_fails_while_a_deployment_runs_has_it_rolled_back_when_it_e
     assert_eq!(record.rollback.as_ref().map(|r| r.status), Some(RollbackStatus::Restored), "{record:?}");
 }
 
-#[tokio::test]
-async fn a_deployment_that_failed_half_shifted_is_finished_by_deploy_rollback_from_what_the_ledger_says() {
-    let local = spawn(&["orders-api"]).await;
-    // Version 2 took 10% of the alias's traffic, then the deployment failed and its restore
-    // failed too: the ledger says so.
+/// `orders-api` as a shift left half-way leaves it: a new version published, and the alias on
+/// version 1 with 10% of its traffic on it. Returns the new version.
+/// Publishes version 2 and gives it 10% of the alias's traffic, with `description` on the alias
+/// (an updater's mark, or none).
+async fn half_shift(local: &LocalAws, description: Option<&str>) -> String {
     let lambda = aws_sdk_lambda::Client::new(&local.target);
     lambda
         .update_function_code()
@@ -371,17 +371,27 @@ async fn a_deployment_that_failed_half_shifted_is_finished_by_deploy_rollback_fr
         .await
         .unwrap();
     let v2 = lambda.publish_version().function_name("orders-api").send().await.unwrap().version.unwrap();
+    let routing =
+        aws_sdk_lambda::types::AliasRoutingConfiguration::builder().additional_version_weights(&v2, 0.1).build();
     lambda
         .update_alias()
         .function_name("orders-api")
         .name(ALIAS)
         .function_version("1")
-        .routing_config(
-            aws_sdk_lambda::types::AliasRoutingConfiguration::builder().additional_version_weights(&v2, 0.1).build(),
-        )
+        .routing_config(routing)
+        .set_description(description.map(str::to_owned))
         .send()
         .await
         .unwrap();
+    v2
+}
+
+#[tokio::test]
+async fn a_deployment_that_failed_half_shifted_is_finished_by_deploy_rollback_from_what_the_ledger_says() {
+    let local = spawn(&["orders-api"]).await;
+    // Version 2 took 10% of the alias's traffic, then the deployment failed and its restore
+    // failed too: the ledger says so.
+    let v2 = half_shift(&local, None).await;
     let record = DeploymentRecord {
         deployment_id: "half".into(),
         target: target("orders-api"),
@@ -418,6 +428,75 @@ async fn a_deployment_that_failed_half_shifted_is_finished_by_deploy_rollback_fr
     assert_eq!(report.rollbacks.iter().map(|r| r.result).collect::<Vec<_>>(), vec![Handled::Restored], "{report:?}");
     let state = accounts::function_state(&local.target, "orders-api", ALIAS).await.unwrap();
     assert_eq!((state.alias_version.as_str(), state.alias_routing.len()), ("1", 0));
+}
+
+/// A deployment whose run died before anything of the target reached the ledger: InProgress,
+/// its lease lapsed, no previous, deployed or serving recorded.
+fn unheard(deployment_id: &str, execution_id: &str) -> DeploymentRecord {
+    DeploymentRecord {
+        deployment_id: deployment_id.into(),
+        target: target("orders-api"),
+        role_arn: accounts::target_role(TARGET_ACCOUNT),
+        pipeline: PipelineContext {
+            job_id: deployment_id.into(),
+            pipeline_name: Some("orders".into()),
+            execution_id: Some(execution_id.into()),
+            stage: Some("Deploy-dev".into()),
+            action: Some("Deploy".into()),
+        },
+        started_at: now_millis() - 10_000,
+        finished_at: None,
+        status: DeploymentStatus::InProgress,
+        previous: None,
+        deployed: None,
+        serving: None,
+        outputs: Default::default(),
+        message: None,
+        alarm_names: vec![],
+        rollback: None,
+    }
+}
+
+#[tokio::test]
+async fn a_deployment_that_died_unheard_is_put_back_by_the_mark_it_left_on_the_alias_and_only_by_it() {
+    let local = spawn(&["orders-api"]).await;
+    // The run died after its updater shifted 10% to version 2 and before the ledger heard: only
+    // the alias's description (the updater's mark) says who moved it and what stood before.
+    let mark = "crossdeploy: pipeline orders execution exec-dead; deployment dead; previous version 1";
+    half_shift(&local, Some(mark)).await;
+    local.ledger().start_deployment(&unheard("dead", "exec-dead")).await.unwrap();
+    // Another run that died unheard, in another execution: the alias shows no move of its own.
+    local.ledger().start_deployment(&unheard("other", "exec-other")).await.unwrap();
+
+    let run = |execution: &'static str, id: &'static str| {
+        let local = &local;
+        async move {
+            deploy_rollback::handle(
+                action_failed(execution, "Deploy"),
+                &local.rollback(),
+                Deadline::after(Duration::from_secs(60)),
+                id,
+            )
+            .await
+            .unwrap()
+        }
+    };
+    let state = || accounts::function_state(&local.target, "orders-api", ALIAS);
+
+    let other = run("exec-other", "r-other").await;
+    assert_eq!(other.rollbacks.len(), 1, "{other:?}");
+    assert!(other.rollbacks[0].message.contains("shows no move by deployment other"), "{other:?}");
+    let s = state().await.unwrap();
+    assert_eq!((s.alias_version.as_str(), s.alias_routing.len()), ("1", 1), "another's shift is not touched");
+
+    let dead = run("exec-dead", "r-dead").await;
+    assert_eq!(dead.rollbacks.iter().map(|r| r.result).collect::<Vec<_>>(), vec![Handled::Restored], "{dead:?}");
+    let s = state().await.unwrap();
+    assert_eq!((s.alias_version.as_str(), s.alias_routing.len()), ("1", 0), "back on version 1, no routing");
+    let records = local.ledger().deployments(&target("orders-api")).await.unwrap();
+    let recorded = records.into_iter().find(|r| r.deployment_id == "dead").expect("the deployment is recorded");
+    let rollback = recorded.rollback.expect("the rollback is in the ledger");
+    assert_eq!((rollback.status, rollback.restored.as_deref()), (RollbackStatus::Restored, Some("1")));
 }
 
 #[tokio::test]
@@ -549,27 +628,7 @@ impl Invoke for FailsHalfShifted {
 async fn a_deployment_condemned_while_it_runs_that_then_fails_half_way_is_put_back_by_its_worker() {
     let local = spawn(&["orders-api"]).await;
     // The target as the failing deployment leaves it: version 1 with 10% on version 2.
-    let lambda = aws_sdk_lambda::Client::new(&local.target);
-    lambda
-        .update_function_code()
-        .function_name("orders-api")
-        .zip_file(aws_sdk_lambda::primitives::Blob::new(lambda_package("v2")))
-        .send()
-        .await
-        .unwrap();
-    let v2 = lambda.publish_version().function_name("orders-api").send().await.unwrap().version.unwrap();
-    assert_eq!(v2, "2");
-    lambda
-        .update_alias()
-        .function_name("orders-api")
-        .name(ALIAS)
-        .function_version("1")
-        .routing_config(
-            aws_sdk_lambda::types::AliasRoutingConfiguration::builder().additional_version_weights("2", 0.1).build(),
-        )
-        .send()
-        .await
-        .unwrap();
+    assert_eq!(half_shift(&local, None).await, "2");
     let execution = "exec-half";
     let event = job(&local, "orders-api", "v2", Some(execution)).await;
     let worker = Arc::new(local.worker_with(FailsHalfShifted(InProcessUpdater::new(
@@ -597,5 +656,64 @@ async fn a_deployment_condemned_while_it_runs_that_then_fails_half_way_is_put_ba
     assert!(message.contains("was condemned") && message.contains("rolled back"), "{message}");
     let state = accounts::function_state(&local.target, "orders-api", ALIAS).await.unwrap();
     assert_eq!((state.alias_version.as_str(), state.alias_routing.len()), ("1", 0), "put back, no routing");
+    assert!(local.ledger().lease_holder(&target("orders-api")).await.unwrap().is_none(), "the lease was released");
+}
+
+/// An updater that moves the alias (before the test starts: the target as it leaves it) and
+/// then dies on every invocation without a word of what stands; it rolls back for real.
+struct DiesUnheard(InProcessUpdater);
+
+impl Invoke for DiesUnheard {
+    async fn invoke(&self, function: &str, request: &UpdaterRequest) -> Result<Outcome, InvokeError> {
+        match request {
+            UpdaterRequest::Deploy(_) => {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                Err(InvokeError::Function {
+                    function: function.to_owned(),
+                    error_type: "Runtime.ExitError".into(),
+                    message: "RequestId: x Error: Runtime exited with error: signal: killed".into(),
+                })
+            }
+            UpdaterRequest::Rollback(_) => self.0.invoke(function, request).await,
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_condemned_deployment_whose_updater_never_said_what_stands_is_put_back_by_its_mark() {
+    let local = spawn(&["orders-api"]).await;
+    let execution = "exec-unheard";
+    let event = job(&local, "orders-api", "v2", Some(execution)).await;
+    // What its updater did before it died: 10% on version 2, its mark on the alias.
+    let mark = format!(
+        "crossdeploy: pipeline orders execution {execution}; deployment {}; previous version 1",
+        job_id(&event)
+    );
+    assert_eq!(half_shift(&local, Some(&mark)).await, "2");
+    let worker = Arc::new(local.worker_with(DiesUnheard(InProcessUpdater::new(
+        &local.shared,
+        &LocalAws::allowed_roles(),
+        EXTERNAL_ID,
+    ))));
+    let running =
+        tokio::spawn(handle_invoke_event(event.clone(), worker, Deadline::after(Duration::from_secs(120)), "run-1"));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let report = deploy_rollback::handle(
+        action_failed(execution, "Tests"),
+        &local.rollback(),
+        Deadline::after(Duration::from_secs(60)),
+        "r1",
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.rollbacks.iter().map(|r| r.result).collect::<Vec<_>>(), vec![Handled::Pending], "{report:?}");
+    running.await.unwrap().unwrap();
+
+    let answers = local.answers_for(&event);
+    let [Answer::Failure { message, .. }] = &answers[..] else { panic!("{answers:?}") };
+    assert!(message.contains("was condemned") && message.contains("restored to version 1"), "{message}");
+    let state = accounts::function_state(&local.target, "orders-api", ALIAS).await.unwrap();
+    assert_eq!((state.alias_version.as_str(), state.alias_routing.len()), ("1", 0), "put back by its mark");
     assert!(local.ledger().lease_holder(&target("orders-api")).await.unwrap().is_none(), "the lease was released");
 }

@@ -198,7 +198,7 @@ async fn the_templates_deploy_into_the_local_aws() {
     assert_eq!(param(&target_out, "DeployRoleArn"), target_role, "the role template.yaml's allow-list names");
     let role = aws_sdk_iam::Client::new(&target).get_role().role_name("crossdeploy-target").send().await.unwrap();
     let trust = role.role().and_then(|r| r.assume_role_policy_document()).unwrap_or_default();
-    let trust: Value = serde_json::from_str(&percent_decode(trust)).unwrap();
+    let trust: Value = serde_json::from_str(&crossdeploy_local::percent_decode(trust)).unwrap();
     let first = &trust["Statement"][0];
     assert_eq!(first["Condition"]["StringEquals"]["sts:ExternalId"], accounts::EXTERNAL_ID);
     assert_eq!(
@@ -242,23 +242,4 @@ async fn the_templates_deploy_into_the_local_aws() {
     let by_default = rule.apply_server_side_encryption_by_default().unwrap();
     assert_eq!(by_default.sse_algorithm().as_str(), "aws:kms");
     assert_eq!(by_default.kms_master_key_id(), Some(param(&pipeline_out, "ArtifactKeyArn")));
-}
-
-/// IAM returns policy documents URL-encoded.
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                out.push(b);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }

@@ -330,6 +330,7 @@ async fn an_updater_refuses_a_rollback_into_a_role_off_its_allow_list() {
         }),
         reason: "test".into(),
         deadline_ms: None,
+        deployment_id: None,
     }));
     let updaters = local.rollback().invoker;
     let outcome = updaters.invoke(crossdeploy_local::LAMBDA_UPDATER, &request).await.unwrap();

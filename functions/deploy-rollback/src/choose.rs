@@ -18,6 +18,10 @@ pub enum Choice {
     /// The deployment is still in progress: its worker's own gates apply, or (a failed stage)
     /// it is rolled back when it ends.
     StillRunning(String),
+    /// Its run died before it heard what the target serves: put back only what the target
+    /// itself shows this deployment did (the updater reads its mark: the alias's description,
+    /// the revision's tag).
+    RestoreByMark,
 }
 
 /// Whether a deployment may have left something of its own on the target: it succeeded, or it
@@ -50,6 +54,8 @@ pub fn choose(
                 condemned.target
             ))
         }
+        // Died (its lease lapsed) before its updater's word on the target reached the ledger.
+        DeploymentStatus::InProgress if condemned.serving.is_none() => return Choice::RestoreByMark,
         DeploymentStatus::Failed | DeploymentStatus::InProgress if !left_changes(condemned) => {
             let how = if condemned.status == DeploymentStatus::Failed { "failed" } else { "died" };
             return Choice::NotApplicable(format!(
@@ -216,7 +222,6 @@ mod tests {
     fn failed_or_first_deployments_that_changed_nothing_have_nothing_to_roll_back() {
         for d in [
             record("a", 100, DeploymentStatus::Failed, "7", ""),
-            record("a", 100, DeploymentStatus::InProgress, "", ""),
             record("a", 100, DeploymentStatus::Succeeded, "none", "1"),
             record("a", 100, DeploymentStatus::Succeeded, "", "1"),
             record("a", 100, DeploymentStatus::Succeeded, "3", "3"),
@@ -247,6 +252,9 @@ mod tests {
         dead.serving = Some(Serving::Shifting);
         assert!(matches!(choose(&dead, std::slice::from_ref(&dead), None, false), Choice::Restore { .. }));
         assert!(matches!(choose(&dead, std::slice::from_ref(&dead), None, true), Choice::StillRunning(_)));
+        // One that died before anything of the target reached the ledger: by the target's mark.
+        let unheard = record("a", 100, DeploymentStatus::InProgress, "", "");
+        assert_eq!(choose(&unheard, std::slice::from_ref(&unheard), None, false), Choice::RestoreByMark);
     }
 
     #[test]

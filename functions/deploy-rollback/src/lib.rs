@@ -335,6 +335,7 @@ async fn roll_back<I: Invoke>(
         }
         Choice::LeftAlone(why) => Err(why),
         Choice::Restore { restore, deployed } => Ok((restore, deployed)),
+        Choice::RestoreByMark => Ok((String::new(), String::new())),
     };
     let claim = claim(trigger, request_id, None);
     match rb.ledger.claim_rollback(condemned, &claim, rb.settings.claim_hold).await? {
@@ -547,6 +548,7 @@ fn rollback_request(
 
 /// The updater's request for restoring `restore` over `deployed` on `condemned`'s target, for
 /// `reason`. Its request id is `rollback-<deployment id>`: every attempt at it is the same holder.
+/// Empty `restore` and `deployed`: a rollback by mark (see [`RollbackRequest::deployment_id`]).
 pub fn rollback_request_for(
     condemned: &DeploymentRecord,
     reason: &str,
@@ -588,6 +590,7 @@ pub fn rollback_request_for(
         spec,
         reason: reason.to_owned(),
         deadline_ms: None,
+        deployment_id: Some(condemned.deployment_id.clone()),
     })
 }
 
@@ -660,6 +663,7 @@ mod tests {
             }),
             reason: "test".into(),
             deadline_ms: None,
+            deployment_id: None,
         }
     }
 

@@ -290,7 +290,7 @@ async fn put_back(
     }
 }
 
-async fn describe_task_definition(
+pub(crate) async fn describe_task_definition(
     s: &ServiceRef<'_>,
     arn: &str,
     deadline: Deadline,

@@ -77,7 +77,7 @@ pub async fn deploy(request: &DeployRequest, deps: &Deps, deadline: Deadline) ->
     let changes = match resume {
         Some(_) => Vec::new(),
         None => {
-            let artifact = read_artifact(&deps.s3, &request.artifact).await?;
+            let artifact = read_artifact(&deps.s3, &request.artifact, deadline).await?;
             let file = extract_file(
                 &artifact,
                 &request.artifact,
@@ -128,5 +128,5 @@ pub async fn rollback(request: &RollbackRequest, deps: &Deps, deadline: Deadline
         service: &spec.service_name,
         deployment: &request.request_id,
     };
-    rollback_service(&s, spec, &request.request_id, &request.reason, deadline).await
+    rollback_service(&s, spec, request.deployment_id.as_deref(), &request.request_id, &request.reason, deadline).await
 }

@@ -1,7 +1,9 @@
 //! Rollback: put the service back on the task definition that stood before a deployment — only
 //! while it still runs what that deployment registered.
 
+use crate::deploy::describe_task_definition;
 use crate::service::{describe_service, update_service};
+use crate::taskdef::{DEPLOYMENT_TAG, PREVIOUS_TAG};
 use crate::{EcsError, ServiceRef};
 use crossdeploy_aws::Deadline;
 use crossdeploy_protocol::{EcsRollback, Outcome, RollbackResult};
@@ -32,10 +34,14 @@ pub fn guard(current: &str, spec: &EcsRollback) -> Guard {
 }
 
 /// Updates the service back to `spec.restore_task_definition` if the guard allows. The rollout
-/// this starts is ECS's to finish (its circuit breaker watches it); the outcome names it.
+/// this starts is ECS's to finish (its circuit breaker watches it); the outcome names it. A
+/// spec with no deployed task definition is a rollback by mark of `deployment`: only a revision
+/// whose `crossdeploy:deployment` tag names it is rolled back, to the revision its
+/// `crossdeploy:previous-task-definition` tag names.
 pub async fn rollback_service(
     s: &ServiceRef<'_>,
     spec: &EcsRollback,
+    deployment: Option<&str>,
     request_id: &str,
     reason: &str,
     deadline: Deadline,
@@ -43,6 +49,36 @@ pub async fn rollback_service(
     let service = describe_service(s, deadline).await?;
     let current = service.task_definition().unwrap_or_default().to_owned();
     let name = s.describe();
+    let marked;
+    let spec = match (spec.deployed_task_definition.is_empty(), deployment) {
+        (false, _) => spec,
+        (true, Some(d)) => {
+            let (_, tags) = describe_task_definition(s, &current, deadline).await?;
+            let tag = |key: &str| tags.iter().find(|t| t.key() == Some(key)).and_then(|t| t.value()).map(str::to_owned);
+            match (tag(DEPLOYMENT_TAG), tag(PREVIOUS_TAG)) {
+                (Some(by), Some(previous)) if by == d => {
+                    marked = EcsRollback {
+                        restore_task_definition: previous,
+                        deployed_task_definition: current.clone(),
+                        ..spec.clone()
+                    };
+                    &marked
+                }
+                _ => {
+                    let summary = format!(
+                        "{name} runs {current}, no revision deployment {d} registered: nothing of it stands ({reason})"
+                    );
+                    tracing::info!(%request_id, %summary, "rollback by mark: nothing of the deployment stands");
+                    return Ok(RollbackResult::AlreadyRestored.outcome(summary, &current));
+                }
+            }
+        }
+        (true, None) => {
+            return Err(EcsError::BadRequest(
+                "a rollback with no deployed task definition must name its deployment".to_owned(),
+            ))
+        }
+    };
     match guard(&current, spec) {
         Guard::AlreadyRestored => {
             let summary = format!("{name} runs {} already; nothing changed", spec.restore_task_definition);

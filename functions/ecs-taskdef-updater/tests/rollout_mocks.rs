@@ -418,10 +418,16 @@ async fn a_rollback_updates_the_service_back_to_the_recorded_task_definition() {
                 .build()
         });
     let ecs = mock_client!(aws_sdk_ecs, RuleMode::MatchAny, [&describe, &back]);
-    let outcome =
-        ecs_taskdef_updater::rollback_service(&target(&ecs), &rollback_spec(), "rollback-1", "alarm web-5xx", minute())
-            .await
-            .unwrap();
+    let outcome = ecs_taskdef_updater::rollback_service(
+        &target(&ecs),
+        &rollback_spec(),
+        None,
+        "rollback-1",
+        "alarm web-5xx",
+        minute(),
+    )
+    .await
+    .unwrap();
     let Outcome::Succeeded { outputs, summary } = outcome else { panic!("expected success") };
     assert_eq!(outputs["RollbackResult"], "Restored");
     assert_eq!(outputs["Current"], OLD);
@@ -434,10 +440,69 @@ async fn a_rollback_of_a_service_ecs_rolled_back_already_changes_nothing() {
     let describe = mock!(Client::describe_services).then_output(settled_on_old);
     let update = mock!(Client::update_service).then_output(|| UpdateServiceOutput::builder().build());
     let ecs = mock_client!(aws_sdk_ecs, RuleMode::MatchAny, [&describe, &update]);
-    let outcome = ecs_taskdef_updater::rollback_service(&target(&ecs), &rollback_spec(), "rollback-1", "x", minute())
+    let outcome =
+        ecs_taskdef_updater::rollback_service(&target(&ecs), &rollback_spec(), None, "rollback-1", "x", minute())
+            .await
+            .unwrap();
+    let Outcome::Succeeded { outputs, .. } = outcome else { panic!("expected success") };
+    assert_eq!(outputs["RollbackResult"], "AlreadyRestored");
+    assert_eq!(update.num_calls(), 0);
+}
+
+/// The revision the service runs, tagged by deployment `by` over `previous`.
+fn tagged_new(by: &'static str, previous: &'static str) -> Rule {
+    mock!(Client::describe_task_definition).match_requests(|r| r.task_definition() == Some(NEW)).then_output(
+        move || {
+            DescribeTaskDefinitionOutput::builder()
+                .task_definition(TaskDefinition::builder().task_definition_arn(NEW).family("web").revision(8).build())
+                .tags(Tag::builder().key("crossdeploy:deployment").value(by).build())
+                .tags(Tag::builder().key("crossdeploy:previous-task-definition").value(previous).build())
+                .build()
+        },
+    )
+}
+
+#[tokio::test]
+async fn a_rollback_by_mark_restores_what_the_deployments_own_revision_names_and_nothing_else() {
+    let by_mark = || crossdeploy_protocol::EcsRollback {
+        restore_task_definition: String::new(),
+        deployed_task_definition: String::new(),
+        ..rollback_spec()
+    };
+    // The service runs the revision deployment job-1 registered (still rolling out): back to
+    // the revision its tag names.
+    let describe = mock!(Client::describe_services).then_output(new_in_progress);
+    let back = mock!(Client::update_service).match_requests(|r| r.task_definition() == Some(OLD)).then_output(|| {
+        UpdateServiceOutput::builder()
+            .service(
+                Service::builder()
+                    .deployments(deployment(OLD, "PRIMARY", DeploymentRolloutState::InProgress, "rolling back"))
+                    .build(),
+            )
+            .build()
+    });
+    let (ours, theirs) = (tagged_new("job-1", OLD), tagged_new("job-2", OLD));
+    let ecs = mock_client!(aws_sdk_ecs, RuleMode::MatchAny, [&describe, &ours, &back]);
+    let outcome = ecs_taskdef_updater::rollback_service(&target(&ecs), &by_mark(), Some("job-1"), "r-1", "x", minute())
         .await
         .unwrap();
     let Outcome::Succeeded { outputs, .. } = outcome else { panic!("expected success") };
+    assert_eq!((outputs["RollbackResult"].as_str(), outputs["Current"].as_str()), ("Restored", OLD));
+    assert_eq!(back.num_calls(), 1);
+
+    // Another deployment's revision: nothing of job-1 stands, nothing changes.
+    let update = mock!(Client::update_service).then_output(|| UpdateServiceOutput::builder().build());
+    let ecs = mock_client!(aws_sdk_ecs, RuleMode::MatchAny, [&describe, &theirs, &update]);
+    let outcome = ecs_taskdef_updater::rollback_service(&target(&ecs), &by_mark(), Some("job-1"), "r-2", "x", minute())
+        .await
+        .unwrap();
+    let Outcome::Succeeded { outputs, summary } = outcome else { panic!("expected success") };
     assert_eq!(outputs["RollbackResult"], "AlreadyRestored");
+    assert!(summary.contains("nothing of it stands"), "{summary}");
+    assert_eq!(update.num_calls(), 0);
+
+    // A rollback with neither a deployed revision nor a deployment is refused.
+    let e = ecs_taskdef_updater::rollback_service(&target(&ecs), &by_mark(), None, "r-3", "x", minute()).await;
+    assert!(e.is_err());
     assert_eq!(update.num_calls(), 0);
 }

@@ -3,6 +3,7 @@
 use crate::UpdaterError;
 use base64::Engine;
 use crossdeploy_artifact::{extract_file, is_zip, read_artifact};
+use crossdeploy_aws::Deadline;
 use crossdeploy_protocol::ArtifactLocation;
 use sha2::{Digest, Sha256};
 
@@ -47,8 +48,9 @@ pub async fn read_package(
     s3: &aws_sdk_s3::Client,
     location: &ArtifactLocation,
     artifact_path: Option<&str>,
+    deadline: Deadline,
 ) -> Result<Package, UpdaterError> {
-    let artifact = read_artifact(s3, location).await?;
+    let artifact = read_artifact(s3, location, deadline).await?;
     match artifact_path {
         None => Package::new(artifact, &location.to_string()),
         Some(path) => {

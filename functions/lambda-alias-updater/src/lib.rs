@@ -82,7 +82,7 @@ pub async fn deploy(request: &DeployRequest, deps: &Deps, deadline: Deadline) ->
         Some(state) => Work::Resume(serde_json::from_value::<LambdaState>(state.clone()).map_err(|e| {
             UpdaterError::BadRequest(format!("the state to resume from is not one this updater wrote: {e}"))
         })?),
-        None => Work::Fresh(read_package(&deps.s3, &request.artifact, spec.artifact_path.as_deref()).await?),
+        None => Work::Fresh(read_package(&deps.s3, &request.artifact, spec.artifact_path.as_deref(), deadline).await?),
     };
     let seed = ctx.execution_id.as_deref().unwrap_or(&ctx.job_id);
     let session = deps.sessions.assume(role, request.target.region.as_deref(), seed).await?;
@@ -121,5 +121,5 @@ pub async fn rollback(request: &RollbackRequest, deps: &Deps, deadline: Deadline
         alias: &spec.alias,
         deployment: &request.request_id,
     };
-    rollback_alias(&f, spec, &request.request_id, &request.reason, deadline).await
+    rollback_alias(&f, spec, request.deployment_id.as_deref(), &request.request_id, &request.reason, deadline).await
 }

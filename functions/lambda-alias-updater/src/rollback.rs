@@ -37,11 +37,40 @@ pub fn guard(alias: &AliasState, spec: &LambdaRollback) -> Guard {
     }
 }
 
+/// A rollback by mark: what `deployment` left is known only from the alias itself. Its
+/// description must name the deployment (the last to move it); then what it records as the
+/// previous version is restored, over the version of the deployment's that takes traffic.
+pub fn by_mark(alias: &AliasState, deployment: &str) -> Result<LambdaRollback, String> {
+    if alias.recorded_deployment.as_deref() != Some(deployment) {
+        return Err(format!(
+            "it shows no move by deployment {deployment} (its description names {}): nothing of that deployment stands",
+            alias.recorded_deployment.as_deref().unwrap_or("no crossdeploy deployment")
+        ));
+    }
+    let previous = alias
+        .recorded_previous
+        .clone()
+        .filter(|p| p != "none" && !p.is_empty())
+        .ok_or_else(|| format!("deployment {deployment} created it: nothing stood before it to restore"))?;
+    let deployed = match alias.routing.as_slice() {
+        [(v, _)] if alias.version == previous => v.clone(),
+        _ => alias.version.clone(),
+    };
+    Ok(LambdaRollback {
+        function_name: String::new(),
+        alias: String::new(),
+        restore_version: previous,
+        deployed_version: deployed,
+    })
+}
+
 /// Restores `spec.restore_version` on the alias if the guard allows, with the alias's RevisionId
-/// as precondition. Never creates an alias.
+/// as precondition. Never creates an alias. A spec with no deployed version is a rollback by
+/// mark of `deployment` (see [`by_mark`]).
 pub async fn rollback_alias(
     f: &FunctionRef<'_>,
     spec: &LambdaRollback,
+    deployment: Option<&str>,
     request_id: &str,
     reason: &str,
     deadline: Deadline,
@@ -54,6 +83,26 @@ pub async fn rollback_alias(
         ))
     })?;
     let name = format!("alias {} of {}", f.alias, f.describe());
+    let marked;
+    let spec = match (spec.deployed_version.is_empty(), deployment) {
+        (false, _) => spec,
+        (true, Some(d)) => match by_mark(&alias, d) {
+            Ok(s) => {
+                marked = s;
+                &marked
+            }
+            Err(why) => {
+                let summary = format!("{name} left alone: {why} ({reason})");
+                tracing::info!(%request_id, %summary, "rollback by mark: nothing of the deployment stands");
+                return Ok(RollbackResult::AlreadyRestored.outcome(summary, &alias.version));
+            }
+        },
+        (true, None) => {
+            return Err(UpdaterError::BadRequest(
+                "a rollback with no deployed version must name its deployment".to_owned(),
+            ))
+        }
+    };
     match guard(&alias, spec) {
         Guard::AlreadyRestored => {
             let summary = format!("{name} points at version {} already; nothing changed", spec.restore_version);
@@ -118,6 +167,18 @@ mod tests {
         let Guard::LeftAlone(why) = guard(&alias("5", &[]), &spec()) else { panic!("expected LeftAlone") };
         assert!(why.contains("version 5") && why.contains("someone deployed since"), "{why}");
         let Guard::LeftAlone(why) = guard(&alias("4", &[("5", 0.1)]), &spec()) else { panic!("expected LeftAlone") };
+        // By mark: the alias's description names the deployment and what stood before it.
+        let mut marked = alias("3", &[("4", 0.1)]);
+        marked.recorded_deployment = Some("job-7".into());
+        marked.recorded_previous = Some("3".into());
+        let s = by_mark(&marked, "job-7").unwrap();
+        assert_eq!((s.restore_version.as_str(), s.deployed_version.as_str()), ("3", "4"));
+        assert_eq!(guard(&marked, &s), Guard::Restore);
+        marked.version = "4".into();
+        marked.routing.clear();
+        let s = by_mark(&marked, "job-7").unwrap();
+        assert_eq!((s.restore_version.as_str(), s.deployed_version.as_str()), ("3", "4"));
+        assert!(by_mark(&marked, "job-8").unwrap_err().contains("no move by deployment job-8"));
         assert!(why.contains("5 (10%)"), "{why}");
         // A shift to the deployed version left half-way (its updater's restore failed): put back.
         assert_eq!(guard(&alias("3", &[("4", 0.1)]), &spec()), Guard::Restore);

@@ -538,6 +538,7 @@ async fn a_rollback_moves_the_alias_back_guarded_by_its_revision_id() {
     let outcome = lambda_alias_updater::rollback_alias(
         &f,
         &rollback_spec(),
+        None,
         "rollback-job-1",
         "alarm x",
         Deadline::after(Duration::from_secs(60)),
@@ -568,6 +569,7 @@ async fn a_rollback_that_finds_the_alias_elsewhere_changes_nothing() {
     let outcome = lambda_alias_updater::rollback_alias(
         &f,
         &rollback_spec(),
+        None,
         "rollback-job-1",
         "alarm x",
         Deadline::after(Duration::from_secs(60)),
@@ -601,6 +603,7 @@ async fn a_rollback_raced_by_another_change_of_the_alias_fails_naming_it() {
     let e = lambda_alias_updater::rollback_alias(
         &f,
         &rollback_spec(),
+        None,
         "rollback-job-1",
         "alarm x",
         Deadline::after(Duration::from_secs(60)),

@@ -606,25 +606,39 @@ async fn conclude<I: Invoke>(
             };
         }
     }
-    // What it left on the target: from its outputs (a success), or from its updater's word.
+    // What it left on the target: from its outputs (a success), or from its updater's word;
+    // when no word reached this run (its earlier attempt died), from the target's own mark.
     let left = match (ended.outputs, stands) {
-        (Some(outputs), _) => outputs::previous_of(outputs).zip(outputs::deployed_of(outputs)),
-        (None, Some(s)) if s.serving != Serving::Previous => Some((s.previous.clone(), s.deployed.clone())),
-        _ => None,
+        (Some(outputs), _) => match outputs::previous_of(outputs).zip(outputs::deployed_of(outputs)) {
+            Some((previous, deployed)) => Left::Known(previous, deployed),
+            None => Left::Unknown,
+        },
+        (None, Some(s)) if s.serving == Serving::Previous => Left::Nothing,
+        (None, Some(s)) if !s.deployed.is_empty() => Left::Known(s.previous.clone(), s.deployed.clone()),
+        _ => Left::Unknown,
     };
     roll_back_condemned(p, worker, ledger, ended.status, left, &condemned, &why, deadline).await
 }
 
-/// Puts back what a condemned deployment left on its target (`left`: what stood before, what
-/// it deployed; `None`: nothing of it stands), records the rollback, gives the lease back, and
-/// answers the job as failed, saying so.
+/// What a condemned deployment left on its target.
+enum Left {
+    /// What stood before it, and what it deployed.
+    Known(String, String),
+    /// Nothing of it stands.
+    Nothing,
+    /// No word of it reached this run: the updater reads the target's mark.
+    Unknown,
+}
+
+/// Puts back what a condemned deployment left on its target, records the rollback, gives the
+/// lease back, and answers the job as failed, saying so.
 #[allow(clippy::too_many_arguments)]
 async fn roll_back_condemned<I: Invoke>(
     p: &Prepared,
     worker: &Worker<I>,
     ledger: &Ledger,
     status: DeploymentStatus,
-    left: Option<(String, String)>,
+    left: Left,
     condemned: &RollbackRecord,
     why: &str,
     deadline: Deadline,
@@ -640,8 +654,13 @@ async fn roll_back_condemned<I: Invoke>(
     };
     let claimed = ledger.claim_rollback(&done, &claim, Duration::from_secs(15 * 60)).await;
     let ended = match (claimed, left) {
-        (Ok(RollbackClaim::Claimed), Some((previous, deployed))) if previous != "none" && !previous.is_empty() => {
+        (Ok(RollbackClaim::Claimed), left @ (Left::Known(..) | Left::Unknown)) if !matches!(&left, Left::Known(previous, _) if previous == "none" || previous.is_empty()) =>
+        {
             let reason = format!("rolled back by crossdeploy: {}", condemned.trigger);
+            let (previous, deployed) = match left {
+                Left::Known(previous, deployed) => (previous, deployed),
+                _ => (String::new(), String::new()),
+            };
             match deploy_rollback::rollback_request_for(&done, &reason, &previous, &deployed) {
                 Err(m) => deploy_rollback::Resolution {
                     status: RollbackStatus::Failed,

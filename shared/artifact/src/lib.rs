@@ -3,7 +3,7 @@
 //! inside its zip. Every read is bounded in size.
 
 use aws_sdk_s3::Client as S3;
-use crossdeploy_aws::ErrorInfo;
+use crossdeploy_aws::{is_transient, retry, Backoff, Deadline, DeadlineReached, ErrorInfo};
 use crossdeploy_protocol::{ArtifactLocation, FailureType};
 use std::io::{Cursor, Read};
 
@@ -39,29 +39,55 @@ impl ArtifactError {
     }
 }
 
-/// The whole artifact object.
-pub async fn read_artifact(s3: &S3, location: &ArtifactLocation) -> Result<Vec<u8>, ArtifactError> {
-    let object = s3.get_object().bucket(&location.bucket).key(&location.key).send().await.map_err(|e| {
-        let missing = e.as_service_error().is_some_and(|s| s.is_no_such_key());
-        let error = ErrorInfo::from_sdk(&e);
-        if missing {
-            ArtifactError::Missing { location: location.clone(), error }
-        } else {
-            ArtifactError::Read { location: location.clone(), error }
+/// One attempt's failure to read the object.
+enum Fetch {
+    Failed { error: ErrorInfo, missing: bool, transient: bool },
+    TooLarge(u64),
+}
+
+impl DeadlineReached for Fetch {
+    fn deadline_reached(what: &str) -> Self {
+        Fetch::Failed {
+            error: ErrorInfo { code: None, message: format!("{what}: cut at the deadline before S3 answered") },
+            missing: false,
+            transient: false,
         }
-    })?;
-    if let Some(size) = object.content_length().map(|l| l.max(0) as u64).filter(|l| *l > MAX_ARTIFACT_BYTES) {
-        return Err(ArtifactError::TooLarge {
+    }
+}
+
+/// The whole artifact object. A transient failure (throttling, a 5xx, a connection dropped
+/// before or while the body arrives) is retried until `deadline`: reading changes nothing.
+pub async fn read_artifact(s3: &S3, location: &ArtifactLocation, deadline: Deadline) -> Result<Vec<u8>, ArtifactError> {
+    let what = format!("reading the input artifact {location}");
+    let retryable = |f: &Fetch| matches!(f, Fetch::Failed { transient: true, .. });
+    let result = retry(&what, Backoff::CONTROL_PLANE, deadline, retryable, || async {
+        let object =
+            s3.get_object().bucket(&location.bucket).key(&location.key).send().await.map_err(|e| Fetch::Failed {
+                missing: e.as_service_error().is_some_and(|s| s.is_no_such_key()),
+                transient: is_transient(&e),
+                error: ErrorInfo::from_sdk(&e),
+            })?;
+        if let Some(size) = object.content_length().map(|l| l.max(0) as u64).filter(|l| *l > MAX_ARTIFACT_BYTES) {
+            return Err(Fetch::TooLarge(size));
+        }
+        // A body cut short is a dropped connection: transient.
+        let bytes = object.body.collect().await.map_err(|e| Fetch::Failed {
+            error: ErrorInfo { code: None, message: format!("the object's body was cut short: {e}") },
+            missing: false,
+            transient: true,
+        })?;
+        Ok(bytes.to_vec())
+    })
+    .await;
+    result.map_err(|f| match f {
+        Fetch::TooLarge(size) => ArtifactError::TooLarge {
             what: format!("the input artifact {location}"),
             size,
             limit_text: format!("crossdeploy reads at most {MAX_ARTIFACT_BYTES} bytes"),
-        });
-    }
-    let bytes = object.body.collect().await.map_err(|e| ArtifactError::Read {
-        location: location.clone(),
-        error: ErrorInfo { code: None, message: e.to_string() },
-    })?;
-    Ok(bytes.to_vec())
+        },
+        Fetch::Failed { error, missing: true, .. } => ArtifactError::Missing { location: location.clone(), error },
+        Fetch::Failed { error, .. } => ArtifactError::Read { location: location.clone(), error },
+    })
 }
 
 /// The file at `path` inside the artifact zip, refused when it is larger than `max` bytes
@@ -130,6 +156,60 @@ mod tests {
 
     fn loc() -> ArtifactLocation {
         ArtifactLocation { bucket: "b".into(), key: "k.zip".into() }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_transient_failure_reading_the_artifact_is_retried() {
+        use aws_smithy_mocks::{mock, mock_client, RuleMode};
+        let flaky = mock!(S3::get_object)
+            .sequence()
+            .http_status(503, None)
+            .times(2)
+            .output(|| {
+                aws_sdk_s3::operation::get_object::GetObjectOutput::builder()
+                    .body(aws_sdk_s3::primitives::ByteStream::from_static(b"pkg"))
+                    .build()
+            })
+            .build();
+        let s3 = mock_client!(aws_sdk_s3, RuleMode::Sequential, [&flaky]);
+        let deadline = Deadline::after(std::time::Duration::from_secs(60));
+        assert_eq!(read_artifact(&s3, &loc(), deadline).await.unwrap(), b"pkg");
+        assert_eq!(flaky.num_calls(), 3);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_missing_artifact_is_not_retried_and_says_so() {
+        use aws_smithy_mocks::{mock, mock_client, RuleMode};
+        let missing = mock!(S3::get_object).then_error(|| {
+            aws_sdk_s3::operation::get_object::GetObjectError::NoSuchKey(
+                aws_sdk_s3::types::error::NoSuchKey::builder().message("The specified key does not exist.").build(),
+            )
+        });
+        let s3 = mock_client!(aws_sdk_s3, RuleMode::MatchAny, [&missing]);
+        let deadline = Deadline::after(std::time::Duration::from_secs(60));
+        let e = read_artifact(&s3, &loc(), deadline).await.unwrap_err();
+        assert!(matches!(e, ArtifactError::Missing { .. }), "{e}");
+        assert_eq!(missing.num_calls(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_read_failing_until_the_deadline_ends_there() {
+        use aws_smithy_mocks::{mock, mock_client, RuleMode};
+        let down = mock!(S3::get_object).then_http_response(|| {
+            aws_smithy_runtime_api::http::Response::new(
+                aws_smithy_runtime_api::http::StatusCode::try_from(503).unwrap(),
+                aws_smithy_types::body::SdkBody::from(
+                    "<Error><Code>SlowDown</Code><Message>slow down</Message></Error>",
+                ),
+            )
+        });
+        let s3 = mock_client!(aws_sdk_s3, RuleMode::MatchAny, [&down]);
+        let started = tokio::time::Instant::now();
+        let e = read_artifact(&s3, &loc(), Deadline::after(std::time::Duration::from_secs(20))).await.unwrap_err();
+        assert!(matches!(e, ArtifactError::Read { .. }), "{e}");
+        assert!(e.to_string().contains("s3://b/k.zip"), "{e}");
+        assert!(started.elapsed() <= std::time::Duration::from_secs(20));
+        assert!(down.num_calls() > 2);
     }
 
     #[test]

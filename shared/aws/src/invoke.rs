@@ -185,6 +185,7 @@ mod tests {
             }),
             reason: "test".into(),
             deadline_ms: None,
+            deployment_id: None,
         }))
     }
 

@@ -95,6 +95,7 @@ mod tests {
             }),
             reason: "test".into(),
             deadline_ms,
+            deployment_id: None,
         })))
         .unwrap()
     }

@@ -52,6 +52,12 @@ pub struct RollbackRequest {
     /// party that asked records the outcome after it. `None`: the updater's own deadline only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deadline_ms: Option<u64>,
+    /// The deployment being undone. With a spec whose deployed version (task definition) is
+    /// empty, the rollback is *by mark*: what this deployment left is unknown (its run died
+    /// before it heard), so the updater restores only what the target itself says this
+    /// deployment did (the alias's description, the revision's `crossdeploy:deployment` tag).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deployment_id: Option<String>,
 }
 
 /// What to put back, by kind.
@@ -460,6 +466,7 @@ mod tests {
             }),
             reason: "alarm orders-5xx".into(),
             deadline_ms: None,
+            deployment_id: None,
         }));
         let json = serde_json::to_value(&r).unwrap();
         assert_eq!(json["Action"], "Rollback");

@@ -152,10 +152,9 @@ struct Soak {
     ledger: Ledger,
     bucket: String,
     /// Free Lambda functions and ECS services: a scenario owns its target while it runs.
-    functions: tokio::sync::Mutex<Vec<String>>,
-    services: tokio::sync::Mutex<Vec<(String, String)>>,
-    stuck_services: tokio::sync::Mutex<Vec<(String, String)>>,
-    free: tokio::sync::Notify,
+    functions: Pool<String>,
+    services: Pool<(String, String)>,
+    stuck_services: Pool<(String, String)>,
     figures: Mutex<Figures>,
     kill_rate: f64,
 }
@@ -175,6 +174,36 @@ struct Figures {
     failure_causes: BTreeMap<String, usize>,
     rollbacks: BTreeMap<String, usize>,
     violations: Vec<String>,
+}
+
+/// Targets a scenario takes for itself while it runs: one scenario per target at a time.
+struct Pool<T> {
+    items: Mutex<Vec<T>>,
+    free: tokio::sync::Semaphore,
+}
+
+impl<T> Pool<T> {
+    fn new(items: Vec<T>) -> Self {
+        let n = items.len();
+        Self { items: Mutex::new(items), free: tokio::sync::Semaphore::new(n) }
+    }
+
+    /// Waits for a free target and takes it.
+    async fn take(&self) -> T {
+        loop {
+            if let Ok(permit) = self.free.acquire().await {
+                permit.forget();
+            }
+            if let Some(item) = self.items.lock().unwrap_or_else(|p| p.into_inner()).pop() {
+                return item;
+            }
+        }
+    }
+
+    fn give(&self, item: T) {
+        self.items.lock().unwrap_or_else(|p| p.into_inner()).insert(0, item);
+        self.free.add_permits(1);
+    }
 }
 
 /// A scenario's verdict, added to the figures.
@@ -243,33 +272,27 @@ fn cause(message: &str) -> String {
 
 impl Soak {
     async fn take_function(&self) -> String {
-        loop {
-            if let Some(f) = self.functions.lock().await.pop() {
-                return f;
-            }
-            self.free.notified().await;
-        }
+        self.functions.take().await
     }
 
     async fn give_function(&self, f: String) {
-        self.functions.lock().await.insert(0, f);
-        self.free.notify_waiters();
+        self.functions.give(f)
     }
 
     async fn take_service(&self, stuck: bool) -> (String, String) {
-        let pool = if stuck { &self.stuck_services } else { &self.services };
-        loop {
-            if let Some(s) = pool.lock().await.pop() {
-                return s;
-            }
-            self.free.notified().await;
+        if stuck {
+            self.stuck_services.take().await
+        } else {
+            self.services.take().await
         }
     }
 
     async fn give_service(&self, s: (String, String), stuck: bool) {
-        let pool = if stuck { &self.stuck_services } else { &self.services };
-        pool.lock().await.insert(0, s);
-        self.free.notify_waiters();
+        if stuck {
+            self.stuck_services.give(s)
+        } else {
+            self.services.give(s)
+        }
     }
 
     async fn upload(&self, key: &str, bytes: Vec<u8>) -> Result<ArtifactLocation> {
@@ -944,10 +967,9 @@ async fn main() -> Result<()> {
         shared,
         target,
         bucket,
-        functions: tokio::sync::Mutex::new(functions),
-        services: tokio::sync::Mutex::new(services),
-        stuck_services: tokio::sync::Mutex::new(stuck),
-        free: tokio::sync::Notify::new(),
+        functions: Pool::new(functions),
+        services: Pool::new(services),
+        stuck_services: Pool::new(stuck),
         figures: Mutex::new(Figures::default()),
         kill_rate: args.kill_rate,
     });
