@@ -14,11 +14,19 @@ concurrent conditional writes of one item can both pass their conditions (the so
 deployments holding one target's lease this way). Every DynamoDB item operation here runs under
 one lock, which gives moto the atomicity DynamoDB documents, and nothing more.
 
+With CROSSDEPLOY_MOTO_ACCESS_LOG set to a path, every request is logged there as one JSON line
+(method, host, path, Range header, and the access key id that signed it; never a secret), so a
+test can tell which principal read which bucket and how many bytes it asked for: the trail S3's
+server access logs or CloudTrail data events would give.
+
 Everything else is moto as released. Failed rollouts and circuit-breaker rollbacks are tested
 with aws-smithy-mocks, not here.
 """
 
 import functools
+import json
+import os
+import re
 import sys
 import threading
 
@@ -88,6 +96,32 @@ for _name in (
 ):
     if hasattr(DynamoDBBackend, _name):
         setattr(DynamoDBBackend, _name, _atomic(getattr(DynamoDBBackend, _name)))
+
+_access_log = os.environ.get("CROSSDEPLOY_MOTO_ACCESS_LOG")
+if _access_log:
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication
+
+    _dispatch = DomainDispatcherApplication.__call__
+    _access_lock = threading.Lock()
+    _signed_by = re.compile(r"Credential=([A-Za-z0-9]+)/")
+
+    def _logged(self, environ, start_response):
+        signed = _signed_by.search(environ.get("HTTP_AUTHORIZATION", ""))
+        line = json.dumps(
+            {
+                "method": environ.get("REQUEST_METHOD"),
+                "host": environ.get("HTTP_HOST"),
+                "path": environ.get("PATH_INFO"),
+                "query": environ.get("QUERY_STRING"),
+                "range": environ.get("HTTP_RANGE"),
+                "key_id": signed.group(1) if signed else None,
+            }
+        )
+        with _access_lock, open(_access_log, "a", encoding="utf-8") as log:
+            log.write(line + "\n")
+        return _dispatch(self, environ, start_response)
+
+    DomainDispatcherApplication.__call__ = _logged
 
 if __name__ == "__main__":
     from moto.server import main

@@ -47,3 +47,39 @@ pub fn event_time(offset_secs: i64) -> String {
     let t = aws_smithy_types::DateTime::from_secs((now as i64).saturating_add(offset_secs));
     t.fmt(aws_smithy_types::date_time::Format::DateTime).unwrap_or_default()
 }
+
+/// `len` bytes that do not compress (xorshift), so a zip of them is as large as they are.
+pub fn incompressible(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// A zip holding these files uncompressed (as a build zips what does not compress; and quick to
+/// make in a debug build, where deflating tens of megabytes takes seconds).
+pub fn zip_stored(files: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut w = zip::ZipWriter::new(Cursor::new(Vec::new()));
+    let stored = zip::write::SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Stored)
+        .large_file(files.iter().any(|(_, d)| d.len() as u64 >= u32::MAX as u64));
+    for (name, data) in files {
+        w.start_file(*name, stored).expect("zip entry");
+        w.write_all(data).expect("zip write");
+    }
+    w.finish().expect("zip finish").into_inner()
+}
+
+/// A Lambda package of about `len` bytes zipped: a bootstrap and `len` bytes that do not
+/// compress, distinct per `marker`.
+pub fn large_lambda_package(marker: &str, len: usize) -> Vec<u8> {
+    let seed = marker.bytes().fold(len as u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)));
+    let data = incompressible(len, seed);
+    zip_stored(&[("bootstrap", format!("#!/bin/sh\n# build {marker}\n").as_bytes()), ("vendor.bin", &data)])
+}

@@ -20,7 +20,13 @@ pub struct LocalAws {
 
 impl LocalAws {
     pub async fn start() -> Result<LocalAws> {
-        let moto = Moto::start().await?;
+        Self::start_with_moto_env(&[]).await
+    }
+
+    /// As [`LocalAws::start`], with extra environment for moto's server
+    /// (`CROSSDEPLOY_MOTO_ACCESS_LOG`, say).
+    pub async fn start_with_moto_env(env: &[(&str, &str)]) -> Result<LocalAws> {
+        let moto = Moto::start_with_env(env).await?;
         let emulator = Emulator::start().await?;
         let shared = accounts::account_config(&moto.endpoint, SHARED_ACCOUNT).await?;
         let target = accounts::account_config(&moto.endpoint, TARGET_ACCOUNT).await?;

@@ -206,6 +206,22 @@ async fn the_templates_deploy_into_the_local_aws() {
         json!([param(&out, "LambdaUpdaterRoleArn"), param(&out, "EcsUpdaterRoleArn")])
     );
 
+    // The staging bucket for packages over 50 MB: under the name the Lambda updater derives,
+    // versioned (moto's CloudFormation drops versioning: the template's is checked), expiring,
+    // and writable by the deploy role alone.
+    let staging = param(&target_out, "StagingBucketName");
+    assert_eq!(staging, lambda_alias_updater::staging_bucket(TARGET_ACCOUNT, accounts::REGION));
+    aws_sdk_s3::Client::new(&target).head_bucket().bucket(staging).send().await.unwrap();
+    let declared = crossdeploy_local::templates::template("infra/target-account.yaml").unwrap();
+    let sb = &declared["Resources"]["StagingBucket"]["Properties"];
+    assert_eq!(sb["VersioningConfiguration"]["Status"], "Enabled");
+    assert_eq!(sb["LifecycleConfiguration"]["Rules"][0]["ExpirationInDays"], 3);
+    assert_eq!(sb["PublicAccessBlockConfiguration"]["RestrictPublicBuckets"], true);
+    let policy = &declared["Resources"]["StagingBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"];
+    assert_eq!(policy[0]["Condition"]["Bool"]["aws:SecureTransport"], "false", "{policy}");
+    assert_eq!(policy[1]["Effect"], "Deny");
+    assert!(policy[1]["Condition"]["ArnNotEquals"]["aws:PrincipalArn"].is_object(), "{policy}");
+
     // The example pipeline's bucket, key, repository and roles.
     let (pipeline_template, notes) =
         without_unsupported(&crossdeploy_local::templates::template("infra/shared-services-pipeline.yaml").unwrap());

@@ -20,7 +20,7 @@ pub use rollback::{guard, rollback_service, Guard};
 pub use service::{assess, describe_service, Rollout, ServiceRef};
 
 use aws_config::SdkConfig;
-use crossdeploy_artifact::{extract_file, read_artifact};
+use crossdeploy_artifact::read_file;
 use crossdeploy_aws::Deadline;
 use crossdeploy_credentials::TargetSessions;
 use crossdeploy_protocol::{DeployRequest, DeploySpec, Outcome, RollbackRequest, RollbackSpec, UpdaterRequest};
@@ -77,14 +77,16 @@ pub async fn deploy(request: &DeployRequest, deps: &Deps, deadline: Deadline) ->
     let changes = match resume {
         Some(_) => Vec::new(),
         None => {
-            let artifact = read_artifact(&deps.s3, &request.artifact, deadline).await?;
-            let file = extract_file(
-                &artifact,
+            // Ranged reads: the zip's central directory, then this one entry, whatever the artifact's size.
+            let file = read_file(
+                &deps.s3,
                 &request.artifact,
                 &spec.file_name,
                 images::MAX_IMAGE_FILE_BYTES,
                 "an image file is at most 102400 bytes (100 KB)",
-            )?;
+                deadline,
+            )
+            .await?;
             images::parse_image_file(&file, &spec.file_name, spec.container_name.as_deref())
                 .map_err(|e| EcsError::Configuration(format!("{e} (in {})", request.artifact)))?
         }

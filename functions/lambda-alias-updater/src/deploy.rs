@@ -30,6 +30,8 @@ pub struct Gates<'a> {
     pub alarms: &'a [String],
     /// CloudWatch in the target account (through the assumed role).
     pub cloudwatch: &'a aws_sdk_cloudwatch::Client,
+    /// The target account's staging bucket, for packages over the direct upload threshold.
+    pub staging: Option<&'a crate::Staging>,
 }
 
 /// What a deployment hands back to resume from when it must stop before the deadline.
@@ -158,8 +160,8 @@ pub async fn deploy_package(
         if !time_to_change(deadline) {
             return Ok(in_progress(format!("about to update the code of {}", f.describe()), 10, None, None));
         }
-        tracing::info!(function = f.function, bytes = package.bytes.len(), sha256 = %package.sha256, "updating function code");
-        update_code(f, package, latest.revision_id.as_deref(), deadline).await?;
+        tracing::info!(function = f.function, bytes = package.len, sha256 = %package.sha256, direct = package.direct(), "updating function code");
+        update_code(f, package, gates.staging, latest.revision_id.as_deref(), deadline).await?;
     }
     let state = LambdaState::WaitingForUpdate {
         code_sha256: package.sha256.clone(),

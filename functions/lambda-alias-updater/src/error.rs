@@ -48,6 +48,10 @@ pub enum UpdaterError {
     #[error("alarm {alarm} in account {account} is in ALARM already ({reason}); nothing was deployed to function {function}. Deploy once it is OK")]
     AlarmBeforeStart { alarm: String, reason: String, account: String, function: String },
 
+    /// The package could not be kept in, or read back from, the function's ephemeral storage.
+    #[error("{0}. Give the updater more ephemeral storage (EphemeralStorage in template.yaml) if it is full")]
+    Spool(String),
+
     /// The update request itself is not one this updater understands.
     #[error("the updater could not read its request: {0}")]
     BadRequest(String),
@@ -102,6 +106,7 @@ impl crossdeploy_aws::UpdaterFailure for UpdaterError {
             UpdaterError::Aws { .. }
             | UpdaterError::UpdateFailed { .. }
             | UpdaterError::Changed { .. }
+            | UpdaterError::Spool(_)
             | UpdaterError::BadRequest(_) => FailureType::JobFailed,
         }
     }

@@ -1,7 +1,10 @@
 //! The target function's code: its configuration, the code update, and the wait for it to settle.
 
+use crate::artifact::DIRECT_UPLOAD_THRESHOLD;
+use crate::staging::{Staged, Staging};
+use crate::upload::ZipFileBody;
 use crate::{Package, UpdaterError};
-use aws_sdk_lambda::primitives::Blob;
+use aws_sdk_lambda::operation::update_function_code::UpdateFunctionCodeError;
 use aws_sdk_lambda::types::LastUpdateStatus;
 use crossdeploy_aws::{is_transient, retry, Backoff, Deadline, ErrorInfo};
 use std::time::Duration;
@@ -74,38 +77,54 @@ pub async fn code_state(
     Ok(CodeState { revision_id: out.revision_id, code_sha256: out.code_sha256, status: out.last_update_status, reason })
 }
 
-/// `UpdateFunctionCode` with the package's bytes, guarded by `$LATEST`'s RevisionId.
+/// `UpdateFunctionCode`, guarded by `$LATEST`'s RevisionId: with the package's bytes when it
+/// is small enough for a direct upload, else from where `staging` put it in the target account.
 /// A conflict (another update still settling), throttling or a transient fault is retried with
 /// backoff until the deadline. A retry whose first attempt was applied (its answer lost) meets
 /// a moved RevisionId: `$LATEST` is read back, and holding the package's CodeSha256 it is ours.
 pub async fn update_code(
     f: &FunctionRef<'_>,
     package: &Package,
+    staging: Option<&Staging>,
     revision_id: Option<&str>,
     deadline: Deadline,
 ) -> Result<(), UpdaterError> {
-    let blob = Blob::new(package.bytes.clone());
-    let result = retry(
-        "UpdateFunctionCode",
-        Backoff::CONTROL_PLANE,
-        deadline,
-        |e: &aws_sdk_lambda::error::SdkError<
-            aws_sdk_lambda::operation::update_function_code::UpdateFunctionCodeError,
-        >| {
-            is_transient(e)
-                || e.as_service_error()
-                    .is_some_and(|s| s.is_resource_conflict_exception() || s.is_too_many_requests_exception())
-        },
-        || {
-            f.lambda
-                .update_function_code()
-                .function_name(f.function)
-                .zip_file(blob.clone())
-                .set_revision_id(revision_id.map(str::to_owned))
-                .publish(false)
-                .send()
-        },
-    )
+    /// Where the code comes from: the request itself, or the staging bucket.
+    enum Code {
+        Direct(ZipFileBody),
+        Staged(Staged),
+    }
+    let code = match (package.direct(), staging) {
+        // A direct upload's body is built once, from the package in ephemeral storage (`upload`).
+        (true, _) => Code::Direct(ZipFileBody::new(package).await?),
+        (false, Some(staging)) => Code::Staged(staging.stage(f, package, deadline).await?),
+        (false, None) => {
+            return Err(UpdaterError::Configuration(format!(
+                "the package is {} bytes, over the direct upload threshold of {DIRECT_UPLOAD_THRESHOLD} bytes, and no staging bucket was given for {}",
+                package.len,
+                f.describe()
+            )))
+        }
+    };
+    let retryable = |e: &aws_sdk_lambda::error::SdkError<UpdateFunctionCodeError>| {
+        is_transient(e)
+            || e.as_service_error()
+                .is_some_and(|s| s.is_resource_conflict_exception() || s.is_too_many_requests_exception())
+    };
+    let result = retry("UpdateFunctionCode", Backoff::CONTROL_PLANE, deadline, retryable, || async {
+        let request = f
+            .lambda
+            .update_function_code()
+            .function_name(f.function)
+            .set_revision_id(revision_id.map(str::to_owned))
+            .publish(false);
+        match &code {
+            Code::Staged(s) => request.s3_bucket(&s.bucket).s3_key(&s.key).s3_object_version(&s.version).send().await,
+            Code::Direct(body) => {
+                request.zip_file(ZipFileBody::placeholder()).customize().interceptor(body.clone()).send().await
+            }
+        }
+    })
     .await;
     let Err(e) = result else { return Ok(()) };
     let service = e.as_service_error();

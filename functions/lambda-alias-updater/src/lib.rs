@@ -13,14 +13,19 @@ mod error;
 mod function;
 mod rollback;
 pub mod shift;
+mod staging;
+mod upload;
 mod version;
 
 pub use alias::{read_alias, route_alias, upsert_alias, AliasState, Moved};
-pub use artifact::{read_package, Package, MAX_PACKAGE_BYTES};
+pub use artifact::{
+    read_package, Package, DIRECT_UPLOAD_THRESHOLD, MAX_DIRECT_UPLOAD_BYTES, MAX_PACKAGE_BYTES, MAX_UNZIPPED_BYTES,
+};
 pub use deploy::{deploy_package, resume, Gates, LambdaState, Shifting, ALARM_POLL, MUTATION_MARGIN, RESTORE_RESERVE};
 pub use error::UpdaterError;
 pub use function::{code_state, update_code, wait_for_update, CodeState, FunctionRef, Settled};
 pub use rollback::{guard, rollback_alias, Guard};
+pub use staging::{staging_bucket, Staged, Staging, PART_BYTES};
 pub use version::{publish_version, wait_for_version, Published, Readiness};
 
 use aws_config::SdkConfig;
@@ -95,7 +100,18 @@ pub async fn deploy(request: &DeployRequest, deps: &Deps, deadline: Deadline) ->
         deployment: request.deployment_id(),
     };
     let cloudwatch = aws_sdk_cloudwatch::Client::new(&session.config);
-    let gates = Gates { strategy: spec.strategy, alarms: &request.alarm_names, cloudwatch: &cloudwatch };
+    let region = session.config.region().map(|r| r.to_string()).unwrap_or_default();
+    let staging = Staging {
+        s3: aws_sdk_s3::Client::new(&session.config),
+        bucket: staging_bucket(role.account_id(), &region),
+        account: role.account_id().to_owned(),
+    };
+    let gates = Gates {
+        strategy: spec.strategy,
+        alarms: &request.alarm_names,
+        cloudwatch: &cloudwatch,
+        staging: Some(&staging),
+    };
     match work {
         Work::Resume(state) => resume(&f, &gates, state, ctx, deadline).await,
         Work::Fresh(package) => deploy_package(&f, &gates, &package, ctx, deadline).await,

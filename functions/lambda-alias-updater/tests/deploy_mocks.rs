@@ -81,7 +81,7 @@ fn alias_to_v2() -> Rule {
 
 /// No alarms, all at once: the gates of a plain deployment (CloudWatch is never called).
 fn plain(cw: &aws_sdk_cloudwatch::Client) -> Gates<'_> {
-    Gates { strategy: Default::default(), alarms: &[], cloudwatch: cw }
+    Gates { strategy: Default::default(), alarms: &[], cloudwatch: cw, staging: None }
 }
 
 fn unused_cloudwatch() -> aws_sdk_cloudwatch::Client {
@@ -369,7 +369,7 @@ fn alarms(state: aws_sdk_cloudwatch::types::StateValue) -> aws_sdk_cloudwatch::C
 }
 
 fn canary<'a>(cw: &'a aws_sdk_cloudwatch::Client, names: &'a [String]) -> Gates<'a> {
-    Gates { strategy: "Canary10Percent5Minutes".parse().unwrap(), alarms: names, cloudwatch: cw }
+    Gates { strategy: "Canary10Percent5Minutes".parse().unwrap(), alarms: names, cloudwatch: cw, staging: None }
 }
 
 fn shifting(started: u64) -> LambdaState {

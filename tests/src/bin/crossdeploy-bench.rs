@@ -22,6 +22,9 @@ async fn main() -> Result<()> {
     let bin_dir = PathBuf::from(arg("--bin-dir").ok_or("--bin-dir <dir of host release binaries> is required")?);
     let zip_dir = PathBuf::from(arg("--zip-dir").ok_or("--zip-dir <cargo lambda build output dir> is required")?);
     let runs: usize = arg("--runs").map(|r| r.parse()).transpose()?.unwrap_or(7).max(5);
+    if args.iter().any(|a| a == "--memory-only") {
+        return memory_rows(&bin_dir).await;
+    }
 
     println!("crossdeploy benchmark ({runs} runs each; medians)\n");
     println!("{:<22} {:>14} {:>14} {:>10}", "function (arm64)", "bootstrap", "bootstrap.zip", "ELF arch");
@@ -39,7 +42,108 @@ async fn main() -> Result<()> {
         println!("{f:<22} {:>19.1} ms", median_ms(&mut times));
     }
 
-    deploy_comparison(&bin_dir, runs).await
+    deploy_comparison(&bin_dir, runs).await?;
+    memory_rows(&bin_dir).await
+}
+
+/// One deployment through a fresh worker and updater (fresh processes, so that each peak RSS
+/// is that case's own). Returns the updater's peak RSS in MB.
+async fn one_deploy_rss(
+    local: &LocalAws,
+    bin_dir: &Path,
+    updater: &str,
+    action: &str,
+    user_parameters: serde_json::Value,
+    artifact: ArtifactLocation,
+) -> Result<f64> {
+    let common = local.function_env().await?;
+    let mut lambda = LocalLambda::start().await?;
+    let mut updater_env = common.clone();
+    updater_env.push(("CROSSDEPLOY_ALLOWED_TARGET_ROLES".into(), accounts::target_role(TARGET_ACCOUNT)));
+    updater_env.push(("CROSSDEPLOY_EXTERNAL_ID".into(), EXTERNAL_ID.into()));
+    let mut worker_env = common.clone();
+    worker_env.push(("AWS_ENDPOINT_URL_LAMBDA".into(), lambda.endpoint.clone()));
+    worker_env.push(("AWS_ENDPOINT_URL_CODEPIPELINE".into(), local.emulator.endpoint.clone()));
+    worker_env.push(("CROSSDEPLOY_LAMBDA_UPDATER".into(), "lambda-alias-updater".into()));
+    worker_env.push(("CROSSDEPLOY_ECS_UPDATER".into(), "ecs-taskdef-updater".into()));
+    worker_env.push(("CROSSDEPLOY_LEDGER_TABLE".into(), local.ledger_table.clone()));
+    lambda.run_binary(updater, &bin_dir.join(updater), &updater_env)?;
+    lambda.run_binary("pipeline-job-worker", &bin_dir.join("pipeline-job-worker"), &worker_env)?;
+    let event = local.job(action, &user_parameters.to_string(), artifact);
+    lambda.invoke(&local.shared, "pipeline-job-worker", event.to_string().as_bytes(), Duration::from_secs(600)).await?;
+    match local.answers_for(&event).first() {
+        Some(Answer::Success { .. }) => {}
+        other => return Err(format!("{action} for the memory rows was not answered with success: {other:?}").into()),
+    }
+    let pid = lambda.pid(updater).ok_or("the updater is not running")?;
+    peak_rss_mb(pid)
+}
+
+/// Peak RSS of each updater by package and artifact size (issue 12's goals): the Lambda updater
+/// uploading directly (at most 2.5x the package + 32 MB) and through the staging bucket (at most
+/// 64 MB whatever the size), the ECS updater whatever the artifact's size (at most 32 MB).
+async fn memory_rows(bin_dir: &Path) -> Result<()> {
+    use crossdeploy_local::fixtures::{incompressible, large_lambda_package, zip_stored};
+    const MIB: usize = 1024 * 1024;
+    let local = LocalAws::start().await?;
+    accounts::create_function(&local.target, "orders-api", "live", lambda_package("v0")).await?;
+    ecs::create_fargate_service(&local.moto.endpoint, &local.target).await?;
+    let staging = lambda_alias_updater::staging_bucket(TARGET_ACCOUNT, accounts::REGION);
+    let s3 = aws_sdk_s3::Client::new(&local.target);
+    s3.create_bucket().bucket(&staging).send().await?;
+    s3.put_bucket_versioning()
+        .bucket(&staging)
+        .versioning_configuration(
+            aws_sdk_s3::types::VersioningConfiguration::builder()
+                .status(aws_sdk_s3::types::BucketVersioningStatus::Enabled)
+                .build(),
+        )
+        .send()
+        .await?;
+    let lambda_params = serde_json::json!({"Kind": "Lambda", "TargetRoleArn": accounts::target_role(TARGET_ACCOUNT), "FunctionName": "orders-api", "Alias": "live", "ArtifactPath": "dist/lambda.zip"});
+    let ecs_params = serde_json::json!({"Kind": "Ecs", "TargetRoleArn": accounts::target_role(TARGET_ACCOUNT), "ClusterName": ecs::CLUSTER, "ServiceName": ecs::SERVICE});
+
+    println!("\n{:<44} {:>12} {:>12} {:>16}", "peak RSS of one deployment", "input", "peak RSS", "goal");
+    let mut rows = Vec::new();
+    for (label, mib, direct) in [
+        ("lambda-alias-updater, direct upload", 1usize, true),
+        ("lambda-alias-updater, direct upload", 45, true),
+        ("lambda-alias-updater, through the staging bucket", 120, false),
+    ] {
+        let package = large_lambda_package(&format!("mem-{mib}"), mib * MIB);
+        let key = format!("orders/BuildOutput/mem-{mib}.zip");
+        accounts::put_artifact(
+            &local.shared,
+            &local.bucket,
+            &key,
+            zip_stored(&[("README.md", b"build"), ("dist/lambda.zip", &package)]),
+        )
+        .await?;
+        let artifact = ArtifactLocation { bucket: local.bucket.clone(), key };
+        let rss =
+            one_deploy_rss(&local, bin_dir, "lambda-alias-updater", "DeployLambda", lambda_params.clone(), artifact)
+                .await?;
+        let size_mb = mb(package.len() as u64);
+        let goal = if direct { 2.5 * size_mb + 32.0 } else { 64.0 };
+        rows.push((label, format!("{size_mb:.1} MB pkg"), rss, goal));
+    }
+    for mib in [1usize, 200] {
+        let images = format!(r#"[{{"name":"web","imageUri":"{}:mem{mib}"}}]"#, ecs::OLD_IMAGE.trim_end_matches(":old"));
+        let bundle = incompressible(mib * MIB, mib as u64);
+        let artifact_bytes = zip_stored(&[("site/bundle.bin", &bundle), ("imagedefinitions.json", images.as_bytes())]);
+        let size_mb = mb(artifact_bytes.len() as u64);
+        let key = format!("orders/BuildOutput/ecs-mem-{mib}.zip");
+        accounts::put_artifact(&local.shared, &local.bucket, &key, artifact_bytes).await?;
+        let artifact = ArtifactLocation { bucket: local.bucket.clone(), key };
+        let rss =
+            one_deploy_rss(&local, bin_dir, "ecs-taskdef-updater", "DeployEcs", ecs_params.clone(), artifact).await?;
+        rows.push(("ecs-taskdef-updater, imagedefinitions.json", format!("{size_mb:.1} MB art."), rss, 32.0));
+    }
+    for (label, input, rss, goal) in rows {
+        let verdict = if rss <= goal { "met" } else { "MISSED" };
+        println!("{label:<44} {input:>12} {rss:>9.1} MB {:>9.1} MB {verdict}", goal);
+    }
+    Ok(())
 }
 
 fn mb(bytes: u64) -> f64 {
