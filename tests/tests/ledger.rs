@@ -26,6 +26,7 @@ fn target() -> TargetKey {
             function_name: "arn:aws:lambda:us-east-1:222222222222:function:orders-api".into(),
             alias: "live".into(),
             artifact_path: None,
+            image_file: None,
             strategy: Default::default(),
         }),
         alarm_names: vec![],

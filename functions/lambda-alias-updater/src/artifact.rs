@@ -30,8 +30,9 @@ pub const MAX_DIRECT_UPLOAD_BYTES: u64 = 50 * 1024 * 1024;
 pub const DIRECT_UPLOAD_THRESHOLD: u64 = MAX_DIRECT_UPLOAD_BYTES;
 const PACKAGE_LIMIT: &str = "Lambda takes at most 262144000 bytes (250 MB) unzipped, so crossdeploy reads at most 279 MB zipped. Make the package smaller, or deploy it as a container image";
 
-/// A Lambda deployment package, its size and its CodeSha256 (base64 of its SHA-256, as Lambda
-/// reports it).
+/// The code a deployment gives a function: a zip package (its size and its CodeSha256, base64
+/// of its SHA-256 as Lambda reports it), or a container image (its CodeSha256 is the image's
+/// digest in hex, as Lambda reports it for image functions).
 #[derive(Clone)]
 pub struct Package {
     pub sha256: String,
@@ -47,6 +48,8 @@ enum Data {
     Memory(Arc<Vec<u8>>),
     /// An unlinked file: gone from ephemeral storage once the last clone is dropped.
     Spooled(Arc<std::fs::File>),
+    /// A container image, pinned by digest.
+    Image(crate::Image),
 }
 
 impl std::fmt::Debug for Package {
@@ -79,6 +82,19 @@ impl Package {
         Ok(Self { sha256, len, unzipped, data: Data::Memory(Arc::new(bytes)) })
     }
 
+    /// A container image, by digest.
+    pub fn image(image: crate::Image) -> Self {
+        Self { sha256: image.digest_hex.clone(), len: 0, unzipped: 0, data: Data::Image(image) }
+    }
+
+    /// The container image, when this is one.
+    pub fn as_image(&self) -> Option<&crate::Image> {
+        match &self.data {
+            Data::Image(image) => Some(image),
+            _ => None,
+        }
+    }
+
     /// Whether the package goes to Lambda in the request itself (else through the staging bucket).
     pub fn direct(&self) -> bool {
         self.len <= DIRECT_UPLOAD_THRESHOLD
@@ -93,6 +109,7 @@ impl Package {
     /// Bytes `start..start + len` of the package (a part of a multipart upload).
     pub(crate) async fn range(&self, start: u64, len: u64) -> Result<Vec<u8>, UpdaterError> {
         match &self.data {
+            Data::Image(_) => Err(UpdaterError::Spool("a container image has no package bytes".to_owned())),
             Data::Memory(bytes) => Ok(bytes[start as usize..(start + len) as usize].to_vec()),
             Data::Spooled(file) => {
                 let file = file.clone();

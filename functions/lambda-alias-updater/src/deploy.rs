@@ -154,6 +154,7 @@ pub async fn deploy_package(
         });
     }
     let latest = code_state(f, None, deadline).await?;
+    refuse_other_package_type(f, package, latest.package_type.as_ref())?;
     if latest.code_sha256.as_deref() == Some(package.sha256.as_str()) {
         tracing::info!(function = f.function, "$LATEST holds this package already (an earlier attempt uploaded it)");
     } else {
@@ -182,6 +183,28 @@ fn refuse_latest(f: &FunctionRef<'_>, alias: &AliasState) -> Result<(), UpdaterE
         )));
     }
     Ok(())
+}
+
+/// A zip package for a container-image function, or an image for a zip function, is refused
+/// before anything changes, saying which the function is.
+fn refuse_other_package_type(
+    f: &FunctionRef<'_>,
+    package: &Package,
+    package_type: Option<&aws_sdk_lambda::types::PackageType>,
+) -> Result<(), UpdaterError> {
+    use aws_sdk_lambda::types::PackageType;
+    match (package.as_image(), package_type) {
+        (Some(image), Some(PackageType::Zip)) => Err(UpdaterError::Configuration(format!(
+            "{} takes a zip package (PackageType Zip), but ImageFile names the container image {}; remove ImageFile and give the package (the artifact, or ArtifactPath inside it)",
+            f.describe(),
+            image.named
+        ))),
+        (None, Some(PackageType::Image)) => Err(UpdaterError::Configuration(format!(
+            "{} is a container-image function (PackageType Image), but the artifact gives a zip package; set ImageFile to the artifact's image file (imageDetail.json from an ECR source action)",
+            f.describe()
+        ))),
+        _ => Ok(()),
+    }
 }
 
 /// This deployment's own shift, found on the alias: its description names the deployment, and

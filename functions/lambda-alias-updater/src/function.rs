@@ -44,6 +44,8 @@ impl FunctionRef<'_> {
 /// What a `GetFunctionConfiguration` says, as far as a deployment cares.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CodeState {
+    /// `Zip` or `Image`.
+    pub package_type: Option<aws_sdk_lambda::types::PackageType>,
     pub revision_id: Option<String>,
     pub code_sha256: Option<String>,
     pub status: Option<LastUpdateStatus>,
@@ -74,7 +76,13 @@ pub async fn code_state(
         (Some(code), None) => Some(code.as_str().to_owned()),
         (None, None) => None,
     };
-    Ok(CodeState { revision_id: out.revision_id, code_sha256: out.code_sha256, status: out.last_update_status, reason })
+    Ok(CodeState {
+        package_type: out.package_type,
+        revision_id: out.revision_id,
+        code_sha256: out.code_sha256,
+        status: out.last_update_status,
+        reason,
+    })
 }
 
 /// `UpdateFunctionCode`, guarded by `$LATEST`'s RevisionId: with the package's bytes when it
@@ -93,12 +101,14 @@ pub async fn update_code(
     enum Code {
         Direct(ZipFileBody),
         Staged(Staged),
+        Image(String),
     }
-    let code = match (package.direct(), staging) {
+    let code = match (package.as_image(), package.direct(), staging) {
+        (Some(image), _, _) => Code::Image(image.uri()),
         // A direct upload's body is built once, from the package in ephemeral storage (`upload`).
-        (true, _) => Code::Direct(ZipFileBody::new(package).await?),
-        (false, Some(staging)) => Code::Staged(staging.stage(f, package, deadline).await?),
-        (false, None) => {
+        (None, true, _) => Code::Direct(ZipFileBody::new(package).await?),
+        (None, false, Some(staging)) => Code::Staged(staging.stage(f, package, deadline).await?),
+        (None, false, None) => {
             return Err(UpdaterError::Configuration(format!(
                 "the package is {} bytes, over the direct upload threshold of {DIRECT_UPLOAD_THRESHOLD} bytes, and no staging bucket was given for {}",
                 package.len,
@@ -123,6 +133,7 @@ pub async fn update_code(
             Code::Direct(body) => {
                 request.zip_file(ZipFileBody::placeholder()).customize().interceptor(body.clone()).send().await
             }
+            Code::Image(uri) => request.image_uri(uri).send().await,
         }
     })
     .await;

@@ -11,6 +11,7 @@ mod artifact;
 mod deploy;
 mod error;
 mod function;
+mod image;
 mod rollback;
 pub mod shift;
 mod staging;
@@ -24,6 +25,7 @@ pub use artifact::{
 pub use deploy::{deploy_package, resume, Gates, LambdaState, Shifting, ALARM_POLL, MUTATION_MARGIN, RESTORE_RESERVE};
 pub use error::UpdaterError;
 pub use function::{code_state, update_code, wait_for_update, CodeState, FunctionRef, Settled};
+pub use image::{parse_image_file, Image, MAX_IMAGE_FILE_BYTES};
 pub use rollback::{guard, rollback_alias, Guard};
 pub use staging::{staging_bucket, Staged, Staging, PART_BYTES};
 pub use version::{publish_version, wait_for_version, Published, Readiness};
@@ -31,7 +33,9 @@ pub use version::{publish_version, wait_for_version, Published, Readiness};
 use aws_config::SdkConfig;
 use crossdeploy_aws::Deadline;
 use crossdeploy_credentials::TargetSessions;
-use crossdeploy_protocol::{DeployRequest, DeploySpec, Outcome, RollbackRequest, RollbackSpec, UpdaterRequest};
+use crossdeploy_protocol::{
+    outputs, DeployRequest, DeploySpec, Outcome, RollbackRequest, RollbackSpec, UpdaterRequest,
+};
 use std::time::Duration;
 
 /// Time kept back from the invocation's deadline to answer.
@@ -78,16 +82,24 @@ pub async fn deploy(request: &DeployRequest, deps: &Deps, deadline: Deadline) ->
         return Err(crossdeploy_credentials::CredentialsError::NotAllowed { role: role.clone() }.into());
     }
     let ctx = &request.pipeline;
+    // A container image is named in a small file of the artifact: read on resumes too, for the outputs.
+    let image = match &spec.image_file {
+        Some(path) => Some(read_image(&deps.s3, &request.artifact, path, deadline).await?),
+        None => None,
+    };
     // Either resume from an earlier invocation's state, or start with the package.
     enum Work {
         Resume(LambdaState),
         Fresh(Package),
     }
-    let work = match request.resume.as_ref().filter(|s| !s.is_null()) {
-        Some(state) => Work::Resume(serde_json::from_value::<LambdaState>(state.clone()).map_err(|e| {
+    let work = match (request.resume.as_ref().filter(|s| !s.is_null()), &image) {
+        (Some(state), _) => Work::Resume(serde_json::from_value::<LambdaState>(state.clone()).map_err(|e| {
             UpdaterError::BadRequest(format!("the state to resume from is not one this updater wrote: {e}"))
         })?),
-        None => Work::Fresh(read_package(&deps.s3, &request.artifact, spec.artifact_path.as_deref(), deadline).await?),
+        (None, Some(image)) => Work::Fresh(Package::image(image.clone())),
+        (None, None) => {
+            Work::Fresh(read_package(&deps.s3, &request.artifact, spec.artifact_path.as_deref(), deadline).await?)
+        }
     };
     let seed = ctx.execution_id.as_deref().unwrap_or(&ctx.job_id);
     let session = deps.sessions.assume(role, request.target.region.as_deref(), seed).await?;
@@ -112,10 +124,31 @@ pub async fn deploy(request: &DeployRequest, deps: &Deps, deadline: Deadline) ->
         cloudwatch: &cloudwatch,
         staging: Some(&staging),
     };
-    match work {
+    let outcome = match work {
         Work::Resume(state) => resume(&f, &gates, state, ctx, deadline).await,
         Work::Fresh(package) => deploy_package(&f, &gates, &package, ctx, deadline).await,
-    }
+    }?;
+    Ok(match (outcome, image) {
+        (Outcome::Succeeded { summary, mut outputs }, Some(image)) => {
+            let digest = outputs.get(outputs::CODE_SHA256).cloned().unwrap_or_else(|| image.digest_hex.clone());
+            outputs.insert(outputs::IMAGE_URI.to_owned(), image.named.clone());
+            outputs.insert(outputs::RESOLVED_IMAGE_URI.to_owned(), format!("{}@sha256:{digest}", image.repository));
+            Outcome::Succeeded { summary, outputs }
+        }
+        (outcome, _) => outcome,
+    })
+}
+
+/// The container image named by the file at `path` in the artifact.
+async fn read_image(
+    s3: &aws_sdk_s3::Client,
+    location: &crossdeploy_protocol::ArtifactLocation,
+    path: &str,
+    deadline: Deadline,
+) -> Result<Image, UpdaterError> {
+    let limit = "an image file is at most 102400 bytes (100 KB)";
+    let bytes = crossdeploy_artifact::read_file(s3, location, path, MAX_IMAGE_FILE_BYTES, limit, deadline).await?;
+    parse_image_file(&bytes, path).map_err(|e| UpdaterError::Configuration(format!("{e} (in {location})")))
 }
 
 /// One rollback request: the allow-list, the target role, and the guarded move of the alias back.

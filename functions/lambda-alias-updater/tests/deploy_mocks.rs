@@ -987,3 +987,79 @@ async fn an_alias_move_whose_answer_was_lost_is_recognised_on_retry() {
     assert_eq!((outputs["FunctionVersion"].as_str(), outputs["PreviousVersion"].as_str()), ("2", "1"));
     assert_eq!(moved.num_calls(), 2);
 }
+
+/// A container image goes through the same gates: here a canary with its alarm, the image given
+/// to Lambda by digest and the version published under the digest as its CodeSha256.
+#[tokio::test(start_paused = true)]
+async fn a_container_image_is_deployed_through_the_same_canary_and_alarm_gates() {
+    let hex = "ab".repeat(32);
+    let uri = format!("111111111111.dkr.ecr.us-east-1.amazonaws.com/orders@sha256:{hex}");
+    let detail = format!(
+        r#"{{"ImageURI":"111111111111.dkr.ecr.us-east-1.amazonaws.com/orders:v2","ImageDigest":"sha256:{hex}"}}"#
+    );
+    let image = lambda_alias_updater::parse_image_file(detail.as_bytes(), "imageDetail.json").unwrap();
+    let pkg = Package::image(image);
+    let image_latest = |sha: &str, rev: &str| {
+        GetFunctionConfigurationOutput::builder()
+            .package_type(aws_sdk_lambda::types::PackageType::Image)
+            .last_update_status(LastUpdateStatus::Successful)
+            .code_sha256(sha)
+            .revision_id(rev)
+            .build()
+    };
+    let (hex2, hex3) = (hex.clone(), hex.clone());
+    let latest_rule = mock!(Client::get_function_configuration)
+        .match_requests(|r| r.qualifier().is_none())
+        .sequence()
+        .output(move || image_latest("old-digest", "rev-0"))
+        .output(move || image_latest(&hex2, "rev-2"))
+        .build();
+    let uri2 = uri.clone();
+    let update = mock!(Client::update_function_code)
+        .match_requests(move |r| {
+            r.image_uri() == Some(uri2.as_str()) && r.zip_file().is_none() && r.revision_id() == Some("rev-0")
+        })
+        .then_output(|| UpdateFunctionCodeOutput::builder().last_update_status(LastUpdateStatus::InProgress).build());
+    let ten_percent = mock!(Client::update_alias)
+        .match_requests(|r| {
+            r.function_version() == Some("1")
+                && r.routing_config()
+                    .and_then(|c| c.additional_version_weights())
+                    .is_some_and(|w| w.get("2") == Some(&0.1))
+        })
+        .then_output(|| UpdateAliasOutput::builder().alias_arn(ALIAS_ARN).revision_id("alias-rev-2").build());
+    let (alias, v1, publish) = (alias_at_v1(), version_1_has_old_code(), publish_v2(hex3));
+    let client =
+        mock_client!(aws_sdk_lambda, RuleMode::MatchAny, [&alias, &v1, &latest_rule, &update, &publish, &ten_percent]);
+    let cw = alarms(aws_sdk_cloudwatch::types::StateValue::Ok);
+    let names = vec!["orders-errors".to_owned()];
+
+    let outcome =
+        deploy_package(&target(&client), &canary(&cw, &names), &pkg, &ctx(), Deadline::after(Duration::from_secs(30)))
+            .await
+            .unwrap();
+
+    let Outcome::InProgress { state, .. } = outcome else { panic!("{outcome:?}") };
+    let LambdaState::Shifting(s) = serde_json::from_value(state).unwrap() else { panic!() };
+    assert_eq!((s.code_sha256.as_str(), s.new_version.as_str()), (hex.as_str(), "2"));
+    assert_eq!((update.num_calls(), ten_percent.num_calls()), (1, 1));
+}
+
+/// An alarm already in ALARM stops an image deployment before anything changes, as a zip's.
+#[tokio::test(start_paused = true)]
+async fn an_alarm_in_alarm_stops_an_image_deployment_before_anything_changes() {
+    let hex = "cd".repeat(32);
+    let detail = format!(r#"{{"ImageURI":"111111111111.dkr.ecr.us-east-1.amazonaws.com/orders@sha256:{hex}"}}"#);
+    let pkg = Package::image(lambda_alias_updater::parse_image_file(detail.as_bytes(), "imageDetail.json").unwrap());
+    let never = mock!(Client::update_function_code).then_output(|| UpdateFunctionCodeOutput::builder().build());
+    let (alias, v1) = (alias_at_v1(), version_1_has_old_code());
+    let client = mock_client!(aws_sdk_lambda, RuleMode::MatchAny, [&alias, &v1, &never]);
+    let cw = alarms(aws_sdk_cloudwatch::types::StateValue::Alarm);
+    let names = vec!["orders-errors".to_owned()];
+    let err =
+        deploy_package(&target(&client), &canary(&cw, &names), &pkg, &ctx(), Deadline::after(Duration::from_secs(30)))
+            .await
+            .unwrap_err();
+    assert!(matches!(err, UpdaterError::AlarmBeforeStart { .. }), "{err}");
+    assert_eq!(never.num_calls(), 0);
+}

@@ -48,6 +48,11 @@ pub fn properties(provider: &str) -> &'static [Property] {
             "The package's path inside the input artifact zip; empty: the artifact itself is the package",
         ),
         p(
+            "ImageFile",
+            false,
+            "Container-image functions: the file in the artifact naming the image (imageDetail.json of an ECR source action)",
+        ),
+        p(
             "DeploymentStrategy",
             false,
             "AllAtOnce (default), Canary<N>Percent<M>Minutes or Linear<N>PercentEvery<M>Minute(s)",

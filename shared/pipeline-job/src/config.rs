@@ -31,8 +31,16 @@ impl ConfigError {
     }
 }
 
-const LAMBDA_KEYS: &[&str] =
-    &["TargetRoleArn", "FunctionName", "Alias", "ArtifactPath", "DeploymentStrategy", "AlarmNames", "Region"];
+const LAMBDA_KEYS: &[&str] = &[
+    "TargetRoleArn",
+    "FunctionName",
+    "Alias",
+    "ArtifactPath",
+    "ImageFile",
+    "DeploymentStrategy",
+    "AlarmNames",
+    "Region",
+];
 const ECS_KEYS: &[&str] = &[
     "TargetRoleArn",
     "ClusterName",
@@ -182,13 +190,28 @@ pub fn parse_configuration(kind: Kind, map: &BTreeMap<String, Value>) -> Result<
                     ));
                 }
             }
+            let image_file = keys.optional("ImageFile")?;
+            if let Some(p) = &image_file {
+                if p.starts_with('/') || p.split('/').any(|s| s == "..") {
+                    return Err(ConfigError::new(
+                        "ImageFile",
+                        format!("`{p}` must be a relative path inside the artifact, without `..`"),
+                    ));
+                }
+                if artifact_path.is_some() {
+                    return Err(ConfigError::new(
+                        "ImageFile",
+                        "given with ArtifactPath; a function takes a zip package (ArtifactPath) or a container image (ImageFile), not both",
+                    ));
+                }
+            }
             let strategy = match keys.optional("DeploymentStrategy")? {
                 None => DeploymentStrategy::AllAtOnce,
                 Some(s) => s.parse().map_err(|e: crossdeploy_protocol::StrategyError| {
                     ConfigError::new("DeploymentStrategy", e.to_string())
                 })?,
             };
-            DeploySpec::Lambda(LambdaSpec { function_name, alias, artifact_path, strategy })
+            DeploySpec::Lambda(LambdaSpec { function_name, alias, artifact_path, image_file, strategy })
         }
         Kind::Ecs => {
             let cluster_name = keys.required("ClusterName")?;
@@ -327,6 +350,7 @@ mod tests {
                 function_name: "orders-api".into(),
                 alias: "live".into(),
                 artifact_path: Some("lambda.zip".into()),
+                image_file: None,
                 strategy: DeploymentStrategy::AllAtOnce,
             })
         );

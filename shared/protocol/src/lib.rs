@@ -236,6 +236,10 @@ pub struct LambdaSpec {
     /// The package's path inside the artifact zip; `None`: the artifact itself is the package.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub artifact_path: Option<String>,
+    /// Container-image functions: the file in the artifact naming the image (an ECR source
+    /// action's `imageDetail.json`); `None`: the function takes a zip package.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_file: Option<String>,
     #[serde(default)]
     pub strategy: DeploymentStrategy,
 }
@@ -357,6 +361,10 @@ pub mod outputs {
     pub const PREVIOUS_VERSION: &str = "PreviousVersion";
     pub const ALIAS_ARN: &str = "AliasArn";
     pub const CODE_SHA256: &str = "CodeSha256";
+    /// Container-image functions: the image as the image file named it.
+    pub const IMAGE_URI: &str = "ImageUri";
+    /// Container-image functions: the repository and the digest Lambda runs (its CodeSha256).
+    pub const RESOLVED_IMAGE_URI: &str = "ResolvedImageUri";
     pub const TASK_DEFINITION_ARN: &str = "TaskDefinitionArn";
     pub const PREVIOUS_TASK_DEFINITION_ARN: &str = "PreviousTaskDefinitionArn";
     pub const DEPLOYMENT_ID: &str = "DeploymentId";
@@ -399,6 +407,7 @@ mod tests {
                 function_name: "orders-api".into(),
                 alias: "live".into(),
                 artifact_path: Some("lambda.zip".into()),
+                image_file: None,
                 strategy: DeploymentStrategy::Canary { percent: 10, minutes: 5 },
             }),
             alarm_names: vec!["orders-5xx".into()],
