@@ -227,8 +227,11 @@ pub fn arb_user_parameters() -> impl Strategy<Value = Value> {
         .prop_map(|(function, alias, path, strategy, alarms)| {
             let mut p = json!({"Kind": "Lambda", "TargetRoleArn": target_role("222222222222"), "FunctionName": function,
                                "Alias": alias, "DeploymentStrategy": strategy});
-            if let Some(path) = path {
-                p["ArtifactPath"] = json!(path);
+            match path {
+                Some(path) => p["ArtifactPath"] = json!(path),
+                // A container-image function, the other half of the time.
+                None if function.len() % 2 == 0 => p["ImageFile"] = json!("imageDetail.json"),
+                None => {}
             }
             if let Some(a) = alarms {
                 p["AlarmNames"] = json!(a.join(","));
@@ -309,10 +312,11 @@ pub fn arb_worker_event() -> impl Strategy<Value = Value> {
 pub fn arb_image_file() -> impl Strategy<Value = (Value, bool)> {
     let defs = prop::collection::btree_map(arb_name(), "[a-z0-9./-]{1,40}(:[a-z0-9]{1,10})?", 1..5)
         .prop_map(|m| (Value::Array(m.into_iter().map(|(n, i)| json!({"name": n, "imageUri": i})).collect()), false));
-    let detail = "[0-9]{12}\\.dkr\\.ecr\\.[a-z]{2}-[a-z]+-[0-9]\\.amazonaws\\.com/[a-z]{1,10}@sha256:[0-9a-f]{64}"
-        .prop_map(|uri| {
+    let detail = ("[0-9]{12}\\.dkr\\.ecr\\.[a-z]{2}-[a-z]+-[0-9]\\.amazonaws\\.com/[a-z]{1,10}", "[0-9a-f]{64}")
+        .prop_map(|(repository, hex)| {
             (
-                json!({"ImageSizeInBytes": "1", "ImageDigest": "sha256:00", "ImageURI": uri, "ImageTags": ["latest"]}),
+                json!({"ImageSizeInBytes": "1", "ImageDigest": format!("sha256:{hex}"),
+                       "ImageURI": format!("{repository}@sha256:{hex}"), "ImageTags": ["latest"]}),
                 true,
             )
         });
@@ -503,6 +507,25 @@ fn image_file(cases: u32, peak: Peak) -> Result<(), String> {
             check_alloc(peak, bytes.len(), &mut || {
                 parsed = Some(parse_image_file(&bytes, "imagedefinitions.json", container))
             })?;
+            // The Lambda updater's reading of the same file (container-image functions).
+            let mut for_lambda = None;
+            check_alloc(peak, bytes.len(), &mut || {
+                for_lambda = Some(lambda_alias_updater::parse_image_file(&bytes, "imageDetail.json"))
+            })?;
+            match for_lambda {
+                Some(Ok(image)) => {
+                    prop_assert!(image.digest_hex.len() == 64 && image.repository.contains(".dkr.ecr."));
+                    if how == 0 {
+                        let uri = image.uri();
+                        prop_assert_eq!(Some(uri.as_str()), valid["ImageURI"].as_str());
+                    }
+                }
+                Some(Err(e)) => {
+                    prop_assert!(!(how == 0 && detail), "a valid imageDetail.json was refused: {e}");
+                    prop_assert!(!e.is_empty());
+                }
+                None => {}
+            }
             match parsed {
                 Some(Ok(changes)) => {
                     if how == 0 && !detail {
@@ -735,7 +758,7 @@ pub fn targets() -> Vec<Target> {
         Target { name: "PollForJobs job", run: polled_job },
         Target { name: "UserParameters", run: user_parameters },
         Target { name: "custom action configuration", run: custom_configuration },
-        Target { name: "imagedefinitions / imageDetail", run: image_file },
+        Target { name: "imagedefinitions / imageDetail (ECS and Lambda)", run: image_file },
         Target { name: "task definition read back", run: task_definition },
         Target { name: "worker events", run: worker_event },
         Target { name: "rollback events and requests", run: rollback_event },

@@ -4,7 +4,7 @@
 //! exactly what it serves when that fails too).
 
 use crate::alias::{read_alias, route_alias, upsert_alias, AliasState};
-use crate::function::{code_state, update_code, wait_for_update, FunctionRef, Settled};
+use crate::function::{code_state, stage_if_needed, update_code, wait_for_update, FunctionRef, Settled};
 use crate::shift::{schedule, weight};
 use crate::version::{publish_version, wait_for_version, Readiness};
 use crate::{Package, UpdaterError};
@@ -158,11 +158,14 @@ pub async fn deploy_package(
     if latest.code_sha256.as_deref() == Some(package.sha256.as_str()) {
         tracing::info!(function = f.function, "$LATEST holds this package already (an earlier attempt uploaded it)");
     } else {
+        // A package over the direct upload threshold is staged first (that takes a while), so
+        // that the time left is judged after it; a later run finds the staged object.
+        let staged = stage_if_needed(f, package, gates.staging, deadline).await?;
         if !time_to_change(deadline) {
             return Ok(in_progress(format!("about to update the code of {}", f.describe()), 10, None, None));
         }
         tracing::info!(function = f.function, bytes = package.len, sha256 = %package.sha256, direct = package.direct(), "updating function code");
-        update_code(f, package, gates.staging, latest.revision_id.as_deref(), deadline).await?;
+        update_code(f, package, staged.as_ref(), latest.revision_id.as_deref(), deadline).await?;
     }
     let state = LambdaState::WaitingForUpdate {
         code_sha256: package.sha256.clone(),

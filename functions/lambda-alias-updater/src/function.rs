@@ -85,36 +85,55 @@ pub async fn code_state(
     })
 }
 
-/// `UpdateFunctionCode`, guarded by `$LATEST`'s RevisionId: with the package's bytes when it
-/// is small enough for a direct upload, else from where `staging` put it in the target account.
+/// Where `package` is staged when it must be: a zip over the direct upload threshold goes
+/// through the target account's staging bucket (`None` for images and direct uploads).
+pub async fn stage_if_needed(
+    f: &FunctionRef<'_>,
+    package: &Package,
+    staging: Option<&Staging>,
+    deadline: Deadline,
+) -> Result<Option<Staged>, UpdaterError> {
+    if package.as_image().is_some() || package.direct() {
+        return Ok(None);
+    }
+    match staging {
+        Some(staging) => Ok(Some(staging.stage(f, package, deadline).await?)),
+        None => Err(no_staging(f, package)),
+    }
+}
+
+fn no_staging(f: &FunctionRef<'_>, package: &Package) -> UpdaterError {
+    UpdaterError::Configuration(format!(
+        "the package is {} bytes, over the direct upload threshold of {DIRECT_UPLOAD_THRESHOLD} bytes, and no staging bucket was given for {}",
+        package.len,
+        f.describe()
+    ))
+}
+
+/// `UpdateFunctionCode`, guarded by `$LATEST`'s RevisionId: with the image, with the package's
+/// bytes when it is small enough for a direct upload, else from where [`stage_if_needed`] put it.
 /// A conflict (another update still settling), throttling or a transient fault is retried with
 /// backoff until the deadline. A retry whose first attempt was applied (its answer lost) meets
 /// a moved RevisionId: `$LATEST` is read back, and holding the package's CodeSha256 it is ours.
 pub async fn update_code(
     f: &FunctionRef<'_>,
     package: &Package,
-    staging: Option<&Staging>,
+    staged: Option<&Staged>,
     revision_id: Option<&str>,
     deadline: Deadline,
 ) -> Result<(), UpdaterError> {
-    /// Where the code comes from: the request itself, or the staging bucket.
-    enum Code {
+    /// Where the code comes from: the request itself, the staging bucket, or ECR.
+    enum Code<'a> {
         Direct(ZipFileBody),
-        Staged(Staged),
+        Staged(&'a Staged),
         Image(String),
     }
-    let code = match (package.as_image(), package.direct(), staging) {
-        (Some(image), _, _) => Code::Image(image.uri()),
+    let code = match (package.as_image(), staged) {
+        (Some(image), _) => Code::Image(image.uri()),
+        (None, Some(staged)) => Code::Staged(staged),
         // A direct upload's body is built once, from the package in ephemeral storage (`upload`).
-        (None, true, _) => Code::Direct(ZipFileBody::new(package).await?),
-        (None, false, Some(staging)) => Code::Staged(staging.stage(f, package, deadline).await?),
-        (None, false, None) => {
-            return Err(UpdaterError::Configuration(format!(
-                "the package is {} bytes, over the direct upload threshold of {DIRECT_UPLOAD_THRESHOLD} bytes, and no staging bucket was given for {}",
-                package.len,
-                f.describe()
-            )))
-        }
+        (None, None) if package.direct() => Code::Direct(ZipFileBody::new(package).await?),
+        (None, None) => return Err(no_staging(f, package)),
     };
     let retryable = |e: &aws_sdk_lambda::error::SdkError<UpdateFunctionCodeError>| {
         is_transient(e)

@@ -24,7 +24,7 @@ pub use artifact::{
 };
 pub use deploy::{deploy_package, resume, Gates, LambdaState, Shifting, ALARM_POLL, MUTATION_MARGIN, RESTORE_RESERVE};
 pub use error::UpdaterError;
-pub use function::{code_state, update_code, wait_for_update, CodeState, FunctionRef, Settled};
+pub use function::{code_state, stage_if_needed, update_code, wait_for_update, CodeState, FunctionRef, Settled};
 pub use image::{parse_image_file, Image, MAX_IMAGE_FILE_BYTES};
 pub use rollback::{guard, rollback_alias, Guard};
 pub use staging::{staging_bucket, Staged, Staging, PART_BYTES};
@@ -112,7 +112,11 @@ pub async fn deploy(request: &DeployRequest, deps: &Deps, deadline: Deadline) ->
         deployment: request.deployment_id(),
     };
     let cloudwatch = aws_sdk_cloudwatch::Client::new(&session.config);
-    let region = session.config.region().map(|r| r.to_string()).unwrap_or_default();
+    let region = session.config.region().map(|r| r.to_string()).ok_or_else(|| {
+        UpdaterError::Configuration(format!(
+            "no region for the target {role}: set Region in the action, or AWS_REGION for the updater"
+        ))
+    })?;
     let staging = Staging {
         s3: aws_sdk_s3::Client::new(&session.config),
         bucket: staging_bucket(role.account_id(), &region),

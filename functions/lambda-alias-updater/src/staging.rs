@@ -5,7 +5,7 @@
 
 use crate::{FunctionRef, Package, UpdaterError};
 use aws_sdk_s3::error::ProvideErrorMetadata;
-use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use aws_sdk_s3::types::{ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart};
 use crossdeploy_aws::{is_transient, retry, Backoff, Deadline, ErrorInfo};
 
 /// The size of each part of the multipart upload (S3 takes 5 MiB to 5 GiB; at most 10,000 parts).
@@ -108,6 +108,9 @@ impl Staging {
                 .expected_bucket_owner(&self.account)
                 .content_type("application/zip")
                 .metadata(SHA_METADATA, &package.sha256)
+                // The SDK checksums every part (CRC32); the upload names the algorithm, and
+                // the completion each part's checksum, as S3 requires when parts carry one.
+                .checksum_algorithm(ChecksumAlgorithm::Crc32)
                 .send()
         })
         .await
@@ -130,8 +133,14 @@ impl Staging {
                     .upload_id(&upload_id)
                     .expected_bucket_owner(&self.account)
                     .send();
-                if let Ok(Err(abort_error)) = tokio::time::timeout(deadline.remaining(), abort).await {
-                    tracing::warn!(bucket = %self.bucket, key = %key, error = %ErrorInfo::from_sdk(&abort_error), "failed to abort the staging upload; the bucket's lifecycle rule will");
+                match tokio::time::timeout(deadline.remaining(), abort).await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(abort_error)) => {
+                        tracing::warn!(bucket = %self.bucket, key = %key, error = %ErrorInfo::from_sdk(&abort_error), "failed to abort the staging upload; the bucket's lifecycle rule will");
+                    }
+                    Err(_) => {
+                        tracing::warn!(bucket = %self.bucket, key = %key, "no time left to abort the staging upload; the bucket's lifecycle rule will");
+                    }
                 }
                 Err(e)
             }
@@ -166,7 +175,17 @@ impl Staging {
             })
             .await
             .map_err(|e| self.error("upload a part of the package to", ErrorInfo::from_sdk(&e)))?;
-            parts.push(CompletedPart::builder().part_number(number).set_e_tag(out.e_tag).build());
+            let Some(e_tag) = out.e_tag else {
+                let message = format!("S3 answered UploadPart {number} without an ETag");
+                return Err(self.error("upload a part of the package to", ErrorInfo { code: None, message }));
+            };
+            parts.push(
+                CompletedPart::builder()
+                    .part_number(number)
+                    .e_tag(e_tag)
+                    .set_checksum_crc32(out.checksum_crc32)
+                    .build(),
+            );
             start += len;
             number += 1;
         }
@@ -187,7 +206,18 @@ impl Staging {
             // A retry after the completion was applied (its answer lost) finds the upload gone:
             // the object it made is ours if it holds this package.
             Err(e) if e.as_service_error().is_some_and(|s| s.code() == Some("NoSuchUpload")) => {
-                self.existing(key, package, deadline).await?.map(|s| s.version)
+                match self.existing(key, package, deadline).await? {
+                    Some(staged) => Some(staged.version),
+                    None => {
+                        return Err(self.error(
+                            "complete the upload to",
+                            ErrorInfo {
+                                code: Some("NoSuchUpload".into()),
+                                message: format!("the upload of {key} is gone and no object holding this package is there; someone aborted it or replaced the object: run the action again"),
+                            },
+                        ))
+                    }
+                }
             }
             Err(e) => return Err(self.error("complete the upload to", ErrorInfo::from_sdk(&e))),
         };

@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 
 /// What `ZipFile` holds when the request is serialized: a multiple of 3 bytes, so its base64
 /// text has no padding, and nothing a real body would hold by chance.
-pub(crate) const PLACEHOLDER: &[u8] = b"crossdeploy-zipfile-body-placeholder-6a1f9c";
+pub(crate) const PLACEHOLDER: &[u8] = b"crossdeploy-zipfile-body-placeholder-6a1f9c00";
 /// Bytes read from the package per step of the encoding (a multiple of 3: the steps' base64
 /// texts join into the text of the whole).
 const STEP: u64 = 3 * 1024 * 1024;
@@ -129,6 +129,11 @@ impl Intercept for ZipFileBody {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_placeholder_encodes_without_padding() {
+        assert_eq!(PLACEHOLDER.len() % 3, 0);
+    }
 
     fn package(bytes: Vec<u8>) -> Package {
         let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));

@@ -4,7 +4,8 @@
 //!
 //! The artifact is never held whole: it is read by ranged GETs ([`RangedReader`], a `Read + Seek`
 //! the zip crate reads through): the zip's end records and central directory, then only the
-//! entry wanted, streamed. Memory does not grow with the artifact's size.
+//! entry wanted, streamed. Memory does not grow with the artifact's size; what its directory
+//! may cost is bounded ([`DIRECTORY_BUDGET`]).
 
 mod ranged;
 
@@ -165,10 +166,22 @@ impl S3Object {
                     let missing = e.as_service_error().is_some_and(|s| s.is_no_such_key());
                     Fetch::from_sdk(&e, missing)
                 })?;
-            // Chunks are appended as they arrive: the range is held once.
+            // Chunks are appended as they arrive: the range is held once. An answer longer than
+            // the range asked for (a server ignoring Range) is cut off, never held whole.
             let mut bytes = Vec::with_capacity(len as usize);
             let mut body = object.body;
             while let Some(chunk) = body.next().await {
+                if bytes.len() as u64 > len {
+                    return Err(Fetch::Failed {
+                        error: ErrorInfo {
+                            code: None,
+                            message: format!("S3 answered a range of {len} bytes with more (Range ignored)"),
+                        },
+                        missing: false,
+                        changed: false,
+                        transient: false,
+                    });
+                }
                 let chunk = chunk.map_err(|e| Fetch::Failed {
                     // A body cut short is a dropped connection: transient.
                     error: ErrorInfo { code: None, message: format!("the object's body was cut short: {e}") },
@@ -192,8 +205,15 @@ impl Source for S3Object {
     }
 }
 
+/// What may be read of an artifact beyond the entry wanted: its end records and central
+/// directory (about 80,000 files' worth), and the ranges read ahead around the entry.
+pub const DIRECTORY_BUDGET: u64 = 8 * 1024 * 1024 + 2 * ranged::MAX_BLOCK;
+const DIRECTORY_LIMIT: &str = "crossdeploy reads at most 8 MiB of an artifact's zip directory (about 80,000 files) besides the file it deploys; put what the deployment needs in an artifact of its own";
+
 /// Runs `work` over the artifact's ranged reader on a blocking thread: the zip crate reads
-/// synchronously, and each read it makes is a ranged GET waited for there.
+/// synchronously, and each read it makes is a ranged GET waited for there. (Tests on a
+/// current_thread runtime with a paused clock must not let a read back off: the clock does not
+/// advance on its own while a blocking task runs.)
 async fn on_blocking_thread<T: Send + 'static>(
     s3: &S3,
     location: &ArtifactLocation,
@@ -221,6 +241,7 @@ pub async fn read_file(
 ) -> Result<Vec<u8>, ArtifactError> {
     let (loc, path, limit) = (location.clone(), path.to_owned(), limit_text.to_owned());
     on_blocking_thread(s3, location, deadline, move |reader| {
+        let reader = reader.with_budget(DIRECTORY_BUDGET + max, DIRECTORY_LIMIT.to_owned());
         let (out, _) = copy_entry(reader, &loc, &path, Vec::new(), max, &limit)?;
         Ok(out)
     })
@@ -241,7 +262,10 @@ pub async fn copy_package<W: Write + Send + 'static>(
 ) -> Result<(W, u64), ArtifactError> {
     let (loc, path, limit) = (location.clone(), path.map(str::to_owned), limit_text.to_owned());
     on_blocking_thread(s3, location, deadline, move |reader| match path {
-        Some(path) => copy_entry(reader, &loc, &path, out, max, &limit),
+        Some(path) => {
+            let reader = reader.with_budget(DIRECTORY_BUDGET.saturating_add(max), DIRECTORY_LIMIT.to_owned());
+            copy_entry(reader, &loc, &path, out, max, &limit)
+        }
         None => copy_whole(reader, &loc, out, max, &limit),
     })
     .await
@@ -500,6 +524,18 @@ mod tests {
         drop(archive);
         assert_eq!(out, b"[]");
         assert!(reader.fetched() < 512 * 1024, "fetched {} bytes", reader.fetched());
+    }
+
+    #[test]
+    fn an_artifact_whose_directory_is_over_the_budget_is_refused_naming_the_limit() {
+        let names: Vec<String> = (0..5000).map(|i| format!("node_modules/pkg-{i}/index.js")).collect();
+        let files: Vec<(&str, &[u8])> = names.iter().map(|n| (n.as_str(), &b"x"[..])).collect();
+        let artifact = zip_of(&files);
+        let reader = ranged(artifact).with_budget(64 * 1024, DIRECTORY_LIMIT.to_owned());
+        let e = copy_entry(reader, &loc(), "node_modules/pkg-1/index.js", Vec::new(), 10, "").unwrap_err();
+        assert!(matches!(e, ArtifactError::TooLarge { .. }), "{e}");
+        assert_eq!(e.failure_type(), FailureType::ConfigurationError);
+        assert!(e.to_string().contains("80,000 files"), "{e}");
     }
 
     #[test]

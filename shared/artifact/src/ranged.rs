@@ -26,11 +26,31 @@ pub struct RangedReader<S> {
     block_start: u64,
     next_len: u64,
     fetched: u64,
+    /// At most this many bytes are fetched in all, and what is refused when more would be.
+    budget: Option<(u64, String)>,
 }
 
 impl<S: Source> RangedReader<S> {
     pub fn new(size: u64, source: S) -> Self {
-        Self { source, size, pos: 0, block: Vec::new(), block_start: 0, next_len: FIRST_BLOCK, fetched: 0 }
+        Self {
+            source,
+            size,
+            pos: 0,
+            block: Vec::new(),
+            block_start: 0,
+            next_len: FIRST_BLOCK,
+            fetched: 0,
+            budget: None,
+        }
+    }
+
+    /// Fetches at most `budget` bytes in all; a read that would fetch more fails with
+    /// [`ArtifactError::TooLarge`] naming `limit_text`. Bounds what an entry's reading costs
+    /// beyond the entry itself: mostly the zip's central directory, whose entries the zip crate
+    /// keeps in memory (about 230 bytes each).
+    pub fn with_budget(mut self, budget: u64, limit_text: String) -> Self {
+        self.budget = Some((budget, limit_text));
+        self
     }
 
     /// The object's size.
@@ -58,6 +78,15 @@ impl<S: Source> Read for RangedReader<S> {
             let sequential = !self.block.is_empty() && self.pos == block_end;
             self.next_len = if sequential { (self.next_len * 2).min(MAX_BLOCK) } else { FIRST_BLOCK };
             let len = self.next_len.min(self.size - self.pos);
+            if let Some((budget, limit_text)) = &self.budget {
+                if self.fetched + len > *budget {
+                    return Err(io::Error::other(ArtifactError::TooLarge {
+                        what: "what must be read of the input artifact to find the file".to_owned(),
+                        size: self.fetched + len,
+                        limit_text: limit_text.clone(),
+                    }));
+                }
+            }
             // The old range is let go before the next arrives: one range held at a time.
             self.block = Vec::new();
             let bytes = self.source.fetch(self.pos, len).map_err(io::Error::other)?;
@@ -142,6 +171,16 @@ mod tests {
         // 64 KiB, 128 KiB, ... 8 MiB, then 8 MiB ranges: far fewer than 40 MiB / 64 KiB.
         assert_eq!(r.fetched(), 40 * 1024 * 1024);
         assert!(r.block.len() as u64 <= MAX_BLOCK);
+    }
+
+    #[test]
+    fn reads_past_the_budget_are_refused() {
+        let mut r = RangedReader::new(10 * 1024 * 1024, Memory { bytes: vec![0; 10 * 1024 * 1024], fail_at: None })
+            .with_budget(1024 * 1024, "at most 1 MiB".into());
+        let e = io::copy(&mut r, &mut io::sink()).unwrap_err();
+        let inner = e.into_inner().unwrap().downcast::<ArtifactError>().unwrap();
+        assert!(inner.to_string().contains("at most 1 MiB"), "{inner}");
+        assert!(r.fetched() <= 1024 * 1024);
     }
 
     #[test]
