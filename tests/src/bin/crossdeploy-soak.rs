@@ -430,10 +430,24 @@ impl Soak {
     /// The target serves what the answer says: the new version with no routing after a
     /// success, what stood before after a failure; the ledger agrees; no live lease is left.
     async fn check_lambda(&self, function: &str, before: &str, chain: &Chain, package: &[u8], verdict: &mut Verdict) {
-        let Ok(state) = accounts::function_state(&self.target, function, ALIAS).await else {
+        let Ok(mut state) = accounts::function_state(&self.target, function, ALIAS).await else {
             verdict.fail(format!("{function} could not be read"));
             return;
         };
+        let left_changed = !(state.alias_routing.is_empty() && state.alias_version == before);
+        if chain.succeeded().is_none()
+            && chain.failure().is_some()
+            && left_changed
+            && self.finish_failed_action(chain, &format!("Deploy-{function}")).await
+        {
+            match accounts::function_state(&self.target, function, ALIAS).await {
+                Ok(s) => state = s,
+                Err(_) => {
+                    verdict.fail(format!("{function} could not be read"));
+                    return;
+                }
+            }
+        }
         let routing_clear = state.alias_routing.is_empty();
         let half = match (chain.succeeded(), chain.failure()) {
             (Some(out), _) => {
@@ -629,6 +643,30 @@ impl Soak {
         self.give_function(function).await;
     }
 
+    /// A failed job that left its target changed (an updater killed over and over, say) says
+    /// the ledger records what stands. CodePipeline then emits the action's FAILED event, and
+    /// deploy-rollback, which EventBridge hands it to, finishes the job: delivered here as
+    /// EventBridge does (asynchronously, retried). Returns whether it was delivered.
+    async fn finish_failed_action(&self, chain: &Chain, action: &str) -> bool {
+        let Some(execution) = chain.jobs.first().and_then(|j| self.emulator.execution_of(j)) else { return false };
+        let event = action_failed(&execution, action);
+        let ends = self
+            .host
+            .invoke_async(ROLLBACK, Bytes::from(event.to_string()), format!("failed-{}", chain.jobs[0]), &ASYNC_RETRIES)
+            .await;
+        let result = match ends.last() {
+            Some(crossdeploy_local::lambda_host::Invocation::Answered(body)) => {
+                let report: Value = serde_json::from_slice(body).unwrap_or_default();
+                report["Rollbacks"][0]["Result"].as_str().unwrap_or("none").to_owned()
+            }
+            Some(crossdeploy_local::lambda_host::Invocation::FunctionError(t, m)) => format!("{t}: {}", cause(m)),
+            None => "none".into(),
+        };
+        let mut f = self.figures.lock().unwrap_or_else(|p| p.into_inner());
+        *f.rollbacks.entry(format!("{result} (a failed action's own)")).or_default() += 1;
+        true
+    }
+
     /// A deployment that succeeded is condemned: its stage failed, or someone asks directly.
     /// deploy-rollback puts back what stood before.
     async fn rollback_after(&self, kind: Kind, function: &str, before: &str, chain: &Chain, verdict: &mut Verdict) {
@@ -756,7 +794,14 @@ impl Soak {
         let chain = self.invoke_chain(event, rng, false).await;
         self.check_answers(&chain, verdict);
         self.note_failure(kind, &chain, verdict);
-        let now = ecs::running_task_definition(&self.target, &cluster, &service).await.unwrap_or_default();
+        let mut now = ecs::running_task_definition(&self.target, &cluster, &service).await.unwrap_or_default();
+        if chain.succeeded().is_none()
+            && chain.failure().is_some()
+            && now != before
+            && self.finish_failed_action(&chain, &format!("Deploy-{service}")).await
+        {
+            now = ecs::running_task_definition(&self.target, &cluster, &service).await.unwrap_or_default();
+        }
         let half = match (chain.succeeded(), chain.failure()) {
             (Some(out), _) => out.get("TaskDefinitionArn") != Some(&now),
             (None, Some(_)) => now != before,
@@ -777,15 +822,21 @@ impl Soak {
 /// "CodePipeline Action Execution State Change" FAILED, for an action `Tests` of the stage the
 /// soak's jobs deploy in.
 fn stage_failed(execution: &str) -> Value {
+    action_failed(execution, "Tests")
+}
+
+/// "CodePipeline Action Execution State Change" FAILED for `action` of the soak's stage, as
+/// CodePipeline emits for every action that fails (crossdeploy's own included).
+fn action_failed(execution: &str, action: &str) -> Value {
     aws_event(
         "codepipeline-action-failed.json",
         &[
-            ("/id", json!(format!("failed-{execution}"))),
+            ("/id", json!(format!("failed-{execution}-{action}"))),
             ("/time", json!(event_time(0))),
             ("/detail/pipeline", json!("soak")),
             ("/detail/execution-id", json!(execution)),
             ("/detail/stage", json!("Deploy")),
-            ("/detail/action", json!("Tests")),
+            ("/detail/action", json!(action)),
         ],
     )
     .unwrap_or_default()
