@@ -106,8 +106,15 @@ pub struct TargetSessions {
     base: SdkConfig,
     allow: AllowList,
     external_id: Option<String>,
-    cache: Mutex<HashMap<(RoleArn, Option<String>), TargetCredentials>>,
+    /// Sessions by role, ExternalId and session name: a run's session is its own (CloudTrail in
+    /// the target account names the run that acted), and its continuations reuse it.
+    cache: Mutex<HashMap<SessionKey, TargetCredentials>>,
 }
+
+type SessionKey = (RoleArn, Option<String>, String);
+
+/// Sessions kept at most; past it, the ones closest to expiry go first.
+const MAX_CACHED_SESSIONS: usize = 64;
 
 impl fmt::Debug for TargetSessions {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -139,9 +146,11 @@ impl TargetSessions {
         &self.allow
     }
 
-    /// Checks the allow-list (no STS call for a role off it), then returns a cached session for
-    /// the role if it has more than 15 minutes left, else assumes the role.
-    /// `session_seed` (the pipeline execution id, else the job id) names a new session.
+    /// Checks the allow-list (no STS call for a role off it), then returns the session of this
+    /// role for `session_seed` if one is cached with more than 15 minutes left, else assumes the
+    /// role. `session_seed` (the pipeline execution id, else the job id; a rollback's request id)
+    /// names the session and is its source identity, so each run has its own: CloudTrail in the
+    /// target account shows the run that acted, and continuations of one run reuse its session.
     pub async fn assume(
         &self,
         role: &RoleArn,
@@ -151,15 +160,23 @@ impl TargetSessions {
         if !self.allow.allows(role) {
             return Err(CredentialsError::NotAllowed { role: role.clone() });
         }
-        let key = (role.clone(), self.external_id.clone());
+        let key = (role.clone(), self.external_id.clone(), session_name(session_seed));
         let mut cache = self.cache.lock().await;
+        let now = SystemTime::now();
         let credentials = match cache.get(&key) {
-            Some(c) if c.fresh(SystemTime::now()) => {
-                tracing::debug!(role = %role, "reusing cached session");
+            Some(c) if c.fresh(now) => {
+                tracing::debug!(role = %role, session = %key.2, "reusing this run's session");
                 c.clone()
             }
             _ => {
                 let c = self.assume_role(role, session_seed).await?;
+                cache.retain(|_, c| c.fresh(now));
+                while cache.len() >= MAX_CACHED_SESSIONS {
+                    let Some(oldest) = cache.iter().min_by_key(|(_, c)| c.expiration).map(|(k, _)| k.clone()) else {
+                        break;
+                    };
+                    cache.remove(&oldest);
+                }
                 cache.insert(key, c.clone());
                 c
             }

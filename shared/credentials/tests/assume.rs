@@ -31,7 +31,7 @@ fn role() -> RoleArn {
 }
 
 #[tokio::test]
-async fn a_cached_session_is_reused_with_no_second_sts_call() {
+async fn a_runs_session_is_reused_by_its_continuations_with_no_second_sts_call() {
     let rule = mock!(aws_sdk_sts::Client::assume_role)
         .match_requests(|r| {
             r.role_arn() == Some(ROLE)
@@ -44,12 +44,40 @@ async fn a_cached_session_is_reused_with_no_second_sts_call() {
     let sessions = TargetSessions::new(sts, base(), AllowList::parse(ROLE), Some("ext-123".into()));
 
     let first = sessions.assume(&role(), None, "exec-1").await.unwrap();
-    let second = sessions.assume(&role(), Some("us-east-2"), "exec-2").await.unwrap();
+    let again = sessions.assume(&role(), Some("us-east-2"), "exec-1").await.unwrap();
 
-    assert_eq!(rule.num_calls(), 1, "the second deploy must not call STS");
+    assert_eq!(rule.num_calls(), 1, "the run's continuation must not call STS");
     assert_eq!(first.credentials.access_key_id(), "ASIATARGET");
     assert_eq!(first.config.region().map(|r| r.as_ref()), Some("eu-west-1"));
-    assert_eq!(second.config.region().map(|r| r.as_ref()), Some("us-east-2"));
+    assert_eq!(again.config.region().map(|r| r.as_ref()), Some("us-east-2"));
+}
+
+/// CloudTrail in the target account names the run that acted: two executions deploying through
+/// one warm updater assume the role with two source identities.
+#[tokio::test]
+async fn two_runs_through_one_warm_updater_get_sessions_of_their_own() {
+    let identities = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = identities.clone();
+    let rule = mock!(aws_sdk_sts::Client::assume_role)
+        .match_requests(move |r| {
+            let (name, identity) = (r.role_session_name().unwrap_or_default(), r.source_identity().unwrap_or_default());
+            seen.lock().unwrap().push((name.to_owned(), identity.to_owned()));
+            true
+        })
+        .then_output(|| AssumeRoleOutput::builder().credentials(credentials(Duration::from_secs(3600))).build());
+    let sts = mock_client!(aws_sdk_sts, RuleMode::MatchAny, [&rule]);
+    let sessions = TargetSessions::new(sts, base(), AllowList::parse(ROLE), Some("ext-123".into()));
+    for execution in ["exec-1", "exec-2", "exec-1", "rollback-exec-1-job"] {
+        sessions.assume(&role(), None, execution).await.unwrap();
+    }
+    assert_eq!(rule.num_calls(), 3, "exec-1, exec-2 and the rollback each assume once");
+    let identities = identities.lock().unwrap().clone();
+    let expected: Vec<(String, String)> =
+        ["crossdeploy-exec-1", "crossdeploy-exec-2", "crossdeploy-rollback-exec-1-job"]
+            .iter()
+            .map(|n| (n.to_string(), n.to_string()))
+            .collect();
+    assert_eq!(identities, expected);
 }
 
 #[tokio::test]

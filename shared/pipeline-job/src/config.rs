@@ -414,6 +414,26 @@ mod tests {
     }
 
     #[test]
+    fn an_image_file_is_read_and_refused_beside_an_artifact_path_or_outside_the_artifact() {
+        let mut p = lambda_params();
+        p.as_object_mut().unwrap().remove("ArtifactPath");
+        p["ImageFile"] = json!("imageDetail.json");
+        let Ok(DeployConfig { spec: DeploySpec::Lambda(spec), .. }) = parse(&p) else { panic!() };
+        assert_eq!(spec.image_file.as_deref(), Some("imageDetail.json"));
+        assert_eq!(spec.artifact_path, None);
+
+        let mut both = p.clone();
+        both["ArtifactPath"] = json!("lambda.zip");
+        let e = parse(&both).unwrap_err();
+        assert_eq!(e.key, "ImageFile");
+        assert!(e.to_string().contains("not both"), "{e}");
+
+        p["ImageFile"] = json!("../imageDetail.json");
+        let e = parse(&p).unwrap_err();
+        assert!(e.key == "ImageFile" && e.to_string().contains("without `..`"), "{e}");
+    }
+
+    #[test]
     fn bad_values_are_refused_naming_key_and_value() {
         for (key, value) in [
             ("Kind", json!("Lambada")),
