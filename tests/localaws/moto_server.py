@@ -15,7 +15,8 @@ deployments holding one target's lease this way). Every DynamoDB item operation 
 one lock, which gives moto the atomicity DynamoDB documents, and nothing more.
 
 With CROSSDEPLOY_MOTO_ACCESS_LOG set to a path, every request is logged there as one JSON line
-(method, host, path, Range header, and the access key id that signed it; never a secret), so a
+(method, host, path, Range header, the query protocol's Action or the JSON protocol's target,
+and the access key id that signed it; never a secret), so a
 test can tell which principal read which bucket and how many bytes it asked for: the trail S3's
 server access logs or CloudTrail data events would give.
 
@@ -24,11 +25,13 @@ with aws-smithy-mocks, not here.
 """
 
 import functools
+import io
 import json
 import os
 import re
 import sys
 import threading
+import urllib.parse
 
 from moto.core.utils import utcnow
 from moto.ecs import models
@@ -105,8 +108,25 @@ if _access_log:
     _access_lock = threading.Lock()
     _signed_by = re.compile(r"Credential=([A-Za-z0-9]+)/")
 
+    def _form_action(environ):
+        """The Action of a query-protocol request (STS, IAM...), from its form body, which is
+        put back for moto to read."""
+        if "x-www-form-urlencoded" not in environ.get("CONTENT_TYPE", ""):
+            return None
+        try:
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            return None
+        if not 0 < length <= 65536:
+            return None
+        body = environ["wsgi.input"].read(length)
+        environ["wsgi.input"] = io.BytesIO(body)
+        found = urllib.parse.parse_qs(body.decode("utf-8", "replace")).get("Action")
+        return found[0] if found else None
+
     def _logged(self, environ, start_response):
         signed = _signed_by.search(environ.get("HTTP_AUTHORIZATION", ""))
+        action = _form_action(environ) or environ.get("HTTP_X_AMZ_TARGET")
         line = json.dumps(
             {
                 "method": environ.get("REQUEST_METHOD"),
@@ -114,6 +134,7 @@ if _access_log:
                 "path": environ.get("PATH_INFO"),
                 "query": environ.get("QUERY_STRING"),
                 "range": environ.get("HTTP_RANGE"),
+                "action": action,
                 "key_id": signed.group(1) if signed else None,
             }
         )

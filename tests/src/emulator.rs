@@ -59,11 +59,19 @@ pub struct EmulatorSettings {
     pub job_timeout: Duration,
     /// A job handed out by PollForJobs and not acknowledged within this times out.
     pub ack_timeout: Duration,
+    /// Whether GetJobDetails serves an Invoke action's job. AWS documents GetJobDetails "for
+    /// custom actions only" and says nothing of Invoke jobs: tests that depend on the answer
+    /// run with both.
+    pub invoke_job_details: bool,
 }
 
 impl Default for EmulatorSettings {
     fn default() -> Self {
-        Self { job_timeout: Duration::from_secs(20 * 60), ack_timeout: Duration::from_secs(60) }
+        Self {
+            job_timeout: Duration::from_secs(20 * 60),
+            ack_timeout: Duration::from_secs(60),
+            invoke_job_details: true,
+        }
     }
 }
 
@@ -539,6 +547,10 @@ async fn serve(req: Request<Incoming>, state: &Mutex<State>) -> Response<Full<By
         );
     };
     match op.as_str() {
+        "GetJobDetails" if matches!(job.kind, Kind::Invoke { .. }) && !state.settings.invoke_job_details => error(
+            "JobNotFoundException",
+            &format!("The job was specified in an invalid format or cannot be found: {job_id}"),
+        ),
         "GetJobDetails" => respond(
             StatusCode::OK,
             json!({"jobDetails": {"id": job_id, "accountId": PIPELINE_ACCOUNT, "data": job_data(&job_id, &job)}}),

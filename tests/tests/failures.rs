@@ -505,6 +505,7 @@ async fn the_emulator_times_jobs_out_as_codepipeline_does_and_refuses_a_late_ans
     local.emulator = crossdeploy_local::Emulator::start_with(EmulatorSettings {
         job_timeout: Duration::from_secs(1),
         ack_timeout: Duration::from_secs(1),
+        ..EmulatorSettings::default()
     })
     .await
     .unwrap();

@@ -47,6 +47,19 @@ pub struct Settings {
     pub min_slice: Duration,
     /// Jobs processed at once by one run (and polled at most, per run).
     pub concurrency: usize,
+    /// Who may deploy where (`CROSSDEPLOY_DEPLOY_POLICY`).
+    pub policy: Policy,
+}
+
+/// The deploy policy the worker enforces.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Policy {
+    /// None configured: the allow-list alone decides.
+    #[default]
+    None,
+    Enforced(std::sync::Arc<crossdeploy_pipeline_job::policy::DeployPolicy>),
+    /// Configured but unreadable: every job is refused, saying why.
+    Broken(crossdeploy_pipeline_job::policy::PolicyError),
 }
 
 impl Settings {
@@ -59,6 +72,7 @@ impl Settings {
             updater_slice: Duration::from_secs(60),
             min_slice: MIN_SLICE,
             concurrency: 4,
+            policy: Policy::None,
         }
     }
 }
@@ -92,6 +106,15 @@ impl Worker<aws_sdk_lambda::Client> {
             let secs = v.trim().parse::<u64>().ok().filter(|s| (30..=600).contains(s));
             settings.updater_slice = Duration::from_secs(secs.ok_or_else(|| ConfigError::BadSlice(v.clone()))?);
         }
+        // An unreadable policy does not stop the worker: every job is answered, refused, saying why.
+        settings.policy = match crossdeploy_pipeline_job::policy::DeployPolicy::from_env() {
+            Ok(None) => Policy::None,
+            Ok(Some(policy)) => Policy::Enforced(std::sync::Arc::new(policy)),
+            Err(e) => {
+                tracing::error!(error = %e, "the deploy policy cannot be read; every job will be refused");
+                Policy::Broken(e)
+            }
+        };
         Ok(Self {
             codepipeline: aws_sdk_codepipeline::Client::new(config),
             // Invoke calls are sent once: see `crossdeploy_aws::invoke::invoke_until`.

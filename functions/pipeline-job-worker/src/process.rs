@@ -5,6 +5,7 @@ use crossdeploy_ledger::{
     now_millis, now_secs, Claim, Continuation, Decided, DeploymentRecord, DeploymentStatus, Lease, LeaseHolder, Ledger,
     Phase, RecordedAnswer, RollbackClaim, RollbackRecord, RollbackStatus, TargetKey,
 };
+use crossdeploy_pipeline_job::policy::Origin;
 use crossdeploy_pipeline_job::{
     answer_job, fetch_pipeline_context, job_configuration, Answered, Job, JobAnswer, JobError, ReportError, Success,
     MAX_CONTINUATION_TOKEN,
@@ -195,15 +196,30 @@ async fn prepare<I: Invoke>(
 ) -> Result<Prepared, JobAnswer> {
     let mut pipeline = job.pipeline.clone();
     if pipeline.pipeline_name.is_none() {
+        // An Invoke action's job: its pipeline and stage are established only if CodePipeline
+        // serves its details (documented for custom actions only; either answer is safe: a
+        // target the deploy policy restricts to pipelines refuses a job it cannot place).
         match fetch_pipeline_context(&worker.codepipeline, &job.id, deadline.less(ANSWER_MARGIN)).await {
             Ok(ctx) => pipeline = ctx,
             Err(error) => {
-                tracing::warn!(job_id = %job.id, %error, "GetJobDetails failed; naming the run by its job id")
+                tracing::warn!(job_id = %job.id, %error, "CodePipeline did not serve the job's details; its pipeline is not established")
             }
         }
     }
     let config =
         job_configuration(job).map_err(|e| failure(FailureType::ConfigurationError, &job.id, e.to_string()))?;
+    // Who may deploy where: checked before anything else happens (no updater, no AssumeRole).
+    match &worker.settings.policy {
+        crate::Policy::None => {}
+        crate::Policy::Broken(e) => return Err(failure(FailureType::PermissionError, &job.id, e.to_string())),
+        crate::Policy::Enforced(policy) => {
+            let origin = Origin { pipeline: pipeline.pipeline_name.as_deref(), stage: pipeline.stage.as_deref() };
+            policy.check(origin, &config.target.role_arn).map_err(|why| {
+                tracing::warn!(job_id = %job.id, pipeline = ?origin.pipeline, stage = ?origin.stage, role = %config.target.role_arn, "refused by the deploy policy");
+                failure(FailureType::PermissionError, &job.id, why)
+            })?;
+        }
+    }
     let artifact = job.input_artifacts.first().ok_or_else(|| {
         failure(
             FailureType::ConfigurationError,

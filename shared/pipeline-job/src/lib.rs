@@ -8,6 +8,7 @@
 pub mod actions;
 mod config;
 mod job;
+pub mod policy;
 mod poll;
 mod report;
 

@@ -920,6 +920,7 @@ async fn main() -> Result<()> {
     let emulator = Emulator::start_with(EmulatorSettings {
         job_timeout: Duration::from_secs(300),
         ack_timeout: Duration::from_secs(60),
+        ..EmulatorSettings::default()
     })
     .await?;
     let shared = accounts::account_config(&moto.endpoint, SHARED_ACCOUNT).await?;
