@@ -239,10 +239,34 @@ async fn the_templates_deploy_into_the_local_aws() {
             ("QaAccountId", "333333333333"),
             ("ProdAccountId", "444444444444"),
             ("KeyAdministratorArns", &format!("arn:aws:iam::{SHARED_ACCOUNT}:role/key-admin")),
+            ("StackDeployerArn", &format!("arn:aws:iam::{SHARED_ACCOUNT}:role/crossdeploy-local-admin")),
         ],
     )
     .await
     .unwrap();
+    // KMS's lockout safety check: the role that deploys the stack may administer the key.
+    let key_id = param(&pipeline_out, "ArtifactKeyArn");
+    let key_policy = crossdeploy_local::ecs::aws_cli(
+        &moto.endpoint,
+        &shared,
+        &["kms", "get-key-policy", "--key-id", key_id, "--policy-name", "default", "--output", "json"],
+    )
+    .await
+    .unwrap();
+    let key_policy: Value = serde_json::from_str(&key_policy).unwrap();
+    // The CLI gives the policy as a string of JSON, or (some versions) already parsed.
+    let key_policy = match &key_policy["Policy"] {
+        Value::String(text) => serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text}")),
+        other => other.clone(),
+    };
+    let admins = &key_policy["Statement"][0];
+    assert_eq!(admins["Sid"], "KeyAdministration");
+    let principals = admins["Principal"]["AWS"].to_string();
+    assert!(
+        principals.contains("role/key-admin") && principals.contains("role/crossdeploy-local-admin"),
+        "{principals}"
+    );
+    assert!(admins["Action"].as_array().unwrap().iter().any(|a| a == "kms:Put*"), "{admins}");
     let bucket = param(&pipeline_out, "ArtifactBucketName");
     let s3 = aws_sdk_s3::Client::new(&shared);
     // moto's CloudFormation drops versioning and the public access block: the template's are checked.
