@@ -106,6 +106,11 @@ pub async fn deploy_images(
         });
     }
 
+    // Before the first change: may the role make every call this deployment makes?
+    if let Some(session) = s.session {
+        let needed = needed_calls(&service, &td, alarms.names);
+        crossdeploy_credentials::preflight(session, &needed, deadline).await?;
+    }
     if !time_to_change(deadline) {
         return Ok(Outcome::InProgress {
             summary: format!("about to register a new task definition for {}", s.describe()),
@@ -412,4 +417,40 @@ async fn registered_by_this_deployment(
         .map_err(|e| ErrorInfo { code: None, message: e.to_string() })?;
     let ours = tags.iter().any(|t| t.key() == Some(DEPLOYMENT_TAG) && t.value() == Some(s.deployment));
     Ok(ours.then(|| newest.clone()))
+}
+
+/// Every call deploying a new revision of `td` to `service` makes, on its resources, with the
+/// condition keys the target role's policies use (`ecs:CreateAction`, `iam:PassedToService`).
+pub fn needed_calls(
+    service: &aws_sdk_ecs::types::Service,
+    td: &aws_sdk_ecs::types::TaskDefinition,
+    alarms: &[String],
+) -> Vec<crossdeploy_credentials::Needed> {
+    use crossdeploy_credentials::Needed;
+    let service_arn = service.service_arn().unwrap_or_default();
+    // arn:<partition>:ecs:<region>:<account>:service/<cluster>/<name>
+    let parts: Vec<&str> = service_arn.splitn(6, ':').collect();
+    let (partition, region, account) = match parts.as_slice() {
+        [_, p, _, r, a, _] => (*p, *r, *a),
+        _ => ("aws", "", ""),
+    };
+    let mut needed = vec![
+        Needed::new("ecs:DescribeServices", service_arn),
+        Needed::new("ecs:UpdateService", service_arn),
+        Needed::new("ecs:DescribeTaskDefinition", "*"),
+        Needed::new("ecs:RegisterTaskDefinition", "*"),
+        Needed::new("ecs:ListTaskDefinitions", "*"),
+    ];
+    if let Some(family) = td.family() {
+        // The revision about to be registered is tagged as it is registered.
+        let next = format!("arn:{partition}:ecs:{region}:{account}:task-definition/{family}:{}", td.revision() + 1);
+        needed.push(Needed::new("ecs:TagResource", next).with("ecs:CreateAction", "RegisterTaskDefinition"));
+    }
+    for role in [td.task_role_arn(), td.execution_role_arn()].into_iter().flatten() {
+        needed.push(Needed::new("iam:PassRole", role).with("iam:PassedToService", "ecs-tasks.amazonaws.com"));
+    }
+    if !alarms.is_empty() {
+        needed.push(Needed::new("cloudwatch:DescribeAlarms", "*"));
+    }
+    needed
 }

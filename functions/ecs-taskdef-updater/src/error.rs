@@ -7,6 +7,9 @@ use crossdeploy_protocol::{FailureType, Stands};
 pub enum EcsError {
     #[error(transparent)]
     Credentials(#[from] CredentialsError),
+    /// The permissions preflight found calls the target role may not make.
+    #[error(transparent)]
+    Preflight(#[from] crossdeploy_credentials::MissingPermissions),
     #[error(transparent)]
     Artifact(#[from] crossdeploy_artifact::ArtifactError),
     /// The configuration cannot work: service or cluster missing, unknown container, bad image file.
@@ -47,6 +50,7 @@ impl crossdeploy_aws::UpdaterFailure for EcsError {
         match self {
             EcsError::LeftAs { error, .. } => error.failure_type(),
             EcsError::Credentials(e) => e.failure_type(),
+            EcsError::Preflight(_) => FailureType::PermissionError,
             EcsError::Artifact(e) => e.failure_type(),
             EcsError::Configuration(_) => FailureType::ConfigurationError,
             EcsError::Alarms(crossdeploy_alarms::AlarmError::Missing { .. }) => FailureType::ConfigurationError,

@@ -14,7 +14,7 @@ mod rollback;
 mod service;
 pub mod taskdef;
 
-pub use deploy::{deploy_images, follow, Alarms, EcsState, POLL};
+pub use deploy::{deploy_images, follow, needed_calls, Alarms, EcsState, POLL};
 pub use error::EcsError;
 pub use rollback::{guard, rollback_service, Guard};
 pub use service::{assess, describe_service, Rollout, ServiceRef};
@@ -101,6 +101,7 @@ pub async fn deploy(request: &DeployRequest, deps: &Deps, deadline: Deadline) ->
         cluster: &spec.cluster_name,
         service: &spec.service_name,
         deployment: request.deployment_id(),
+        session: Some(&session),
     };
     let timeout = Duration::from_secs(u64::from(spec.timeout_minutes) * 60);
     let cloudwatch = aws_sdk_cloudwatch::Client::new(&session.config);
@@ -129,6 +130,8 @@ pub async fn rollback(request: &RollbackRequest, deps: &Deps, deadline: Deadline
         cluster: &spec.cluster_name,
         service: &spec.service_name,
         deployment: &request.request_id,
+        // A rollback puts back what ran before: no preflight (the role ran it already).
+        session: None,
     };
     rollback_service(&s, spec, request.deployment_id.as_deref(), &request.request_id, &request.reason, deadline).await
 }

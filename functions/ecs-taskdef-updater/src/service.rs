@@ -13,6 +13,9 @@ pub struct ServiceRef<'a> {
     pub cluster: &'a str,
     pub service: &'a str,
     pub deployment: &'a str,
+    /// The target role's session, to simulate its permissions before a change (the preflight);
+    /// `None`: no preflight.
+    pub session: Option<&'a crossdeploy_credentials::TargetSession>,
 }
 
 impl ServiceRef<'_> {

@@ -117,7 +117,7 @@ fn web_new() -> Vec<ImageChange> {
 }
 
 fn target(ecs: &Client) -> ServiceRef<'_> {
-    ServiceRef { ecs, account: "333333333333", cluster: "prod", service: "web", deployment: "job-1" }
+    ServiceRef { ecs, account: "333333333333", cluster: "prod", service: "web", deployment: "job-1", session: None }
 }
 
 fn cw() -> aws_sdk_cloudwatch::Client {
@@ -505,4 +505,30 @@ async fn a_rollback_by_mark_restores_what_the_deployments_own_revision_names_and
     let e = ecs_taskdef_updater::rollback_service(&target(&ecs), &by_mark(), None, "r-3", "x", minute()).await;
     assert!(e.is_err());
     assert_eq!(update.num_calls(), 0);
+}
+
+/// What the permissions preflight asks for: the service's calls on its ARN, the tag of the
+/// revision about to be registered (with `ecs:CreateAction`), and passing the task's roles to ECS.
+#[test]
+fn the_preflight_asks_for_every_call_of_the_deployment_on_its_resources() {
+    let service = aws_sdk_ecs::types::Service::builder()
+        .service_arn("arn:aws:ecs:eu-west-1:333333333333:service/prod/app-web")
+        .build();
+    let td = aws_sdk_ecs::types::TaskDefinition::builder()
+        .family("app-web")
+        .revision(7)
+        .task_role_arn("arn:aws:iam::333333333333:role/app-web-task")
+        .execution_role_arn("arn:aws:iam::333333333333:role/app-web-exec")
+        .build();
+    let needed = ecs_taskdef_updater::needed_calls(&service, &td, &[]);
+    let find = |action: &str, resource: &str| needed.iter().find(|n| n.action == action && n.resource == resource);
+    assert!(find("ecs:UpdateService", "arn:aws:ecs:eu-west-1:333333333333:service/prod/app-web").is_some());
+    assert!(find("ecs:RegisterTaskDefinition", "*").is_some());
+    let tag = find("ecs:TagResource", "arn:aws:ecs:eu-west-1:333333333333:task-definition/app-web:8").unwrap();
+    assert_eq!(tag.context, vec![("ecs:CreateAction", "RegisterTaskDefinition".to_owned())]);
+    for role in ["arn:aws:iam::333333333333:role/app-web-task", "arn:aws:iam::333333333333:role/app-web-exec"] {
+        let pass = find("iam:PassRole", role).unwrap();
+        assert_eq!(pass.context, vec![("iam:PassedToService", "ecs-tasks.amazonaws.com".to_owned())]);
+    }
+    assert!(!needed.iter().any(|n| n.action == "cloudwatch:DescribeAlarms"), "no alarms, no DescribeAlarms");
 }

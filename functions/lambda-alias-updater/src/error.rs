@@ -9,6 +9,10 @@ pub enum UpdaterError {
     #[error(transparent)]
     Credentials(#[from] CredentialsError),
 
+    /// The permissions preflight found calls the target role may not make.
+    #[error(transparent)]
+    Preflight(#[from] crossdeploy_credentials::MissingPermissions),
+
     /// The action's configuration cannot work (wrong kind, function missing, package too large...).
     #[error("{0}")]
     Configuration(String),
@@ -92,6 +96,7 @@ impl crossdeploy_aws::UpdaterFailure for UpdaterError {
         match self {
             UpdaterError::LeftAs { error, .. } => error.failure_type(),
             UpdaterError::Credentials(e) => e.failure_type(),
+            UpdaterError::Preflight(_) => FailureType::PermissionError,
             UpdaterError::Artifact(e) => e.failure_type(),
             UpdaterError::Alarms(crossdeploy_alarms::AlarmError::Missing { .. }) => FailureType::ConfigurationError,
             UpdaterError::Alarms(crossdeploy_alarms::AlarmError::Read { error, .. }) if error.is_access_denied() => {

@@ -128,6 +128,11 @@ pub async fn deploy(request: &DeployRequest, deps: &Deps, deadline: Deadline) ->
         cloudwatch: &cloudwatch,
         staging: Some(&staging),
     };
+    // Before a fresh deployment changes anything: may the role make every call it needs?
+    if let Work::Fresh(package) = &work {
+        let needed = needed_calls(role, &region, spec, &request.alarm_names, package, &staging);
+        crossdeploy_credentials::preflight(&session, &needed, deadline).await?;
+    }
     let outcome = match work {
         Work::Resume(state) => resume(&f, &gates, state, ctx, deadline).await,
         Work::Fresh(package) => deploy_package(&f, &gates, &package, ctx, deadline).await,
@@ -141,6 +146,62 @@ pub async fn deploy(request: &DeployRequest, deps: &Deps, deadline: Deadline) ->
         }
         (outcome, _) => outcome,
     })
+}
+
+/// Every call a fresh deployment of `package` makes in the target account, on its resources.
+pub fn needed_calls(
+    role: &crossdeploy_protocol::RoleArn,
+    region: &str,
+    spec: &crossdeploy_protocol::LambdaSpec,
+    alarms: &[String],
+    package: &Package,
+    staging: &Staging,
+) -> Vec<crossdeploy_credentials::Needed> {
+    use crossdeploy_credentials::Needed;
+    let (partition, account) = (role.partition(), role.account_id());
+    // FunctionName may be a name, an ARN or a partial ARN; the calls act on the function's ARN.
+    let name = match spec.function_name.split_once("function:") {
+        Some((_, rest)) => rest.split(':').next().unwrap_or(rest),
+        None => spec.function_name.as_str(),
+    };
+    let function = format!("arn:{partition}:lambda:{region}:{account}:function:{name}");
+    let mut needed: Vec<Needed> = [
+        "lambda:GetAlias",
+        "lambda:GetFunctionConfiguration",
+        "lambda:UpdateFunctionCode",
+        "lambda:PublishVersion",
+        "lambda:UpdateAlias",
+        "lambda:ListVersionsByFunction",
+    ]
+    .into_iter()
+    .map(|action| Needed::new(action, &function))
+    .collect();
+    if !alarms.is_empty() {
+        needed.push(Needed::new("cloudwatch:DescribeAlarms", "*"));
+    }
+    match package.as_image() {
+        Some(image) => {
+            // <account>.dkr.ecr.<region>.amazonaws.com/<name>
+            let (host, repository) = image.repository.split_once('/').unwrap_or((&image.repository, ""));
+            let mut parts = host.split('.');
+            let (owner, ecr_region) = (parts.next().unwrap_or_default(), parts.nth(2).unwrap_or(region));
+            let arn = format!("arn:{partition}:ecr:{ecr_region}:{owner}:repository/{repository}");
+            needed.push(Needed::new("ecr:BatchGetImage", &arn));
+            needed.push(Needed::new("ecr:GetDownloadUrlForLayer", &arn));
+        }
+        None if !package.direct() => {
+            let object = format!("arn:{partition}:s3:::{}/{}", staging.bucket, Staging::key(name, package));
+            for action in ["s3:PutObject", "s3:GetObject"] {
+                needed.push(Needed::new(action, &object).with("s3:ResourceAccount", account));
+            }
+            needed.push(
+                Needed::new("s3:ListBucket", format!("arn:{partition}:s3:::{}", staging.bucket))
+                    .with("s3:ResourceAccount", account),
+            );
+        }
+        None => {}
+    }
+    needed
 }
 
 /// The container image named by the file at `path` in the artifact.

@@ -1063,3 +1063,37 @@ async fn an_alarm_in_alarm_stops_an_image_deployment_before_anything_changes() {
     assert!(matches!(err, UpdaterError::AlarmBeforeStart { .. }), "{err}");
     assert_eq!(never.num_calls(), 0);
 }
+
+/// What the permissions preflight asks for: the function's calls on its ARN, the alarms, and
+/// for a container image its repository.
+#[test]
+fn the_preflight_asks_for_every_call_of_the_deployment_on_its_resources() {
+    use lambda_alias_updater::{needed_calls, staging_bucket, Staging};
+    let role: crossdeploy_protocol::RoleArn = "arn:aws:iam::222222222222:role/crossdeploy-target".parse().unwrap();
+    let spec = crossdeploy_protocol::LambdaSpec {
+        function_name: "arn:aws:lambda:eu-west-1:222222222222:function:app-orders".into(),
+        alias: "live".into(),
+        artifact_path: None,
+        image_file: Some("imageDetail.json".into()),
+        strategy: Default::default(),
+    };
+    let hex = "ab".repeat(32);
+    let detail = format!(r#"{{"ImageURI":"111111111111.dkr.ecr.eu-west-1.amazonaws.com/orders@sha256:{hex}"}}"#);
+    let image = Package::image(lambda_alias_updater::parse_image_file(detail.as_bytes(), "imageDetail.json").unwrap());
+    let staging = Staging {
+        s3: aws_sdk_s3::Client::from_conf(aws_sdk_s3::Config::builder().behavior_version_latest().build()),
+        bucket: staging_bucket("222222222222", "eu-west-1"),
+        account: "222222222222".into(),
+    };
+    let needed = needed_calls(&role, "eu-west-1", &spec, &["orders-errors".into()], &image, &staging);
+    let shown: Vec<(String, String)> = needed.iter().map(|n| (n.action.to_owned(), n.resource.clone())).collect();
+    let function = "arn:aws:lambda:eu-west-1:222222222222:function:app-orders".to_owned();
+    for action in ["lambda:UpdateFunctionCode", "lambda:PublishVersion", "lambda:UpdateAlias", "lambda:GetAlias"] {
+        assert!(shown.contains(&(action.to_owned(), function.clone())), "{action}: {shown:?}");
+    }
+    assert!(shown.contains(&("cloudwatch:DescribeAlarms".to_owned(), "*".to_owned())));
+    let repository = "arn:aws:ecr:eu-west-1:111111111111:repository/orders".to_owned();
+    assert!(shown.contains(&("ecr:BatchGetImage".to_owned(), repository.clone())), "{shown:?}");
+    assert!(shown.contains(&("ecr:GetDownloadUrlForLayer".to_owned(), repository)));
+    assert!(!shown.iter().any(|(a, _)| a.starts_with("s3:")), "an image is not staged: {shown:?}");
+}

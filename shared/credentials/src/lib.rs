@@ -4,13 +4,16 @@
 //!   empty allows nothing.
 //! - [`TargetSessions`]: `sts:AssumeRole` with the ExternalId (`CROSSDEPLOY_EXTERNAL_ID`), a
 //!   session name and source identity derived from the pipeline execution, sessions cached per
-//!   (role, ExternalId) across warm invocations and refreshed before they expire.
+//!   run across warm invocations and refreshed before they expire.
+//! - [`preflight`]: the target role's policies simulated for every call a deployment will make.
 //! - [`TargetCredentials`]: never shows a secret in `Debug` or `Display`.
 
 mod allow_list;
+mod preflight;
 mod session;
 
 pub use allow_list::AllowList;
+pub use preflight::{preflight, simulate, MissingPermissions, Needed, Preflight, PREFLIGHT_BUDGET};
 pub use session::{session_name, TargetCredentials, TargetSession, TargetSessions};
 
 use crossdeploy_aws::ErrorInfo;
