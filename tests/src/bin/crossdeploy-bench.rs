@@ -213,8 +213,20 @@ fn peak_rss_mb(pid: u32) -> Result<f64> {
     Ok(kb / 1024.0)
 }
 
+/// AssumeRole calls moto's access log holds so far.
+fn assume_role_calls(log: &Path) -> usize {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains("\"action\": \"AssumeRole\""))
+        .count()
+}
+
 async fn deploy_comparison(bin_dir: &Path, runs: usize) -> Result<()> {
-    let local = LocalAws::start().await?;
+    let access_log = std::env::temp_dir().join(format!("crossdeploy-bench-access-{}.jsonl", std::process::id()));
+    let log_path = access_log.to_string_lossy().into_owned();
+    let local = LocalAws::start_with_moto_env(&[("CROSSDEPLOY_MOTO_ACCESS_LOG", &log_path)]).await?;
+    let mut sts_calls = 0;
     let (shared, target, bucket, emulator) = (&local.shared, &local.target, &local.bucket, &local.emulator);
     accounts::create_function(target, "orders-api", "live", lambda_package("v0")).await?;
     accounts::create_function(target, "orders-cli", "live", lambda_package("v0")).await?;
@@ -256,9 +268,11 @@ async fn deploy_comparison(bin_dir: &Path, runs: usize) -> Result<()> {
             execution_id: None,
         });
         let job_id = event["CodePipeline.job"]["id"].as_str().unwrap_or_default().to_owned();
+        let assumed_before = assume_role_calls(&access_log);
         let started = Instant::now();
         lambda.invoke(shared, "pipeline-job-worker", event.to_string().as_bytes(), Duration::from_secs(60)).await?;
         let took = started.elapsed();
+        sts_calls += assume_role_calls(&access_log) - assumed_before;
         match emulator.answers().iter().find(|a| a.job_id() == job_id) {
             Some(Answer::Success { output_variables, .. }) if output_variables.contains_key("FunctionVersion") => {}
             other => return Err(format!("run {i}: the deploy job was not answered with success: {other:?}").into()),
@@ -314,7 +328,13 @@ async fn deploy_comparison(bin_dir: &Path, runs: usize) -> Result<()> {
         "  seed buildspec (aws sts assume-role, update-function-code, publish-version, update-alias): {c:>8.1} ms"
     );
     println!("  ratio: crossdeploy is {:.1}x faster", c / o);
+    // Each run is its own pipeline execution: one session each (CloudTrail names the run).
+    println!(
+        "  STS AssumeRole calls per crossdeploy job: {:.2} ({sts_calls} over {runs} jobs, each its own execution)",
+        sts_calls as f64 / runs as f64
+    );
     let _ = std::fs::remove_dir_all(&work);
+    let _ = std::fs::remove_file(&access_log);
     Ok(())
 }
 
