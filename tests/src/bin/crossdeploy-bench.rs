@@ -46,6 +46,26 @@ async fn main() -> Result<()> {
     memory_rows(&bin_dir).await
 }
 
+/// The worker and `updaters` as fresh processes under cargo-lambda, against `local`.
+async fn start_functions(local: &LocalAws, bin_dir: &Path, updaters: &[&str]) -> Result<LocalLambda> {
+    let common = local.function_env().await?;
+    let mut lambda = LocalLambda::start().await?;
+    let mut updater_env = common.clone();
+    updater_env.push(("CROSSDEPLOY_ALLOWED_TARGET_ROLES".into(), accounts::target_role(TARGET_ACCOUNT)));
+    updater_env.push(("CROSSDEPLOY_EXTERNAL_ID".into(), EXTERNAL_ID.into()));
+    let mut worker_env = common;
+    worker_env.push(("AWS_ENDPOINT_URL_LAMBDA".into(), lambda.endpoint.clone()));
+    worker_env.push(("AWS_ENDPOINT_URL_CODEPIPELINE".into(), local.emulator.endpoint.clone()));
+    worker_env.push(("CROSSDEPLOY_LAMBDA_UPDATER".into(), "lambda-alias-updater".into()));
+    worker_env.push(("CROSSDEPLOY_ECS_UPDATER".into(), "ecs-taskdef-updater".into()));
+    worker_env.push(("CROSSDEPLOY_LEDGER_TABLE".into(), local.ledger_table.clone()));
+    for f in updaters {
+        lambda.run_binary(f, &bin_dir.join(f), &updater_env)?;
+    }
+    lambda.run_binary("pipeline-job-worker", &bin_dir.join("pipeline-job-worker"), &worker_env)?;
+    Ok(lambda)
+}
+
 /// One deployment through a fresh worker and updater (fresh processes, so that each peak RSS
 /// is that case's own). Returns the updater's peak RSS in MB.
 async fn one_deploy_rss(
@@ -56,19 +76,7 @@ async fn one_deploy_rss(
     user_parameters: serde_json::Value,
     artifact: ArtifactLocation,
 ) -> Result<f64> {
-    let common = local.function_env().await?;
-    let mut lambda = LocalLambda::start().await?;
-    let mut updater_env = common.clone();
-    updater_env.push(("CROSSDEPLOY_ALLOWED_TARGET_ROLES".into(), accounts::target_role(TARGET_ACCOUNT)));
-    updater_env.push(("CROSSDEPLOY_EXTERNAL_ID".into(), EXTERNAL_ID.into()));
-    let mut worker_env = common.clone();
-    worker_env.push(("AWS_ENDPOINT_URL_LAMBDA".into(), lambda.endpoint.clone()));
-    worker_env.push(("AWS_ENDPOINT_URL_CODEPIPELINE".into(), local.emulator.endpoint.clone()));
-    worker_env.push(("CROSSDEPLOY_LAMBDA_UPDATER".into(), "lambda-alias-updater".into()));
-    worker_env.push(("CROSSDEPLOY_ECS_UPDATER".into(), "ecs-taskdef-updater".into()));
-    worker_env.push(("CROSSDEPLOY_LEDGER_TABLE".into(), local.ledger_table.clone()));
-    lambda.run_binary(updater, &bin_dir.join(updater), &updater_env)?;
-    lambda.run_binary("pipeline-job-worker", &bin_dir.join("pipeline-job-worker"), &worker_env)?;
+    let mut lambda = start_functions(local, bin_dir, &[updater]).await?;
     let event = local.job(action, &user_parameters.to_string(), artifact);
     lambda.invoke(&local.shared, "pipeline-job-worker", event.to_string().as_bytes(), Duration::from_secs(600)).await?;
     match local.answers_for(&event).first() {
@@ -233,20 +241,7 @@ async fn deploy_comparison(bin_dir: &Path, runs: usize) -> Result<()> {
     ecs::create_fargate_service(&local.moto.endpoint, target).await?;
 
     let common = local.function_env().await?;
-    let mut lambda = LocalLambda::start().await?;
-    let mut updater_env = common.clone();
-    updater_env.push(("CROSSDEPLOY_ALLOWED_TARGET_ROLES".into(), accounts::target_role(TARGET_ACCOUNT)));
-    updater_env.push(("CROSSDEPLOY_EXTERNAL_ID".into(), EXTERNAL_ID.into()));
-    let mut worker_env = common.clone();
-    worker_env.push(("AWS_ENDPOINT_URL_LAMBDA".into(), lambda.endpoint.clone()));
-    worker_env.push(("AWS_ENDPOINT_URL_CODEPIPELINE".into(), emulator.endpoint.clone()));
-    worker_env.push(("CROSSDEPLOY_LAMBDA_UPDATER".into(), "lambda-alias-updater".into()));
-    worker_env.push(("CROSSDEPLOY_ECS_UPDATER".into(), "ecs-taskdef-updater".into()));
-    worker_env.push(("CROSSDEPLOY_LEDGER_TABLE".into(), local.ledger_table.clone()));
-    for f in ["lambda-alias-updater", "ecs-taskdef-updater"] {
-        lambda.run_binary(f, &bin_dir.join(f), &updater_env)?;
-    }
-    lambda.run_binary("pipeline-job-worker", &bin_dir.join("pipeline-job-worker"), &worker_env)?;
+    let mut lambda = start_functions(&local, bin_dir, &["lambda-alias-updater", "ecs-taskdef-updater"]).await?;
 
     let aws = crossdeploy_local::venv_bin("aws")?;
     let work = std::env::temp_dir().join(format!("crossdeploy-bench-{}", std::process::id()));

@@ -654,14 +654,7 @@ impl Soak {
             .host
             .invoke_async(ROLLBACK, Bytes::from(event.to_string()), format!("failed-{}", chain.jobs[0]), &ASYNC_RETRIES)
             .await;
-        let result = match ends.last() {
-            Some(crossdeploy_local::lambda_host::Invocation::Answered(body)) => {
-                let report: Value = serde_json::from_slice(body).unwrap_or_default();
-                report["Rollbacks"][0]["Result"].as_str().unwrap_or("none").to_owned()
-            }
-            Some(crossdeploy_local::lambda_host::Invocation::FunctionError(t, m)) => format!("{t}: {}", cause(m)),
-            None => "none".into(),
-        };
+        let result = rollback_result(&ends);
         let mut f = self.figures.lock().unwrap_or_else(|p| p.into_inner());
         *f.rollbacks.entry(format!("{result} (a failed action's own)")).or_default() += 1;
         true
@@ -684,14 +677,7 @@ impl Soak {
             .host
             .invoke_async(ROLLBACK, Bytes::from(event.to_string()), format!("rb-{}", chain.jobs[0]), &ASYNC_RETRIES)
             .await;
-        let result = match ends.last() {
-            Some(crossdeploy_local::lambda_host::Invocation::Answered(body)) => {
-                let report: Value = serde_json::from_slice(body).unwrap_or_default();
-                report["Rollbacks"][0]["Result"].as_str().unwrap_or("none").to_owned()
-            }
-            Some(crossdeploy_local::lambda_host::Invocation::FunctionError(t, m)) => format!("{t}: {}", cause(m)),
-            None => "none".into(),
-        };
+        let result = rollback_result(&ends);
         *self.figures.lock().unwrap_or_else(|p| p.into_inner()).rollbacks.entry(result.clone()).or_default() += 1;
         let now = self.alias_version(function).await;
         if now != before {
@@ -816,6 +802,18 @@ impl Soak {
         }
         self.check_ledger(&TargetKey::ecs(TARGET_ACCOUNT, REGION, &cluster, &service), &chain, &now, verdict).await;
         self.give_service((cluster, service), stuck).await;
+    }
+}
+
+/// What deploy-rollback's last invocation reported for its first rollback.
+fn rollback_result(ends: &[crossdeploy_local::lambda_host::Invocation]) -> String {
+    match ends.last() {
+        Some(crossdeploy_local::lambda_host::Invocation::Answered(body)) => {
+            let report: Value = serde_json::from_slice(body).unwrap_or_default();
+            report["Rollbacks"][0]["Result"].as_str().unwrap_or("none").to_owned()
+        }
+        Some(crossdeploy_local::lambda_host::Invocation::FunctionError(t, m)) => format!("{t}: {}", cause(m)),
+        None => "none".into(),
     }
 }
 
