@@ -1,6 +1,7 @@
 use aws_config::SdkConfig;
 use crossdeploy_aws::Deadline;
 use crossdeploy_credentials::{AllowList, TargetSessions};
+use crossdeploy_ledger::{Ledger, Origin};
 use crossdeploy_protocol::{Outcome, UpdaterRequest};
 use pipeline_job_worker::{Invoke, InvokeError, Updaters};
 use std::time::Duration;
@@ -20,7 +21,8 @@ pub const ECS_UPDATER: &str = "ecs-taskdef-updater";
 impl InProcessUpdater {
     /// Both updaters acting with `shared`'s credentials (the shared services account), each
     /// with its own session cache, as two functions would have.
-    pub fn new(shared: &SdkConfig, allowed_roles: &str, external_id: &str) -> Self {
+    /// `ledger_table`: where they check that a request comes from the worker or deploy-rollback.
+    pub fn new(shared: &SdkConfig, allowed_roles: &str, external_id: &str, ledger_table: &str) -> Self {
         let sessions = || {
             TargetSessions::new(
                 aws_sdk_sts::Client::new(shared),
@@ -29,9 +31,21 @@ impl InProcessUpdater {
                 Some(external_id.to_owned()),
             )
         };
+        let origin = || {
+            let ledger = Ledger::new(aws_sdk_dynamodb::Client::new(shared), ledger_table);
+            Origin::new(Some(ledger), shared.region().map(|r| r.to_string()).unwrap_or_default())
+        };
         Self {
-            lambda: lambda_alias_updater::Deps { s3: aws_sdk_s3::Client::new(shared), sessions: sessions() },
-            ecs: ecs_taskdef_updater::Deps { s3: aws_sdk_s3::Client::new(shared), sessions: sessions() },
+            lambda: lambda_alias_updater::Deps {
+                s3: aws_sdk_s3::Client::new(shared),
+                sessions: sessions(),
+                origin: origin(),
+            },
+            ecs: ecs_taskdef_updater::Deps {
+                s3: aws_sdk_s3::Client::new(shared),
+                sessions: sessions(),
+                origin: origin(),
+            },
             budget: Duration::from_secs(120),
         }
     }

@@ -43,7 +43,12 @@ impl LocalAws {
 
     /// The worker with both updaters in process, answering jobs through the emulator.
     pub fn worker(&self) -> Arc<Worker<InProcessUpdater>> {
-        Arc::new(self.worker_with(InProcessUpdater::new(&self.shared, &Self::allowed_roles(), EXTERNAL_ID)))
+        Arc::new(self.worker_with(InProcessUpdater::new(
+            &self.shared,
+            &Self::allowed_roles(),
+            EXTERNAL_ID,
+            &self.ledger_table,
+        )))
     }
 
     /// The worker with another way to reach the updaters (a fake, in tests of the worker itself).
@@ -61,7 +66,7 @@ impl LocalAws {
     pub fn rollback(&self) -> deploy_rollback::Rollback<InProcessUpdater> {
         deploy_rollback::Rollback {
             ledger: self.ledger(),
-            invoker: InProcessUpdater::new(&self.shared, &Self::allowed_roles(), EXTERNAL_ID),
+            invoker: InProcessUpdater::new(&self.shared, &Self::allowed_roles(), EXTERNAL_ID, &self.ledger_table),
             updaters: InProcessUpdater::updaters(),
             settings: deploy_rollback::Settings::new(accounts::REGION),
         }
@@ -126,6 +131,7 @@ impl LocalAws {
         let mut updater_env = common.clone();
         updater_env.push(("CROSSDEPLOY_ALLOWED_TARGET_ROLES".into(), Self::allowed_roles()));
         updater_env.push(("CROSSDEPLOY_EXTERNAL_ID".into(), EXTERNAL_ID.into()));
+        updater_env.push(("CROSSDEPLOY_LEDGER_TABLE".into(), self.ledger_table.clone()));
         let mut worker_env = common;
         worker_env.push(("AWS_ENDPOINT_URL_LAMBDA".into(), lambda.endpoint.clone()));
         worker_env.push(("AWS_ENDPOINT_URL_CODEPIPELINE".into(), self.emulator.endpoint.clone()));

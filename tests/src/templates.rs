@@ -150,6 +150,7 @@ pub const MOTO_UNSUPPORTED: &[(&str, &str)] = &[
     ("AWS::CodeBuild::Project", "moto's CloudFormation has no CodeBuild"),
     ("AWS::Events::EventBusPolicy", "not implemented in moto's CloudFormation"),
     ("AWS::Lambda::EventInvokeConfig", "not implemented in moto's CloudFormation"),
+    ("AWS::Lambda::Url", "not implemented in moto's CloudFormation"),
     ("AWS::SQS::QueuePolicy", "not implemented in moto's CloudFormation"),
     (
         "AWS::S3::BucketPolicy",

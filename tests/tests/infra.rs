@@ -127,8 +127,19 @@ async fn the_templates_deploy_into_the_local_aws() {
         // moto's CloudFormation drops Architectures (its functions are all x86_64): the template's is checked below.
         assert_eq!(f.handler(), Some("bootstrap"));
         let env = f.environment().and_then(|e| e.variables()).cloned().unwrap_or_default();
+        // Every function reads the ledger: the updaters to check where a request comes from.
+        assert!(env.contains_key("CROSSDEPLOY_LEDGER_TABLE"), "{name}");
         if name.ends_with("updater") {
             assert_eq!(env.get("CROSSDEPLOY_ALLOWED_TARGET_ROLES"), Some(&target_role), "{name}");
+            // The updater may read leases only: nothing else of the ledger, and never write.
+            let role = &translated["Resources"]
+                [if name.starts_with("lambda") { "LambdaUpdaterRole" } else { "EcsUpdaterRole" }];
+            let statements = role["Properties"]["Policies"][0]["PolicyDocument"]["Statement"].as_array().unwrap();
+            let ledger: Vec<_> =
+                statements.iter().filter(|st| st["Action"].to_string().contains("dynamodb:")).collect();
+            assert_eq!(ledger.len(), 1, "{name}: {ledger:?}");
+            assert_eq!(ledger[0]["Action"], "dynamodb:GetItem", "{name}");
+            assert_eq!(ledger[0]["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"], json!(["LEASE#*"]));
         } else {
             assert_eq!(
                 env.get("CROSSDEPLOY_LAMBDA_UPDATER").map(String::as_str),

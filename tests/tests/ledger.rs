@@ -45,6 +45,7 @@ fn holder(id: &str) -> LeaseHolder {
         job_id: Some(id.into()),
         since: 1,
         until: 0,
+        request: None,
     }
 }
 

@@ -43,7 +43,12 @@ fn prod_only_from_orders() -> DeployPolicy {
 }
 
 fn worker(local: &LocalAws, policy: DeployPolicy) -> Arc<Worker<InProcessUpdater>> {
-    let mut w = local.worker_with(InProcessUpdater::new(&local.shared, &LocalAws::allowed_roles(), EXTERNAL_ID));
+    let mut w = local.worker_with(InProcessUpdater::new(
+        &local.shared,
+        &LocalAws::allowed_roles(),
+        EXTERNAL_ID,
+        &local.ledger_table,
+    ));
     w.settings.policy = Policy::Enforced(Arc::new(policy));
     Arc::new(w)
 }
@@ -135,7 +140,12 @@ async fn a_job_whose_pipeline_codepipeline_does_not_establish_is_refused_where_t
 async fn an_unreadable_policy_refuses_every_job_saying_why() {
     let (local, log) = spawn_local(true).await;
     let assumed_before = assume_role_calls(&log);
-    let mut w = local.worker_with(InProcessUpdater::new(&local.shared, &LocalAws::allowed_roles(), EXTERNAL_ID));
+    let mut w = local.worker_with(InProcessUpdater::new(
+        &local.shared,
+        &LocalAws::allowed_roles(),
+        EXTERNAL_ID,
+        &local.ledger_table,
+    ));
     w.settings.policy = Policy::Broken(DeployPolicy::parse("{\"Rules\": 3}").unwrap_err());
     let answers = run(&local, Arc::new(w), "orders", "Deploy-prod").await;
     let message = refused(&answers);

@@ -241,6 +241,59 @@ async fn a_direct_request_restores_the_latest_deployment_or_a_named_version() {
     assert_eq!(alias_version(&local).await.0, "1");
 }
 
+/// A direct request as deploy-rollback's function URL hands it over, signed by `caller`.
+fn through_url(request: &serde_json::Value, caller: &str) -> serde_json::Value {
+    let path =
+        format!("{}/../functions/deploy-rollback/tests/events/function-url-direct.json", env!("CARGO_MANIFEST_DIR"));
+    let mut event: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    event["body"] = json!(request.to_string());
+    event["requestContext"]["authorizer"]["iam"]["userArn"] = json!(caller);
+    event
+}
+
+#[tokio::test]
+async fn only_the_principals_the_policy_names_roll_back_by_direct_request_and_only_through_the_url() {
+    use deploy_rollback::{handle_invocation, DirectRequests};
+    let local = spawn_lambda().await;
+    deploy_lambda(&local, "v2").await;
+    let latest = deploy_lambda(&local, "v3").await;
+    let policy = crossdeploy_protocol::policy::DeployPolicy::parse(&format!(
+        r#"{{"Rules": [{{"Pipelines": ["*"], "Targets": ["{TARGET_ACCOUNT}"]}}],
+            "RollbackPrincipals": ["arn:aws:iam::111111111111:role/OnCall"]}}"#
+    ))
+    .unwrap();
+    let mut rb = local.rollback();
+    rb.settings.direct = DirectRequests::Policy(std::sync::Arc::new(policy));
+    let request = json!({
+        "Kind": "Lambda", "TargetRoleArn": accounts::target_role(TARGET_ACCOUNT), "FunctionName": FUNCTION,
+        "Alias": ALIAS, "Reason": "release 3 corrupts orders",
+    });
+    let invoke = |event: serde_json::Value| {
+        let rb = &rb;
+        async move { handle_invocation(event, rb, Deadline::after(Duration::from_secs(60)), "rollback-run").await }
+    };
+    // A plain Invoke does not say who sent it: refused, nothing read or changed.
+    let e = invoke(request.clone()).await.unwrap_err();
+    assert!(matches!(e, RollbackError::NotAllowed(_)), "{e}");
+    assert!(e.to_string().contains("function URL"), "{e}");
+    // Through the URL, signed by someone the policy does not name: 403.
+    let answer = invoke(through_url(&request, "arn:aws:sts::111111111111:assumed-role/Developer/eve")).await.unwrap();
+    assert_eq!(answer["statusCode"], 403, "{answer}");
+    let body: serde_json::Value = serde_json::from_str(answer["body"].as_str().unwrap()).unwrap();
+    assert_eq!(body["Error"], "crossdeploy.NotAllowed");
+    assert!(body["Message"].as_str().unwrap().contains("assumed-role/Developer/eve"), "{body}");
+    assert_eq!(alias_version(&local).await.0, "3", "nothing changed");
+    assert!(rollback_of(&local, &latest.deployment_id).await.is_none(), "nothing recorded");
+    // Signed by the on-call role: rolled back, the report as the body of a 200.
+    let answer = invoke(through_url(&request, "arn:aws:sts::111111111111:assumed-role/OnCall/bob")).await.unwrap();
+    assert_eq!(answer["statusCode"], 200, "{answer}");
+    let report: serde_json::Value = serde_json::from_str(answer["body"].as_str().unwrap()).unwrap();
+    assert_eq!(report["Rollbacks"][0]["Result"], "Restored", "{report}");
+    assert_eq!(alias_version(&local).await.0, "2");
+    // Events are not direct requests: the policy's principals do not gate them.
+    assert!(invoke(action_failed(&latest, "evt-after")).await.is_ok());
+}
+
 const NEW_IMAGE: &str = "111111111111.dkr.ecr.us-east-1.amazonaws.com/web:abc123";
 
 /// Deploys a new image to the Fargate service through the worker; returns the record.
@@ -310,34 +363,4 @@ async fn a_failed_action_restores_the_ecs_service_and_an_ecs_failure_is_recorded
     let records = local.ledger().deployments(&target).await.unwrap();
     let recorded = records.iter().find(|r| r.deployment_id == again.deployment_id).unwrap().rollback.clone().unwrap();
     assert_eq!(recorded.status, RollbackStatus::RolledBackByEcs);
-}
-
-#[tokio::test]
-async fn an_updater_refuses_a_rollback_into_a_role_off_its_allow_list() {
-    use crossdeploy_protocol::{
-        FailureType, LambdaRollback, Outcome, RollbackRequest, RollbackSpec, Target, UpdaterRequest,
-    };
-    use pipeline_job_worker::Invoke;
-    let local = spawn_lambda().await;
-    let request = UpdaterRequest::Rollback(Box::new(RollbackRequest {
-        request_id: "rollback-x".into(),
-        target: Target { role_arn: accounts::target_role("444444444444").parse().unwrap(), region: None },
-        spec: RollbackSpec::Lambda(LambdaRollback {
-            function_name: FUNCTION.into(),
-            alias: ALIAS.into(),
-            restore_version: "1".into(),
-            deployed_version: "2".into(),
-        }),
-        reason: "test".into(),
-        deadline_ms: None,
-        deployment_id: None,
-    }));
-    let updaters = local.rollback().invoker;
-    let outcome = updaters.invoke(crossdeploy_local::LAMBDA_UPDATER, &request).await.unwrap();
-    let Outcome::Failed { failure_type, message, .. } = outcome else { panic!("{outcome:?}") };
-    assert_eq!(failure_type, FailureType::PermissionError);
-    assert!(message.contains("is not on crossdeploy's allow-list"), "{message}");
-    // And the ECS updater refuses a Lambda rollback.
-    let outcome = updaters.invoke(crossdeploy_local::ECS_UPDATER, &request).await.unwrap();
-    assert!(matches!(outcome, Outcome::Failed { failure_type: FailureType::ConfigurationError, .. }), "{outcome:?}");
 }

@@ -32,7 +32,9 @@ pub enum Trigger {
         time_ms: u64,
     },
     /// Someone asked: roll back the latest deployment of this target (to `restore`, if given).
-    Direct { request_id: String, target: TargetKey, restore: Option<String>, reason: String },
+    /// `sent_by`: who signed it, as Lambda established it for a request to the function URL
+    /// (IAM auth); `None` for a plain Invoke, which does not say.
+    Direct { request_id: String, target: TargetKey, restore: Option<String>, reason: String, sent_by: Option<String> },
     /// An event of a kind the rules deliver but that condemns nothing (say, an alarm back to OK).
     Ignored(String),
 }
@@ -165,8 +167,11 @@ pub fn read_event(event: &serde_json::Value, region: &str, request_id: &str) -> 
             serde_json::from_value(event.clone()).map_err(|e| BadEvent(format!("not an EventBridge event: {e}")))?;
         return read_envelope(envelope);
     }
+    if event.get("requestContext").is_some() {
+        return read_function_url(event, region, request_id);
+    }
     if event.get("Kind").is_some() {
-        return read_direct(event, region, request_id);
+        return read_direct(event, region, request_id, None);
     }
     Err(BadEvent(
         "neither an EventBridge event (no detail-type) nor a direct request (no Kind: Lambda or Ecs)".to_owned(),
@@ -244,7 +249,43 @@ fn read_envelope(e: Envelope) -> Result<Trigger, BadEvent> {
     }
 }
 
-fn read_direct(event: &serde_json::Value, region: &str, request_id: &str) -> Result<Trigger, BadEvent> {
+/// A direct request through the function URL: a POST whose body is the request, signed (IAM
+/// auth) by the principal Lambda names in the request context.
+fn read_function_url(event: &serde_json::Value, region: &str, request_id: &str) -> Result<Trigger, BadEvent> {
+    use aws_lambda_events::event::lambda_function_urls::LambdaFunctionUrlRequest;
+    use base64::Engine as _;
+    let request: LambdaFunctionUrlRequest =
+        serde_json::from_value(event.clone()).map_err(|e| BadEvent(format!("not a function URL request: {e}")))?;
+    let method = request.request_context.http.method.as_deref().unwrap_or_default();
+    if method != "POST" {
+        return Err(BadEvent(format!("the function URL takes a direct request as the body of a POST, not a {method}")));
+    }
+    let body = request.body.filter(|b| !b.trim().is_empty()).ok_or_else(|| {
+        BadEvent("the POST has no body: send the direct request (JSON, with Kind) as its body".to_owned())
+    })?;
+    let body = if request.is_base64_encoded {
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(body.as_bytes())
+            .map_err(|e| BadEvent(format!("the POST's body is marked base64 but is not: {e}")))?;
+        String::from_utf8(bytes).map_err(|_| BadEvent("the POST's body is not UTF-8 text".to_owned()))?
+    } else {
+        body
+    };
+    let direct: serde_json::Value = serde_json::from_str(&body)
+        .map_err(|e| BadEvent(format!("the POST's body is not JSON ({e}): send the direct request, with Kind")))?;
+    if direct.get("Kind").is_none() {
+        return Err(BadEvent("the function URL takes direct requests only (JSON with Kind: Lambda or Ecs)".to_owned()));
+    }
+    let sent_by = request.request_context.authorizer.and_then(|a| a.iam).and_then(|iam| iam.user_arn);
+    read_direct(&direct, region, request_id, sent_by)
+}
+
+fn read_direct(
+    event: &serde_json::Value,
+    region: &str,
+    request_id: &str,
+    sent_by: Option<String>,
+) -> Result<Trigger, BadEvent> {
     let direct: Direct =
         serde_json::from_value(event.clone()).map_err(|e| BadEvent(format!("not a valid direct request: {e}")))?;
     let nonempty = |v: Option<String>| v.filter(|s| !s.trim().is_empty());
@@ -271,6 +312,7 @@ fn read_direct(event: &serde_json::Value, region: &str, request_id: &str) -> Res
         target,
         restore,
         reason: nonempty(reason).unwrap_or_else(|| "direct request".to_owned()),
+        sent_by,
     })
 }
 
@@ -350,7 +392,8 @@ mod tests {
                 request_id: "req-1".into(),
                 target: TargetKey::lambda("222222222222", "eu-west-1", "orders", "live"),
                 restore: Some("3".into()),
-                reason: "bad release".into()
+                reason: "bad release".into(),
+                sent_by: None,
             }
         );
         let t = read_event(
@@ -363,6 +406,46 @@ mod tests {
         assert!(
             matches!(t, Trigger::Direct { target, restore: None, .. } if target == TargetKey::ecs("222222222222", "us-east-1", "apps", "web"))
         );
+    }
+
+    #[test]
+    fn a_direct_request_through_the_function_url_names_who_signed_it() {
+        let event = fixture("function-url-direct.json");
+        let t = read_event(&event, "eu-west-1", "req-3").unwrap();
+        assert_eq!(
+            t,
+            Trigger::Direct {
+                request_id: "req-3".into(),
+                target: TargetKey::lambda("222222222222", "eu-west-1", "orders", "live"),
+                restore: None,
+                reason: "bad release".into(),
+                sent_by: Some("arn:aws:sts::111111111111:assumed-role/OnCall/bob".into()),
+            }
+        );
+        // The same body, base64-encoded (as Lambda hands over a body it does not take for text).
+        let mut encoded = event.clone();
+        use base64::Engine as _;
+        encoded["body"] = json!(base64::engine::general_purpose::STANDARD.encode(event["body"].as_str().unwrap()));
+        encoded["isBase64Encoded"] = json!(true);
+        assert_eq!(read_event(&encoded, "eu-west-1", "req-3").unwrap(), t);
+        // A URL with no IAM auth names nobody.
+        let mut anonymous = event.clone();
+        anonymous["requestContext"].as_object_mut().unwrap().remove("authorizer");
+        assert!(matches!(read_event(&anonymous, "eu-west-1", "r").unwrap(), Trigger::Direct { sent_by: None, .. }));
+        let bad = |change: fn(&mut serde_json::Value)| {
+            let mut e = event.clone();
+            change(&mut e);
+            read_event(&e, "eu-west-1", "r").unwrap_err().to_string()
+        };
+        assert!(bad(|e| e["requestContext"]["http"]["method"] = json!("GET")).contains("not a GET"));
+        assert!(bad(|e| e["body"] = json!(null)).contains("has no body"));
+        assert!(bad(|e| e["body"] = json!("{nope")).contains("not JSON"));
+        assert!(
+            bad(|e| e["isBase64Encoded"] = json!(true)).contains("not base64")
+                || bad(|e| e["isBase64Encoded"] = json!(true)).contains("is marked base64")
+        );
+        assert!(bad(|e| e["body"] = json!(r#"{"detail-type": "x"}"#)).contains("direct requests only"));
+        assert!(bad(|e| e["body"] = json!(r#"{"Kind": "Lambda"}"#)).contains("not a valid direct request"));
     }
 
     #[test]

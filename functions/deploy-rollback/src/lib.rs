@@ -27,6 +27,7 @@ use crossdeploy_ledger::{
     now_millis, now_secs, DeploymentRecord, Lease, LeaseHolder, Ledger, LedgerError, RollbackClaim, RollbackRecord,
     RollbackStatus, TargetParts, LEDGER_TABLE_ENV,
 };
+use crossdeploy_protocol::policy::{DeployPolicy, PolicyError};
 use crossdeploy_protocol::{
     outputs, EcsRollback, LambdaRollback, Outcome, RoleArn, RollbackRequest, RollbackResult, RollbackSpec, Target,
     UpdaterRequest,
@@ -54,11 +55,50 @@ pub struct Settings {
     pub bake_window: Duration,
     /// How long a rollback's claim (and the target's lease) holds if this run dies.
     pub claim_hold: Duration,
+    /// Who may send direct requests (the deploy policy's `RollbackPrincipals`).
+    pub direct: DirectRequests,
 }
 
 impl Settings {
     pub fn new(region: impl Into<String>) -> Self {
-        Self { region: region.into(), bake_window: DEFAULT_BAKE_WINDOW, claim_hold: Duration::from_secs(15 * 60) }
+        Self {
+            region: region.into(),
+            bake_window: DEFAULT_BAKE_WINDOW,
+            claim_hold: Duration::from_secs(15 * 60),
+            direct: DirectRequests::Anyone,
+        }
+    }
+}
+
+/// Who may send direct requests, from the deploy policy (`CROSSDEPLOY_DEPLOY_POLICY`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DirectRequests {
+    /// No policy, or one without `RollbackPrincipals`: whoever IAM lets invoke the function.
+    Anyone,
+    /// Only the principals the policy names, through the function URL.
+    Policy(std::sync::Arc<DeployPolicy>),
+    /// The policy cannot be read: every direct request is refused, saying why (events are still handled).
+    Unreadable(PolicyError),
+}
+
+impl DirectRequests {
+    pub fn from_env() -> Self {
+        match DeployPolicy::from_env() {
+            Ok(Some(policy)) if policy.rollback_principals.is_some() => {
+                DirectRequests::Policy(std::sync::Arc::new(policy))
+            }
+            Ok(_) => DirectRequests::Anyone,
+            Err(e) => DirectRequests::Unreadable(e),
+        }
+    }
+
+    /// Whether a direct request signed by `sent_by` (`None`: not known) may roll back.
+    pub fn check(&self, sent_by: Option<&str>) -> Result<(), String> {
+        match self {
+            DirectRequests::Anyone => Ok(()),
+            DirectRequests::Policy(p) => p.may_roll_back(sent_by),
+            DirectRequests::Unreadable(e) => Err(format!("{e}; direct rollback requests are refused until then")),
+        }
     }
 }
 
@@ -99,6 +139,7 @@ impl Rollback<aws_sdk_lambda::Client> {
         if let Some(v) = std::env::var(BAKE_WINDOW_ENV).ok().filter(|v| !v.trim().is_empty()) {
             settings.bake_window = parse_bake_window(&v)?;
         }
+        settings.direct = DirectRequests::from_env();
         Ok(Self {
             ledger: Ledger::new(aws_sdk_dynamodb::Client::new(config), table),
             invoker: aws_sdk_lambda::Client::new(config),
@@ -161,6 +202,9 @@ pub enum RollbackError {
     Ledger(#[from] LedgerError),
     #[error("{0}")]
     NothingRecorded(String),
+    /// A direct request from someone the deploy policy does not name (or who is unknown).
+    #[error("{0}")]
+    NotAllowed(String),
     /// Some rollbacks failed: the invocation fails, so EventBridge retries it (then its DLQ).
     #[error("{failed} of {total} rollbacks failed ({trigger}): {messages}")]
     Failed { trigger: String, failed: usize, total: usize, messages: String },
@@ -172,6 +216,7 @@ impl From<RollbackError> for lambda_runtime::Diagnostic {
             RollbackError::BadEvent(_) => "crossdeploy.BadEvent",
             RollbackError::Ledger(_) => "crossdeploy.LedgerFailed",
             RollbackError::NothingRecorded(_) => "crossdeploy.NothingRecorded",
+            RollbackError::NotAllowed(_) => "crossdeploy.NotAllowed",
             RollbackError::Failed { .. } => "crossdeploy.RollbackFailed",
         };
         lambda_runtime::Diagnostic { error_type: error_type.to_owned(), error_message: e.to_string() }
@@ -192,6 +237,13 @@ pub async fn handle<I: Invoke>(
             return Err(e.into());
         }
     };
+    // Who may ask, before anything is read or changed.
+    if let Trigger::Direct { sent_by, target, .. } = &trigger {
+        if let Err(why) = rb.settings.direct.check(sent_by.as_deref()) {
+            tracing::error!(%target, sent_by = sent_by.as_deref().unwrap_or("unknown"), %why, "refused a direct request");
+            return Err(RollbackError::NotAllowed(why));
+        }
+    }
     let described = trigger.describe();
     tracing::info!(trigger = %described, event_id = trigger.event_id(), "rollback triggered");
     let mut report = Report { trigger: described.clone(), rollbacks: Vec::new() };
@@ -377,6 +429,43 @@ async fn is_alive<I: Invoke>(rb: &Run<'_, I>, record: &DeploymentRecord) -> Resu
         .is_some_and(|h| h.deployment_id == record.deployment_id && h.until >= now_secs()))
 }
 
+/// Handles one invocation as Lambda hands it over: an event or direct request (answered with the
+/// report, or failing), or a request to the function URL, answered as an HTTP response: 200 with
+/// the report, or 400 (bad request), 403 (not allowed), 404 (nothing recorded), 500 (a rollback
+/// failed), 503 (the ledger failed), each with `{"Error", "Message"}`.
+pub async fn handle_invocation<I: Invoke>(
+    event: serde_json::Value,
+    rb: &Rollback<I>,
+    deadline: Deadline,
+    request_id: &str,
+) -> Result<serde_json::Value, RollbackError> {
+    let through_url = event.get("requestContext").is_some();
+    // Boxed: the rollback's future is deep, and rustc's layout of the runtime's future must stay bounded.
+    let result = Box::pin(handle(event, rb, deadline, request_id)).await;
+    if !through_url {
+        return result.map(|report| serde_json::to_value(report).unwrap_or_default());
+    }
+    let (status, body) = match result {
+        Ok(report) => (200, serde_json::to_value(report).unwrap_or_default()),
+        Err(e) => {
+            let status = match &e {
+                RollbackError::BadEvent(_) => 400,
+                RollbackError::NotAllowed(_) => 403,
+                RollbackError::NothingRecorded(_) => 404,
+                RollbackError::Failed { .. } => 500,
+                RollbackError::Ledger(_) => 503,
+            };
+            let kind = lambda_runtime::Diagnostic::from(e);
+            (status, serde_json::json!({"Error": kind.error_type, "Message": kind.error_message}))
+        }
+    };
+    Ok(serde_json::json!({
+        "statusCode": status,
+        "headers": {"content-type": "application/json"},
+        "body": body.to_string(),
+    }))
+}
+
 /// The target's lease, then the updater's guarded restore.
 async fn restore_target<I: Invoke>(
     rb: &Run<'_, I>,
@@ -405,6 +494,8 @@ async fn restore_target<I: Invoke>(
         job_id: None,
         since: now_secs(),
         until: 0,
+        // The one request the updater will act on for this target (crossdeploy_ledger::check_origin).
+        request: Some(UpdaterRequest::Rollback(Box::new(request.clone())).fingerprint()),
     };
     let until = deadline.epoch_millis() / 1000 + LEASE_GRACE.as_secs();
     match rb.ledger.acquire_lease(&condemned.target, &holder, until).await {

@@ -1,5 +1,5 @@
 use crossdeploy_aws::Deadline;
-use deploy_rollback::{handle, Rollback, FALLBACK_BUDGET};
+use deploy_rollback::{handle_invocation, Rollback, FALLBACK_BUDGET};
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 
 #[tokio::main]
@@ -10,7 +10,7 @@ async fn main() -> Result<(), Error> {
     lambda_runtime::run(service_fn(|event: LambdaEvent<serde_json::Value>| {
         let deadline = Deadline::from_epoch_millis(event.context.deadline, FALLBACK_BUDGET);
         let rollback = &rollback;
-        async move { handle(event.payload, rollback, deadline, &event.context.request_id).await }
+        async move { handle_invocation(event.payload, rollback, deadline, &event.context.request_id).await }
     }))
     .await
 }

@@ -10,6 +10,9 @@ pub enum EcsError {
     /// The permissions preflight found calls the target role may not make.
     #[error(transparent)]
     Preflight(#[from] crossdeploy_credentials::MissingPermissions),
+    /// The request does not come from the worker or deploy-rollback (or that could not be checked).
+    #[error(transparent)]
+    Origin(Box<crossdeploy_ledger::OriginError>),
     #[error(transparent)]
     Artifact(#[from] crossdeploy_artifact::ArtifactError),
     /// The configuration cannot work: service or cluster missing, unknown container, bad image file.
@@ -51,6 +54,11 @@ impl crossdeploy_aws::UpdaterFailure for EcsError {
             EcsError::LeftAs { error, .. } => error.failure_type(),
             EcsError::Credentials(e) => e.failure_type(),
             EcsError::Preflight(_) => FailureType::PermissionError,
+            EcsError::Origin(e) => match **e {
+                crossdeploy_ledger::OriginError::Refused { .. } => FailureType::PermissionError,
+                crossdeploy_ledger::OriginError::NoLedger { .. } => FailureType::ConfigurationError,
+                crossdeploy_ledger::OriginError::Unreadable { .. } => FailureType::JobFailed,
+            },
             EcsError::Artifact(e) => e.failure_type(),
             EcsError::Configuration(_) => FailureType::ConfigurationError,
             EcsError::Alarms(crossdeploy_alarms::AlarmError::Missing { .. }) => FailureType::ConfigurationError,

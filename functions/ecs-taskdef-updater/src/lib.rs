@@ -23,6 +23,7 @@ use aws_config::SdkConfig;
 use crossdeploy_artifact::read_file;
 use crossdeploy_aws::Deadline;
 use crossdeploy_credentials::TargetSessions;
+use crossdeploy_ledger::Origin;
 use crossdeploy_protocol::{DeployRequest, DeploySpec, Outcome, RollbackRequest, RollbackSpec, UpdaterRequest};
 use std::time::Duration;
 
@@ -36,17 +37,28 @@ pub struct Deps {
     /// The artifact bucket, with this function's own credentials.
     pub s3: aws_sdk_s3::Client,
     pub sessions: TargetSessions,
+    /// Where requests come from: only the worker's and deploy-rollback's are acted on.
+    pub origin: Origin,
 }
 
 impl Deps {
     pub fn from_config(config: &SdkConfig) -> Self {
-        Self { s3: aws_sdk_s3::Client::new(config), sessions: TargetSessions::from_env(config) }
+        Self {
+            s3: aws_sdk_s3::Client::new(config),
+            sessions: TargetSessions::from_env(config),
+            origin: Origin::from_config(config),
+        }
     }
 }
 
 /// Handles one request (the Lambda event, as JSON) and always answers with an [`Outcome`].
 pub async fn handle(event: serde_json::Value, deps: &Deps, deadline: Deadline) -> Outcome {
     crossdeploy_aws::handle_updater_request(event, deadline, ANSWER_MARGIN, |request, deadline| async move {
+        // Before anything else (no read, no AssumeRole): does the request come from the worker
+        // or deploy-rollback?
+        Box::pin(deps.origin.check("ecs-taskdef-updater", &request, deadline))
+            .await
+            .map_err(|e| EcsError::Origin(Box::new(e)))?;
         // Boxed: the deployment's future is deep, and rustc's layout of the runtime's future must stay bounded.
         match request {
             UpdaterRequest::Deploy(r) => Box::pin(deploy(&r, deps, deadline)).await,
@@ -93,7 +105,7 @@ pub async fn deploy(request: &DeployRequest, deps: &Deps, deadline: Deadline) ->
     };
     let ctx = &request.pipeline;
     let seed = ctx.execution_id.as_deref().unwrap_or(&ctx.job_id);
-    let session = deps.sessions.assume(role, request.target.region.as_deref(), seed).await?;
+    let session = deps.sessions.assume(role, request.target.region.as_deref(), seed, deadline).await?;
     let ecs = aws_sdk_ecs::Client::new(&session.config);
     let s = ServiceRef {
         ecs: &ecs,
@@ -122,7 +134,7 @@ pub async fn rollback(request: &RollbackRequest, deps: &Deps, deadline: Deadline
     };
     let role = &request.target.role_arn;
     // `assume` checks the allow-list before anything else.
-    let session = deps.sessions.assume(role, request.target.region.as_deref(), &request.request_id).await?;
+    let session = deps.sessions.assume(role, request.target.region.as_deref(), &request.request_id, deadline).await?;
     let ecs = aws_sdk_ecs::Client::new(&session.config);
     let s = ServiceRef {
         ecs: &ecs,

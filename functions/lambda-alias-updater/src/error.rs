@@ -12,6 +12,9 @@ pub enum UpdaterError {
     /// The permissions preflight found calls the target role may not make.
     #[error(transparent)]
     Preflight(#[from] crossdeploy_credentials::MissingPermissions),
+    /// The request does not come from the worker or deploy-rollback (or that could not be checked).
+    #[error(transparent)]
+    Origin(Box<crossdeploy_ledger::OriginError>),
 
     /// The action's configuration cannot work (wrong kind, function missing, package too large...).
     #[error("{0}")]
@@ -97,6 +100,11 @@ impl crossdeploy_aws::UpdaterFailure for UpdaterError {
             UpdaterError::LeftAs { error, .. } => error.failure_type(),
             UpdaterError::Credentials(e) => e.failure_type(),
             UpdaterError::Preflight(_) => FailureType::PermissionError,
+            UpdaterError::Origin(e) => match **e {
+                crossdeploy_ledger::OriginError::Refused { .. } => FailureType::PermissionError,
+                crossdeploy_ledger::OriginError::NoLedger { .. } => FailureType::ConfigurationError,
+                crossdeploy_ledger::OriginError::Unreadable { .. } => FailureType::JobFailed,
+            },
             UpdaterError::Artifact(e) => e.failure_type(),
             UpdaterError::Alarms(crossdeploy_alarms::AlarmError::Missing { .. }) => FailureType::ConfigurationError,
             UpdaterError::Alarms(crossdeploy_alarms::AlarmError::Read { error, .. }) if error.is_access_denied() => {

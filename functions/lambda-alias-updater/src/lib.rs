@@ -33,6 +33,7 @@ pub use version::{publish_version, wait_for_version, Published, Readiness};
 use aws_config::SdkConfig;
 use crossdeploy_aws::Deadline;
 use crossdeploy_credentials::TargetSessions;
+use crossdeploy_ledger::Origin;
 use crossdeploy_protocol::{
     outputs, DeployRequest, DeploySpec, Outcome, RollbackRequest, RollbackSpec, UpdaterRequest,
 };
@@ -48,17 +49,28 @@ pub struct Deps {
     /// The artifact bucket, with this function's own credentials.
     pub s3: aws_sdk_s3::Client,
     pub sessions: TargetSessions,
+    /// Where requests come from: only the worker's and deploy-rollback's are acted on.
+    pub origin: Origin,
 }
 
 impl Deps {
     pub fn from_config(config: &SdkConfig) -> Self {
-        Self { s3: aws_sdk_s3::Client::new(config), sessions: TargetSessions::from_env(config) }
+        Self {
+            s3: aws_sdk_s3::Client::new(config),
+            sessions: TargetSessions::from_env(config),
+            origin: Origin::from_config(config),
+        }
     }
 }
 
 /// Handles one request (the Lambda event, as JSON) and always answers with an [`Outcome`].
 pub async fn handle(event: serde_json::Value, deps: &Deps, deadline: Deadline) -> Outcome {
     crossdeploy_aws::handle_updater_request(event, deadline, ANSWER_MARGIN, |request, deadline| async move {
+        // Before anything else (no read, no AssumeRole): does the request come from the worker
+        // or deploy-rollback?
+        Box::pin(deps.origin.check("lambda-alias-updater", &request, deadline))
+            .await
+            .map_err(|e| UpdaterError::Origin(Box::new(e)))?;
         // Boxed: the deployment's future is deep, and rustc's layout of the runtime's future must stay bounded.
         match request {
             UpdaterRequest::Deploy(r) => Box::pin(deploy(&r, deps, deadline)).await,
@@ -102,7 +114,7 @@ pub async fn deploy(request: &DeployRequest, deps: &Deps, deadline: Deadline) ->
         }
     };
     let seed = ctx.execution_id.as_deref().unwrap_or(&ctx.job_id);
-    let session = deps.sessions.assume(role, request.target.region.as_deref(), seed).await?;
+    let session = deps.sessions.assume(role, request.target.region.as_deref(), seed, deadline).await?;
     let lambda = aws_sdk_lambda::Client::new(&session.config);
     let f = FunctionRef {
         lambda: &lambda,
@@ -226,7 +238,7 @@ pub async fn rollback(request: &RollbackRequest, deps: &Deps, deadline: Deadline
     };
     let role = &request.target.role_arn;
     // `assume` checks the allow-list before anything else.
-    let session = deps.sessions.assume(role, request.target.region.as_deref(), &request.request_id).await?;
+    let session = deps.sessions.assume(role, request.target.region.as_deref(), &request.request_id, deadline).await?;
     let lambda = aws_sdk_lambda::Client::new(&session.config);
     let f = FunctionRef {
         lambda: &lambda,

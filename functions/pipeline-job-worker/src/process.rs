@@ -376,6 +376,21 @@ fn lease_until<I: Invoke>(worker: &Worker<I>, deadline: Deadline) -> u64 {
     deadline.epoch_millis() / 1000 + worker.settings.lease_grace.as_secs()
 }
 
+/// This deployment as the holder of its target's lease, vouching for `request`: the one request
+/// the updater will act on (see `crossdeploy_ledger::check_origin`).
+fn lease_holder(p: &Prepared, request: &UpdaterRequest) -> LeaseHolder {
+    let ctx = &p.request.pipeline;
+    LeaseHolder {
+        deployment_id: p.deployment_id.clone(),
+        pipeline: ctx.pipeline_name.clone(),
+        execution_id: ctx.execution_id.clone(),
+        job_id: Some(p.job_id.clone()),
+        since: now_secs(),
+        until: 0,
+        request: Some(request.fingerprint()),
+    }
+}
+
 /// Takes the target's lease for this deployment. A lease held by a deployment whose job was
 /// answered for good (its run could not release it) is free: taken over.
 async fn take_lease(
@@ -405,15 +420,7 @@ async fn take_lease(
 /// resumed while time is left), the ledger, the answer.
 async fn execute<I: Invoke>(p: &Prepared, worker: &Worker<I>, deadline: Deadline, progress: &Progress) -> JobAnswer {
     let ledger = worker.ledger.until(deadline);
-    let ctx = &p.request.pipeline;
-    let holder = LeaseHolder {
-        deployment_id: p.deployment_id.clone(),
-        pipeline: ctx.pipeline_name.clone(),
-        execution_id: ctx.execution_id.clone(),
-        job_id: Some(p.job_id.clone()),
-        since: now_secs(),
-        until: 0,
-    };
+    let holder = lease_holder(p, &UpdaterRequest::Deploy(Box::new(p.request.clone())));
     match take_lease(p, &ledger, &holder, lease_until(worker, deadline)).await {
         Err(e) => {
             // A take whose answer was lost may have been applied: give it back.
@@ -685,8 +692,22 @@ async fn roll_back_condemned<I: Invoke>(
                     message: format!("the rollback could not start: {m}"),
                 },
                 Ok(request) => {
-                    let until = deadline.less(INVOKE_SLACK + CLOCK_SKEW);
-                    deploy_rollback::invoke_rollback(&worker.invoker, &p.updater, request, until).await
+                    // The lease vouches for one request at a time: now for the restore.
+                    let holder = lease_holder(p, &UpdaterRequest::Rollback(Box::new(request.clone())));
+                    let not_started = |why: String| deploy_rollback::Resolution {
+                        status: RollbackStatus::Failed,
+                        handled: deploy_rollback::Handled::Failed,
+                        restored: None,
+                        message: format!("the rollback could not start: {why}"),
+                    };
+                    match ledger.acquire_lease(&p.target, &holder, lease_until(worker, deadline)).await {
+                        Ok(Lease::Acquired) => {
+                            let until = deadline.less(INVOKE_SLACK + CLOCK_SKEW);
+                            deploy_rollback::invoke_rollback(&worker.invoker, &p.updater, request, until).await
+                        }
+                        Ok(Lease::HeldBy(other)) => not_started(format!("{} is held by {other}", p.target)),
+                        Err(e) => not_started(e.to_string()),
+                    }
                 }
             }
         }
@@ -770,14 +791,7 @@ async fn continue_later<I: Invoke>(
         return failure(FailureType::JobFailed, &p.job_id, with_stands(message, stands.as_ref()));
     }
     if holds_lease {
-        let holder = LeaseHolder {
-            deployment_id: p.deployment_id.clone(),
-            pipeline: p.request.pipeline.pipeline_name.clone(),
-            execution_id: p.request.pipeline.execution_id.clone(),
-            job_id: Some(p.job_id.clone()),
-            since: now_secs(),
-            until: 0,
-        };
+        let holder = lease_holder(p, &UpdaterRequest::Deploy(Box::new(p.request.clone())));
         let until = now_secs() + worker.settings.continuation_gap.as_secs();
         match ledger.acquire_lease(&p.target, &holder, until).await {
             Ok(Lease::Acquired) => {}

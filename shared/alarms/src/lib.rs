@@ -36,7 +36,7 @@ pub async fn firing_alarm(
         deadline,
         |e: &aws_sdk_cloudwatch::error::SdkError<
             aws_sdk_cloudwatch::operation::describe_alarms::DescribeAlarmsError,
-        >| ErrorInfo::from_sdk(e).is_throttling(),
+        >| crossdeploy_aws::is_transient(e),
         || {
             cloudwatch
                 .describe_alarms()
@@ -118,6 +118,21 @@ mod tests {
         assert_eq!(firing_alarm(&cw, &["errors".to_owned()], "222222222222", d).await.unwrap(), None);
         assert_eq!(firing_alarm(&cw, &[], "222222222222", d).await.unwrap(), None);
         assert_eq!(rule.num_calls(), 1, "no alarms named, no call");
+    }
+
+    #[tokio::test]
+    async fn a_transient_fault_is_retried_within_the_deadline() {
+        use aws_sdk_cloudwatch::operation::describe_alarms::DescribeAlarmsError;
+        use aws_sdk_cloudwatch::error::ErrorMetadata;
+        let unavailable = mock!(Client::describe_alarms).then_error(|| {
+            DescribeAlarmsError::generic(ErrorMetadata::builder().code("ServiceUnavailable").message("busy").build())
+        });
+        let ok = mock!(Client::describe_alarms)
+            .then_output(|| DescribeAlarmsOutput::builder().metric_alarms(alarm("errors", StateValue::Ok)).build());
+        let cw = mock_client!(aws_sdk_cloudwatch, RuleMode::Sequential, [&unavailable, &ok]);
+        let d = Deadline::after(Duration::from_secs(10));
+        assert_eq!(firing_alarm(&cw, &["errors".to_owned()], "222222222222", d).await.unwrap(), None);
+        assert_eq!((unavailable.num_calls(), ok.num_calls()), (1, 1));
     }
 
     #[tokio::test]

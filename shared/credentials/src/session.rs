@@ -151,11 +151,13 @@ impl TargetSessions {
     /// role. `session_seed` (the pipeline execution id, else the job id; a rollback's request id)
     /// names the session and is its source identity, so each run has its own: CloudTrail in the
     /// target account shows the run that acted, and continuations of one run reuse its session.
+    /// STS's transient faults and throttling are retried until `deadline`.
     pub async fn assume(
         &self,
         role: &RoleArn,
         region: Option<&str>,
         session_seed: &str,
+        deadline: crossdeploy_aws::Deadline,
     ) -> Result<TargetSession, CredentialsError> {
         if !self.allow.allows(role) {
             return Err(CredentialsError::NotAllowed { role: role.clone() });
@@ -169,7 +171,7 @@ impl TargetSessions {
                 c.clone()
             }
             _ => {
-                let c = self.assume_role(role, session_seed).await?;
+                let c = self.assume_role(role, session_seed, deadline).await?;
                 cache.retain(|_, c| c.fresh(now));
                 while cache.len() >= MAX_CACHED_SESSIONS {
                     let Some(oldest) = cache.iter().min_by_key(|(_, c)| c.expiration).map(|(k, _)| k.clone()) else {
@@ -190,26 +192,41 @@ impl TargetSessions {
         Ok(TargetSession { role: role.clone(), credentials, config: config.build() })
     }
 
-    async fn assume_role(&self, role: &RoleArn, session_seed: &str) -> Result<TargetCredentials, CredentialsError> {
+    async fn assume_role(
+        &self,
+        role: &RoleArn,
+        session_seed: &str,
+        deadline: crossdeploy_aws::Deadline,
+    ) -> Result<TargetCredentials, CredentialsError> {
         let name = session_name(session_seed);
-        let out = self
-            .sts
-            .assume_role()
-            .role_arn(role.as_str())
-            .role_session_name(&name)
-            .source_identity(&name)
-            .set_external_id(self.external_id.clone())
-            .duration_seconds(SESSION_SECONDS)
-            .send()
-            .await
-            .map_err(|e| {
-                let error = ErrorInfo::from_sdk(&e);
-                if error.is_access_denied() {
-                    CredentialsError::Denied { role: role.clone(), error }
-                } else {
-                    CredentialsError::Sts { role: role.clone(), error }
-                }
-            })?;
+        // A retry whose first answer was lost only makes another session: nothing changes.
+        let out = crossdeploy_aws::retry(
+            "AssumeRole",
+            crossdeploy_aws::Backoff::CONTROL_PLANE,
+            deadline,
+            |e: &aws_sdk_sts::error::SdkError<aws_sdk_sts::operation::assume_role::AssumeRoleError>| {
+                crossdeploy_aws::is_transient(e)
+            },
+            || {
+                self.sts
+                    .assume_role()
+                    .role_arn(role.as_str())
+                    .role_session_name(&name)
+                    .source_identity(&name)
+                    .set_external_id(self.external_id.clone())
+                    .duration_seconds(SESSION_SECONDS)
+                    .send()
+            },
+        )
+        .await
+        .map_err(|e| {
+            let error = ErrorInfo::from_sdk(&e);
+            if error.is_access_denied() {
+                CredentialsError::Denied { role: role.clone(), error }
+            } else {
+                CredentialsError::Sts { role: role.clone(), error }
+            }
+        })?;
         let c = out.credentials.ok_or_else(|| CredentialsError::NoCredentials { role: role.clone() })?;
         let expiration = SystemTime::try_from(c.expiration).unwrap_or_else(|_| SystemTime::now());
         tracing::info!(role = %role, session = %name, "assumed target role");

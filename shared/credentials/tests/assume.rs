@@ -30,6 +30,10 @@ fn role() -> RoleArn {
     ROLE.parse().unwrap()
 }
 
+fn soon() -> crossdeploy_aws::Deadline {
+    crossdeploy_aws::Deadline::after(Duration::from_secs(30))
+}
+
 #[tokio::test]
 async fn a_runs_session_is_reused_by_its_continuations_with_no_second_sts_call() {
     let rule = mock!(aws_sdk_sts::Client::assume_role)
@@ -43,8 +47,8 @@ async fn a_runs_session_is_reused_by_its_continuations_with_no_second_sts_call()
     let sts = mock_client!(aws_sdk_sts, RuleMode::MatchAny, [&rule]);
     let sessions = TargetSessions::new(sts, base(), AllowList::parse(ROLE), Some("ext-123".into()));
 
-    let first = sessions.assume(&role(), None, "exec-1").await.unwrap();
-    let again = sessions.assume(&role(), Some("us-east-2"), "exec-1").await.unwrap();
+    let first = sessions.assume(&role(), None, "exec-1", soon()).await.unwrap();
+    let again = sessions.assume(&role(), Some("us-east-2"), "exec-1", soon()).await.unwrap();
 
     assert_eq!(rule.num_calls(), 1, "the run's continuation must not call STS");
     assert_eq!(first.credentials.access_key_id(), "ASIATARGET");
@@ -68,7 +72,7 @@ async fn two_runs_through_one_warm_updater_get_sessions_of_their_own() {
     let sts = mock_client!(aws_sdk_sts, RuleMode::MatchAny, [&rule]);
     let sessions = TargetSessions::new(sts, base(), AllowList::parse(ROLE), Some("ext-123".into()));
     for execution in ["exec-1", "exec-2", "exec-1", "rollback-exec-1-job"] {
-        sessions.assume(&role(), None, execution).await.unwrap();
+        sessions.assume(&role(), None, execution, soon()).await.unwrap();
     }
     assert_eq!(rule.num_calls(), 3, "exec-1, exec-2 and the rollback each assume once");
     let identities = identities.lock().unwrap().clone();
@@ -86,8 +90,8 @@ async fn a_session_close_to_expiry_is_renewed() {
         .then_output(|| AssumeRoleOutput::builder().credentials(credentials(Duration::from_secs(10 * 60))).build());
     let sts = mock_client!(aws_sdk_sts, RuleMode::MatchAny, [&rule]);
     let sessions = TargetSessions::new(sts, base(), AllowList::parse(ROLE), None);
-    sessions.assume(&role(), None, "a").await.unwrap();
-    sessions.assume(&role(), None, "b").await.unwrap();
+    sessions.assume(&role(), None, "a", soon()).await.unwrap();
+    sessions.assume(&role(), None, "b", soon()).await.unwrap();
     assert_eq!(rule.num_calls(), 2);
 }
 
@@ -98,7 +102,7 @@ async fn a_role_off_the_allow_list_is_refused_before_any_sts_call() {
     let sts = mock_client!(aws_sdk_sts, RuleMode::MatchAny, [&rule]);
     let sessions =
         TargetSessions::new(sts, base(), AllowList::parse("arn:aws:iam::333333333333:role/crossdeploy-target"), None);
-    let err = sessions.assume(&role(), None, "a").await.unwrap_err();
+    let err = sessions.assume(&role(), None, "a", soon()).await.unwrap_err();
     assert!(matches!(err, CredentialsError::NotAllowed { .. }));
     assert_eq!(err.failure_type(), FailureType::PermissionError);
     assert!(err.to_string().contains(ROLE), "{err}");
@@ -118,8 +122,21 @@ async fn access_denied_by_sts_is_a_permission_error_naming_the_role() {
     });
     let sts = mock_client!(aws_sdk_sts, RuleMode::MatchAny, [&rule]);
     let sessions = TargetSessions::new(sts, base(), AllowList::parse(ROLE), None);
-    let err = sessions.assume(&role(), None, "a").await.unwrap_err();
+    let err = sessions.assume(&role(), None, "a", soon()).await.unwrap_err();
     assert_eq!(err.failure_type(), FailureType::PermissionError);
     let msg = err.to_string();
     assert!(msg.contains(ROLE) && msg.contains("AccessDenied") && msg.contains("222222222222"), "{msg}");
+}
+
+#[tokio::test]
+async fn a_transient_sts_fault_is_retried_and_the_role_assumed() {
+    let failing = mock!(aws_sdk_sts::Client::assume_role).then_error(|| {
+        AssumeRoleError::generic(ErrorMetadata::builder().code("InternalFailure").message("internal error").build())
+    });
+    let ok = mock!(aws_sdk_sts::Client::assume_role)
+        .then_output(|| AssumeRoleOutput::builder().credentials(credentials(Duration::from_secs(3600))).build());
+    let sts = mock_client!(aws_sdk_sts, RuleMode::Sequential, [&failing, &ok]);
+    let sessions = TargetSessions::new(sts, base(), AllowList::parse(ROLE), None);
+    sessions.assume(&role(), None, "a", soon()).await.unwrap();
+    assert_eq!((failing.num_calls(), ok.num_calls()), (1, 1));
 }

@@ -26,10 +26,12 @@
 mod deployments;
 mod jobs;
 mod leases;
+mod origin;
 mod records;
 
 pub use deployments::Finished;
 pub use jobs::{Claim, Decided, JobState, PolledJob, RecordedAnswer};
+pub use origin::{check_origin, vouches, Origin, OriginError};
 pub use records::{
     Continuation, DeploymentRecord, DeploymentStatus, LeaseHolder, Phase, RollbackRecord, RollbackStatus, TargetKey,
     TargetParts,

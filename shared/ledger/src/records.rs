@@ -1,5 +1,5 @@
 use aws_sdk_dynamodb::types::AttributeValue;
-use crossdeploy_protocol::{DeployRequest, DeploySpec, PipelineContext, Serving};
+use crossdeploy_protocol::{DeployRequest, DeploySpec, PipelineContext, RollbackSpec, Serving, UpdaterRequest};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 
@@ -15,6 +15,21 @@ impl TargetKey {
         match &request.spec {
             DeploySpec::Lambda(l) => Self::lambda(account, region, &l.function_name, &l.alias),
             DeploySpec::Ecs(e) => Self::ecs(account, region, &e.cluster_name, &e.service_name),
+        }
+    }
+
+    /// The target an updater request acts on.
+    pub fn of_request(request: &UpdaterRequest, default_region: &str) -> Self {
+        match request {
+            UpdaterRequest::Deploy(r) => Self::of(r, default_region),
+            UpdaterRequest::Rollback(r) => {
+                let account = r.target.account_id();
+                let region = r.target.region.as_deref().unwrap_or(default_region);
+                match &r.spec {
+                    RollbackSpec::Lambda(l) => Self::lambda(account, region, &l.function_name, &l.alias),
+                    RollbackSpec::Ecs(e) => Self::ecs(account, region, &e.cluster_name, &e.service_name),
+                }
+            }
         }
     }
 
@@ -93,6 +108,10 @@ pub struct LeaseHolder {
     /// Until when the lease holds (seconds since the epoch), as read back.
     #[serde(default)]
     pub until: u64,
+    /// The fingerprint of the updater request the holder is about to send (or sends again):
+    /// the one request an updater acts on for this target (see [`crate::check_origin`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request: Option<String>,
 }
 
 impl std::fmt::Display for LeaseHolder {

@@ -8,7 +8,8 @@
 pub mod actions;
 mod config;
 mod job;
-pub mod policy;
+/// The deploy policy lives with the protocol, which deploy-rollback shares (its direct requests).
+pub use crossdeploy_protocol::policy;
 mod poll;
 mod report;
 

@@ -8,6 +8,7 @@
 //! variants; rollback is a new [`UpdaterRequest`] variant; neither reshapes what is here.
 
 mod arn;
+pub mod policy;
 mod strategy;
 
 pub use arn::{RoleArn, RoleArnError};
@@ -33,6 +34,32 @@ impl UpdaterRequest {
             UpdaterRequest::Deploy(r) => &r.request_id,
             UpdaterRequest::Rollback(r) => &r.request_id,
         }
+    }
+
+    /// The target it acts on.
+    pub fn target(&self) -> &Target {
+        match self {
+            UpdaterRequest::Deploy(r) => &r.target,
+            UpdaterRequest::Rollback(r) => &r.target,
+        }
+    }
+
+    /// What the request asks for, as a SHA-256 (hex): everything but the parts that change from
+    /// one invocation to the next of the same work (`Resume`, `DeadlineMs`). The party that asks
+    /// (the worker, deploy-rollback) records it in the target's lease before it invokes an
+    /// updater, and the updater acts only on a request whose fingerprint the live lease holds:
+    /// that is how an updater knows a request comes from them (see the README, "Who can reach
+    /// the updaters").
+    pub fn fingerprint(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let mut value = serde_json::to_value(self).unwrap_or_default();
+        if let Some(fields) = value.as_object_mut() {
+            fields.remove("Resume");
+            fields.remove("DeadlineMs");
+        }
+        // serde_json's maps are sorted by key: one request, one text, whatever built it.
+        let text = value.to_string();
+        Sha256::digest(text.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
     }
 }
 
@@ -427,6 +454,36 @@ mod tests {
         assert_eq!(json["Target"]["RoleArn"], "arn:aws:iam::222222222222:role/crossdeploy-target");
         let back: UpdaterRequest = serde_json::from_value(json).unwrap();
         assert_eq!(back, r);
+    }
+
+    #[test]
+    fn a_fingerprint_names_the_work_not_the_invocation() {
+        let r = request();
+        let f = r.fingerprint();
+        assert_eq!(f.len(), 64);
+        assert!(f.chars().all(|c| c.is_ascii_hexdigit()));
+        // Another invocation of the same work: resumed, with another deadline.
+        let UpdaterRequest::Deploy(mut again) = r.clone() else { unreachable!() };
+        again.resume = Some(serde_json::json!({"Phase": "Baking"}));
+        again.deadline_ms = Some(1_800_000_000_000);
+        assert_eq!(UpdaterRequest::Deploy(again.clone()).fingerprint(), f);
+        // Any other artifact, target, spec or alarm is other work.
+        let changes: [fn(&mut DeployRequest); 5] = [
+            |d| d.artifact.key = "orders/BuildOutput/evil.zip".into(),
+            |d| d.target.region = Some("us-east-1".into()),
+            |d| d.alarm_names.clear(),
+            |d| d.request_id = "job-2".into(),
+            |d| {
+                if let DeploySpec::Lambda(l) = &mut d.spec {
+                    l.function_name = "payments-api".into()
+                }
+            },
+        ];
+        for change in changes {
+            let mut other = again.clone();
+            change(&mut other);
+            assert_ne!(UpdaterRequest::Deploy(other).fingerprint(), f);
+        }
     }
 
     #[test]

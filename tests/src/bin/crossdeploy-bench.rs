@@ -53,6 +53,7 @@ async fn start_functions(local: &LocalAws, bin_dir: &Path, updaters: &[&str]) ->
     let mut updater_env = common.clone();
     updater_env.push(("CROSSDEPLOY_ALLOWED_TARGET_ROLES".into(), accounts::target_role(TARGET_ACCOUNT)));
     updater_env.push(("CROSSDEPLOY_EXTERNAL_ID".into(), EXTERNAL_ID.into()));
+    updater_env.push(("CROSSDEPLOY_LEDGER_TABLE".into(), local.ledger_table.clone()));
     let mut worker_env = common;
     worker_env.push(("AWS_ENDPOINT_URL_LAMBDA".into(), lambda.endpoint.clone()));
     worker_env.push(("AWS_ENDPOINT_URL_CODEPIPELINE".into(), local.emulator.endpoint.clone()));

@@ -34,6 +34,9 @@ const ROLLBACK: &str = "deploy-rollback";
 const ALIAS: &str = "live";
 /// Lambda's asynchronous retries, shortened (Lambda waits about 1 and 2 minutes).
 const ASYNC_RETRIES: [Duration; 2] = [Duration::from_secs(1), Duration::from_secs(2)];
+/// How long after a job's continuation answer its next job is invoked (CodePipeline does not
+/// document it; it is seconds to minutes in practice).
+const CONTINUATION_PAUSE: Duration = Duration::from_millis(500);
 
 /// A seeded generator (splitmix64): a seed replays the same scenarios.
 #[derive(Debug, Clone)]
@@ -318,7 +321,10 @@ impl Soak {
     /// CodePipeline does (asynchronously, retried by Lambda with the same request id).
     async fn invoke_chain(self: &Arc<Self>, first: Value, rng: &mut Rng, duplicate: bool) -> Chain {
         let mut chain = Chain { jobs: vec![id(&first)], last: None };
-        for _ in 0..60 {
+        // Bounded by time, as CodePipeline bounds an action, not by a count of jobs: a chain
+        // waiting through continuation behind a slow holder may take many jobs.
+        let bound = Instant::now() + Duration::from_secs(900);
+        while Instant::now() < bound {
             let job = chain.jobs.last().cloned().unwrap_or_default();
             let Some(event) = self.emulator.invoke_event_of(&job) else { break };
             let payload = Bytes::from(event.to_string());
@@ -338,7 +344,11 @@ impl Soak {
             let answers = self.emulator.answers_of(&job);
             match answers.first() {
                 Some(Answer::Success { continuation_token: Some(_), .. }) => match self.emulator.next_of(&job) {
-                    Some(next) => chain.jobs.push(next),
+                    Some(next) => {
+                        chain.jobs.push(next);
+                        // CodePipeline invokes the continuation some time later, not at once.
+                        tokio::time::sleep(CONTINUATION_PAUSE).await;
+                    }
                     None => break,
                 },
                 Some(last) => {
@@ -561,6 +571,7 @@ impl Soak {
             _ => "AllAtOnce",
         };
         let params = Self::lambda_params(&function, strategy, true);
+        let mut alarm_firing = None;
         let chain = if kind == Kind::LambdaCustom {
             let mut configuration: BTreeMap<String, String> = BTreeMap::new();
             for (k, v) in params.as_object().into_iter().flatten() {
@@ -582,28 +593,37 @@ impl Soak {
             let event = self.invoke_job(&function, &params, artifact, "soak");
             if kind == Kind::CanaryAlarm {
                 // The alarm fires while traffic shifts; an alarm event reaches deploy-rollback too.
+                // Only while the deployment runs: once it has ended, the alarm is put back to OK
+                // (below), and an alarm firing after that would leak into the function's next scenario.
                 let (soak, function) = (self.clone(), function.clone());
                 let fire_after = Duration::from_secs(8 + rng.below(20));
-                tokio::spawn(async move {
-                    tokio::time::sleep(fire_after).await;
-                    let alarm = alarm_of(&function);
-                    let _ = accounts::set_alarm_state(
-                        &soak.target,
-                        &alarm,
-                        aws_sdk_cloudwatch::types::StateValue::Alarm,
-                        "soak",
-                    )
-                    .await;
-                    let event = alarm_event(&alarm);
-                    soak.host
-                        .invoke_async(
-                            ROLLBACK,
-                            Bytes::from(event.to_string()),
-                            format!("alarm-{alarm}"),
-                            &ASYNC_RETRIES,
+                let (ended, mut ending) = tokio::sync::oneshot::channel::<()>();
+                alarm_firing = Some((
+                    ended,
+                    tokio::spawn(async move {
+                        tokio::select! {
+                            _ = tokio::time::sleep(fire_after) => {}
+                            _ = &mut ending => return,
+                        }
+                        let alarm = alarm_of(&function);
+                        let _ = accounts::set_alarm_state(
+                            &soak.target,
+                            &alarm,
+                            aws_sdk_cloudwatch::types::StateValue::Alarm,
+                            "soak",
                         )
                         .await;
-                });
+                        let event = alarm_event(&alarm);
+                        soak.host
+                            .invoke_async(
+                                ROLLBACK,
+                                Bytes::from(event.to_string()),
+                                format!("alarm-{alarm}"),
+                                &ASYNC_RETRIES,
+                            )
+                            .await;
+                    }),
+                ));
             }
             if kind == Kind::StageFailedDuring {
                 // Another action of the stage fails while this canary bakes: the deployment is
@@ -625,6 +645,11 @@ impl Soak {
             }
             self.invoke_chain(event, rng, kind == Kind::Duplicate).await
         };
+        // The deployment has ended: an alarm not fired yet never fires; one firing is let finish.
+        if let Some((ended, firing)) = alarm_firing.take() {
+            let _ = ended.send(());
+            let _ = firing.await;
+        }
         self.check_answers(&chain, verdict);
         self.note_failure(kind, &chain, verdict);
         self.check_lambda(&function, &before, &chain, &package, verdict).await;
@@ -984,6 +1009,7 @@ async fn main() -> Result<()> {
     let mut updater_env = common.clone();
     updater_env.push(("CROSSDEPLOY_ALLOWED_TARGET_ROLES".into(), allowed));
     updater_env.push(("CROSSDEPLOY_EXTERNAL_ID".into(), EXTERNAL_ID.into()));
+    updater_env.push(("CROSSDEPLOY_LEDGER_TABLE".into(), table.clone()));
     let mut worker_env = common;
     worker_env.push(("AWS_ENDPOINT_URL_LAMBDA".into(), lambda.clone()));
     worker_env.push(("AWS_ENDPOINT_URL_CODEPIPELINE".into(), cp.clone()));

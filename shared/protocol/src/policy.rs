@@ -8,15 +8,19 @@
 //! {"Rules": [
 //!   {"Pipelines": ["orders"], "Stages": ["Deploy-prod"], "Targets": ["arn:aws:iam::444444444444:role/crossdeploy-target"]},
 //!   {"Pipelines": ["*"], "Targets": ["222222222222", "333333333333"]}
-//! ]}
+//! ], "RollbackPrincipals": ["arn:aws:iam::111111111111:role/OnCall"]}
 //! ```
+//!
+//! `RollbackPrincipals` (optional) names who may send deploy-rollback direct requests; with it,
+//! deploy-rollback takes direct requests only through its function URL (IAM auth), where Lambda
+//! establishes who signed the request.
 //!
 //! A job may deploy to a target when a rule names the target (its role ARN, or its account) and
 //! the job's pipeline (or `*`), and, if the rule names stages, the job's stage. Anything else is
 //! refused: a target no rule names is closed to every pipeline. A job whose pipeline CodePipeline
 //! did not establish may deploy only where a rule opens the target to every pipeline and stage.
 
-use crossdeploy_protocol::RoleArn;
+use crate::RoleArn;
 use serde::Deserialize;
 
 /// The environment variable the worker reads its policy from.
@@ -28,6 +32,11 @@ const MAX_POLICY_BYTES: usize = 4096;
 #[serde(deny_unknown_fields, rename_all = "PascalCase")]
 pub struct DeployPolicy {
     pub rules: Vec<Rule>,
+    /// Who may send deploy-rollback direct requests: IAM role ARNs (`arn:aws:iam::<account>:role/<name>`,
+    /// which their assumed-role sessions match; a trailing `*` in the name matches its prefix) or
+    /// user ARNs. Absent: anyone who may invoke deploy-rollback (IAM decides, as before policies).
+    #[serde(default)]
+    pub rollback_principals: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -88,7 +97,44 @@ impl DeployPolicy {
                 }
             }
         }
+        if let Some(principals) = &policy.rollback_principals {
+            if principals.is_empty() {
+                return Err(PolicyError(
+                    "RollbackPrincipals is empty; name who may send direct rollback requests, or leave the key out"
+                        .to_owned(),
+                ));
+            }
+            for p in principals {
+                if Principal::of_pattern(p).is_none() {
+                    return Err(PolicyError(format!(
+                        "RollbackPrincipals: `{p}` is neither an IAM role ARN (arn:aws:iam::<account>:role/<name>) nor a user ARN"
+                    )));
+                }
+            }
+        }
         Ok(policy)
+    }
+
+    /// Whether `caller` (the ARN of who sent a direct rollback request, as Lambda established it
+    /// from the request's signature; `None`: unknown, a plain Invoke) may send one.
+    pub fn may_roll_back(&self, caller: Option<&str>) -> Result<(), String> {
+        let Some(allowed) = &self.rollback_principals else {
+            return Ok(());
+        };
+        let Some(caller) = caller else {
+            return Err("the deploy policy names who may send direct rollback requests (RollbackPrincipals), and this one came by a plain Invoke, which does not say who sent it; send it to deploy-rollback's function URL, signed with your own credentials (the RollbackUrl output of the stack)".to_owned());
+        };
+        let who = Principal::of_caller(caller);
+        if who
+            .as_ref()
+            .is_some_and(|who| allowed.iter().filter_map(|p| Principal::of_pattern(p)).any(|p| p.matches(who)))
+        {
+            return Ok(());
+        }
+        Err(format!(
+            "the deploy policy does not let {caller} send direct rollback requests (RollbackPrincipals: {}); nothing was rolled back",
+            allowed.join(", ")
+        ))
     }
 
     /// The policy in `CROSSDEPLOY_DEPLOY_POLICY`; `Ok(None)` when it is unset or empty.
@@ -137,6 +183,55 @@ impl DeployPolicy {
         Err(format!(
             "the deploy policy does not let {who} deploy to {role} ({open_to}); nothing was deployed. Change DeployPolicy in template.yaml if this deployment should be allowed"
         ))
+    }
+}
+
+/// An IAM identity, as far as a policy compares them: account, kind (`role` or `user`) and
+/// name (a role's path is left out: an assumed-role session's ARN does not carry it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Principal<'a> {
+    account: &'a str,
+    kind: &'a str,
+    name: &'a str,
+}
+
+impl<'a> Principal<'a> {
+    /// `arn:<partition>:iam::<account>:role/<path/><name>` or `...:user/<path/><name>`.
+    fn of_pattern(arn: &'a str) -> Option<Self> {
+        let rest = arn.strip_prefix("arn:")?;
+        let (_partition, rest) = rest.split_once(":iam::")?;
+        let (account, resource) = rest.split_once(':')?;
+        let (kind, path) = resource.split_once('/')?;
+        let name = path.rsplit('/').next()?;
+        let valid_name =
+            !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"+=,.@_-*".contains(&b));
+        let star_last = name.find('*').is_none_or(|i| i == name.len() - 1);
+        (account.len() == 12
+            && account.bytes().all(|b| b.is_ascii_digit())
+            && matches!(kind, "role" | "user")
+            && valid_name
+            && star_last)
+            .then_some(Self { account, kind, name })
+    }
+
+    /// A caller's ARN: an assumed-role session (`arn:<partition>:sts::<account>:assumed-role/<role>/<session>`),
+    /// a user, or a role.
+    fn of_caller(arn: &'a str) -> Option<Self> {
+        if let Some(rest) = arn.strip_prefix("arn:").and_then(|r| r.split_once(":sts::")).map(|(_, r)| r) {
+            let (account, resource) = rest.split_once(':')?;
+            let mut parts = resource.split('/');
+            let (kind, role) = (parts.next()?, parts.next()?);
+            return (kind == "assumed-role" && !role.is_empty()).then_some(Self { account, kind: "role", name: role });
+        }
+        Self::of_pattern(arn).filter(|p| !p.name.contains('*'))
+    }
+
+    fn matches(&self, caller: &Principal<'_>) -> bool {
+        let name = match self.name.strip_suffix('*') {
+            Some(prefix) => caller.name.starts_with(prefix),
+            None => caller.name == self.name,
+        };
+        self.account == caller.account && self.kind == caller.kind && name
     }
 }
 
@@ -196,6 +291,40 @@ mod tests {
     }
 
     #[test]
+    fn only_the_named_principals_may_send_direct_rollbacks_and_only_when_known() {
+        let p = DeployPolicy::parse(
+            r#"{"Rules": [{"Pipelines": ["*"], "Targets": ["222222222222"]}],
+                "RollbackPrincipals": ["arn:aws:iam::111111111111:role/teams/OnCall", "arn:aws:iam::111111111111:role/admin-*",
+                                       "arn:aws:iam::111111111111:user/alice"]}"#,
+        )
+        .unwrap();
+        for caller in [
+            "arn:aws:sts::111111111111:assumed-role/OnCall/bob",
+            "arn:aws:sts::111111111111:assumed-role/admin-break-glass/carol",
+            "arn:aws:iam::111111111111:user/alice",
+            "arn:aws:iam::111111111111:user/ops/alice",
+        ] {
+            assert_eq!(p.may_roll_back(Some(caller)), Ok(()), "{caller}");
+        }
+        for caller in [
+            "arn:aws:sts::111111111111:assumed-role/Developer/bob",
+            "arn:aws:sts::999999999999:assumed-role/OnCall/bob",
+            "arn:aws:sts::111111111111:assumed-role/OnCallers/bob",
+            "arn:aws:iam::111111111111:user/mallory",
+            "arn:aws:iam::111111111111:root",
+            "arn:aws:sts::111111111111:federated-user/OnCall",
+            "not an arn",
+        ] {
+            let e = p.may_roll_back(Some(caller)).unwrap_err();
+            assert!(e.contains(caller) && e.contains("RollbackPrincipals"), "{e}");
+        }
+        let e = p.may_roll_back(None).unwrap_err();
+        assert!(e.contains("plain Invoke") && e.contains("function URL"), "{e}");
+        // No RollbackPrincipals: anyone IAM lets invoke deploy-rollback, as before.
+        assert_eq!(example().may_roll_back(None), Ok(()));
+    }
+
+    #[test]
     fn bad_policies_are_refused_saying_why() {
         for (text, needle) in [
             ("nope", "not a policy"),
@@ -205,6 +334,19 @@ mod tests {
             (r#"{"Rules": [{"Pipelines": ["a"], "Targets": []}]}"#, "no Targets"),
             (r#"{"Rules": [{"Pipelines": ["a"], "Targets": ["prod"]}]}"#, "neither a role ARN"),
             (r#"{"Rules": [{"Pipelines": ["a"], "Targets": ["222222222222"], "Principals": []}]}"#, "unknown field"),
+            (r#"{"Rules": [{"Pipelines": ["a"], "Targets": ["222222222222"]}], "RollbackPrincipals": []}"#, "is empty"),
+            (
+                r#"{"Rules": [{"Pipelines": ["a"], "Targets": ["222222222222"]}], "RollbackPrincipals": ["OnCall"]}"#,
+                "neither an IAM role ARN",
+            ),
+            (
+                r#"{"Rules": [{"Pipelines": ["a"], "Targets": ["222222222222"]}], "RollbackPrincipals": ["arn:aws:iam::1:role/x"]}"#,
+                "neither an IAM role ARN",
+            ),
+            (
+                r#"{"Rules": [{"Pipelines": ["a"], "Targets": ["222222222222"]}], "RollbackPrincipals": ["arn:aws:iam::111111111111:role/*x"]}"#,
+                "neither an IAM role ARN",
+            ),
         ] {
             let e = DeployPolicy::parse(text).unwrap_err();
             assert!(e.to_string().contains(needle), "{text}: {e}");
