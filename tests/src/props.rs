@@ -281,17 +281,31 @@ pub fn arb_rollback_event() -> impl Strategy<Value = Value> {
     let failed = event_file("codepipeline-action-failed.json");
     let alarm = event_file("cloudwatch-alarm-state-change.json");
     let ecs = event_file("ecs-deployment-failed.json");
-    let direct_lambda = (arb_name(), arb_name(), prop::option::of("[0-9]{1,4}")).prop_map(|(f, a, v)| {
+    let direct_lambda = || {
+        (arb_name(), arb_name(), prop::option::of("[0-9]{1,4}")).prop_map(|(f, a, v)| {
         let mut r = json!({"Kind": "Lambda", "TargetRoleArn": target_role("222222222222"), "FunctionName": f, "Alias": a, "Reason": "test"});
         if let Some(v) = v {
             r["RestoreVersion"] = json!(v);
         }
         r
-    });
+    })
+    };
     let direct_ecs = (arb_name(), arb_name()).prop_map(|(c, s)| {
         json!({"Kind": "Ecs", "TargetRoleArn": target_role("333333333333"), "ClusterName": c, "ServiceName": s})
     });
-    prop_oneof![Just(failed), Just(alarm), Just(ecs), direct_lambda, direct_ecs]
+    // A direct request through the function URL: the body as text (or base64), the signer's ARN.
+    let url = event_file("function-url-direct.json");
+    let through_url = (direct_lambda(), any::<bool>(), "[A-Za-z0-9+=,.@_-]{1,32}").prop_map(move |(r, b64, who)| {
+        use base64::Engine as _;
+        let mut e = url.clone();
+        let body = r.to_string();
+        e["body"] = json!(if b64 { base64::engine::general_purpose::STANDARD.encode(&body) } else { body });
+        e["isBase64Encoded"] = json!(b64);
+        e["requestContext"]["authorizer"]["iam"]["userArn"] =
+            json!(format!("arn:aws:sts::111111111111:assumed-role/{who}/s"));
+        e
+    });
+    prop_oneof![Just(failed), Just(alarm), Just(ecs), direct_lambda(), direct_ecs, through_url]
 }
 
 /// Valid events the worker takes (its triggers).

@@ -78,7 +78,7 @@ async fn lease_for(ledger: &Ledger, request: &UpdaterRequest, holder_id: &str, u
     let holder = LeaseHolder {
         deployment_id: holder_id.into(),
         job_id: Some(holder_id.into()),
-        request: Some(request.fingerprint()),
+        request: request.fingerprint(),
         ..LeaseHolder::default()
     };
     let target = TargetKey::of_request(request, REGION);
@@ -127,20 +127,30 @@ async fn only_the_request_the_lease_vouches_for_is_deployed_resumed_or_not() {
         crossdeploy_ledger::now_secs() + 300,
     )
     .await;
-    // The same deployment id, another artifact: not the request its worker recorded.
+    // The same deployment, another artifact, a forged state to resume from (a version to move
+    // the alias to, past every gate), or a later deadline: not the request its worker vouched for.
     let mut swapped = real.clone();
     swapped.artifact = deploy_request(&local, "job-real", "swapped").await.artifact;
+    let mut forged_state = real.clone();
+    forged_state.resume =
+        Some(serde_json::json!({"Phase": "Shifting", "NewVersion": "1", "Step": 1, "StepStartedAt": 0}));
+    let mut later = real.clone();
+    later.deadline_ms = Some(Deadline::after(Duration::from_secs(600)).epoch_millis());
     let assumed_before = assume_role_calls(&log);
-    let message =
-        refusal(&updaters.invoke(LAMBDA_UPDATER, &UpdaterRequest::Deploy(Box::new(swapped))).await.unwrap()).to_owned();
-    assert!(message.contains("held by") && message.contains("for another request"), "{message}");
+    for forged in [swapped, forged_state, later] {
+        let outcome = updaters.invoke(LAMBDA_UPDATER, &UpdaterRequest::Deploy(Box::new(forged))).await.unwrap();
+        let message = refusal(&outcome);
+        assert!(message.contains("vouches for another request"), "{message}");
+        assert!(
+            !message.contains("exec-job-real") && !message.contains("pipeline orders"),
+            "the holder is not named: {message}"
+        );
+    }
     assert_eq!(assume_role_calls(&log), assumed_before);
     assert_eq!(function_state(&local.target, FUNCTION, ALIAS).await.unwrap(), before);
 
-    // The request itself, as the worker sends it (a deadline of its own each slice), deploys.
-    let mut sent = real.clone();
-    sent.deadline_ms = Some(Deadline::after(Duration::from_secs(60)).epoch_millis());
-    let outcome = updaters.invoke(LAMBDA_UPDATER, &UpdaterRequest::Deploy(Box::new(sent))).await.unwrap();
+    // The request itself, as the worker sent it, deploys.
+    let outcome = updaters.invoke(LAMBDA_UPDATER, &UpdaterRequest::Deploy(Box::new(real))).await.unwrap();
     assert!(matches!(outcome, Outcome::Succeeded { .. }), "{outcome:?}");
     assert_ne!(function_state(&local.target, FUNCTION, ALIAS).await.unwrap().alias_version, before.alias_version);
 }

@@ -494,8 +494,8 @@ async fn restore_target<I: Invoke>(
         job_id: None,
         since: now_secs(),
         until: 0,
-        // The one request the updater will act on for this target (crossdeploy_ledger::check_origin).
-        request: Some(UpdaterRequest::Rollback(Box::new(request.clone())).fingerprint()),
+        // Vouching for no request yet: each invocation is vouched for as it is sent.
+        request: None,
     };
     let until = deadline.epoch_millis() / 1000 + LEASE_GRACE.as_secs();
     match rb.ledger.acquire_lease(&condemned.target, &holder, until).await {
@@ -517,7 +517,18 @@ async fn restore_target<I: Invoke>(
         }
         Ok(Lease::Acquired) => {}
     }
-    let resolution = invoke_rollback(&rb.invoker, &updater, request.clone(), deadline.less(RECORD_MARGIN)).await;
+    // The lease vouches for each invocation in turn (crossdeploy_ledger::check_origin).
+    let vouch = |r: &UpdaterRequest| {
+        let holder = LeaseHolder { request: r.fingerprint(), ..holder.clone() };
+        async move {
+            match rb.ledger.acquire_lease(&condemned.target, &holder, until).await {
+                Ok(Lease::Acquired) => Ok(()),
+                Ok(Lease::HeldBy(other)) => Err(format!("{} is held by {other}", condemned.target)),
+                Err(e) => Err(e.to_string()),
+            }
+        }
+    };
+    let resolution = invoke_rollback(&rb.invoker, &updater, request.clone(), deadline.less(RECORD_MARGIN), vouch).await;
     if let Err(e) = rb.ledger.release_lease(&condemned.target, &request.request_id).await {
         tracing::error!(error = %e, target = %condemned.target, "could not release the lease; it expires on its own");
     }
@@ -540,17 +551,25 @@ pub struct Resolution {
 /// out to its deadline and run again (the updater's guard makes a second run find the target
 /// restored), while `deadline` allows. Returns only once no updater is acting: a rollback that
 /// could not be carried out is reported as failed (its claim stays open to a retry).
-pub async fn invoke_rollback<I: Invoke>(
+/// `vouch` records each invocation's request in the target's lease before it is sent (the
+/// updater acts on nothing else); an `Err` from it means that invocation was not sent.
+pub async fn invoke_rollback<I, V, Fut>(
     invoker: &I,
     updater: &str,
     request: RollbackRequest,
     deadline: Deadline,
-) -> Resolution {
+    vouch: V,
+) -> Resolution
+where
+    I: Invoke,
+    V: Fn(&UpdaterRequest) -> Fut,
+    Fut: std::future::Future<Output = Result<(), String>>,
+{
     let mut last = None;
     let mut pause = std::time::Duration::from_millis(200);
     while deadline.remaining() > MIN_ROLLBACK_SLICE {
         let slice = deadline.at_most(ROLLBACK_SLICE);
-        match invoke_rollback_once(invoker, updater, request.clone(), slice).await {
+        match invoke_rollback_once(invoker, updater, request.clone(), slice, &vouch).await {
             Attempt::Done(resolution) => return resolution,
             Attempt::Again(resolution, wait) => {
                 last = Some(resolution);
@@ -580,12 +599,18 @@ enum Attempt {
     Again(Resolution, bool),
 }
 
-async fn invoke_rollback_once<I: Invoke>(
+async fn invoke_rollback_once<I, V, Fut>(
     invoker: &I,
     updater: &str,
     mut request: RollbackRequest,
     deadline: Deadline,
-) -> Attempt {
+    vouch: &V,
+) -> Attempt
+where
+    I: Invoke,
+    V: Fn(&UpdaterRequest) -> Fut,
+    Fut: std::future::Future<Output = Result<(), String>>,
+{
     request.deadline_ms = Some(deadline.epoch_millis());
     let failed = |message: String| Resolution {
         status: RollbackStatus::Failed,
@@ -597,7 +622,11 @@ async fn invoke_rollback_once<I: Invoke>(
         RollbackSpec::Lambda(l) => format!("alias {} of function {}", l.alias, l.function_name),
         RollbackSpec::Ecs(e) => format!("service {} in cluster {}", e.service_name, e.cluster_name),
     };
-    match invoke_until(invoker, updater, &UpdaterRequest::Rollback(Box::new(request)), deadline).await {
+    let request = UpdaterRequest::Rollback(Box::new(request));
+    if let Err(e) = vouch(&request).await {
+        return Attempt::Again(failed(format!("{e}; nothing was changed: retry")), true);
+    }
+    match invoke_until(invoker, updater, &request, deadline).await {
         Invoked::NotRun(e) => Attempt::Again(failed(format!("{e}; nothing was changed: retry")), true),
         Invoked::Ended(e) | Invoked::Unknown(e) => Attempt::Again(
             failed(format!("{e}; the updater has stopped, but what it did is unknown: check {target} and retry")),
@@ -761,12 +790,26 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_throttled_rollback_is_tried_again_while_the_deadline_allows() {
         let invoker = Throttled(AtomicU32::new(0), 3);
-        let r = invoke_rollback(&invoker, "u", request(), Deadline::after(Duration::from_secs(60))).await;
+        let r = invoke_rollback(
+            &invoker,
+            "u",
+            request(),
+            Deadline::after(Duration::from_secs(60)),
+            |_: &UpdaterRequest| async { Ok(()) },
+        )
+        .await;
         assert_eq!((r.status, r.handled), (RollbackStatus::Restored, Handled::Restored), "{r:?}");
         assert_eq!(invoker.0.load(Ordering::SeqCst), 4);
         // Throttled until the deadline: failed, and open to a retry.
         let invoker = Throttled(AtomicU32::new(0), u32::MAX);
-        let r = invoke_rollback(&invoker, "u", request(), Deadline::after(Duration::from_secs(20))).await;
+        let r = invoke_rollback(
+            &invoker,
+            "u",
+            request(),
+            Deadline::after(Duration::from_secs(20)),
+            |_: &UpdaterRequest| async { Ok(()) },
+        )
+        .await;
         assert_eq!(r.status, RollbackStatus::Failed);
         assert!(r.message.contains("nothing was changed"), "{}", r.message);
     }

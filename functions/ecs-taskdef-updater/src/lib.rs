@@ -53,12 +53,17 @@ impl Deps {
 
 /// Handles one request (the Lambda event, as JSON) and always answers with an [`Outcome`].
 pub async fn handle(event: serde_json::Value, deps: &Deps, deadline: Deadline) -> Outcome {
+    // Of the JSON as it came, before it is read: what the worker or deploy-rollback vouched for.
+    let fingerprint = crossdeploy_protocol::fingerprint_of(&event);
     crossdeploy_aws::handle_updater_request(event, deadline, ANSWER_MARGIN, |request, deadline| async move {
         // Before anything else (no read, no AssumeRole): does the request come from the worker
         // or deploy-rollback?
-        Box::pin(deps.origin.check("ecs-taskdef-updater", &request, deadline))
-            .await
-            .map_err(|e| EcsError::Origin(Box::new(e)))?;
+        match Box::pin(deps.origin.check("ecs-taskdef-updater", &request, &fingerprint, deadline)).await {
+            Ok(()) => {}
+            // Unknown, not refused: nothing was done; the caller asks again from the same state.
+            Err(e @ crossdeploy_ledger::OriginError::Unreadable { .. }) => return Ok(not_checked(&request, &e)),
+            Err(e) => return Err(EcsError::Origin(Box::new(e))),
+        }
         // Boxed: the deployment's future is deep, and rustc's layout of the runtime's future must stay bounded.
         match request {
             UpdaterRequest::Deploy(r) => Box::pin(deploy(&r, deps, deadline)).await,
@@ -66,6 +71,18 @@ pub async fn handle(event: serde_json::Value, deps: &Deps, deadline: Deadline) -
         }
     })
     .await
+}
+
+/// The answer to a request whose origin could not be checked (the ledger did not answer in
+/// time): in progress from the state it came with, so that the caller invokes again; nothing
+/// was done, and what stands is unchanged.
+fn not_checked(request: &UpdaterRequest, e: &crossdeploy_ledger::OriginError) -> Outcome {
+    let state = match request {
+        UpdaterRequest::Deploy(r) => r.resume.clone().unwrap_or(serde_json::Value::Null),
+        UpdaterRequest::Rollback(_) => serde_json::Value::Null,
+    };
+    tracing::warn!(error = %e, "could not check where the request comes from; nothing done");
+    Outcome::InProgress { summary: format!("{e}; trying again"), percent_complete: 0, state, stands: None }
 }
 
 /// One deployment request, from the allow-list check to the end of the rollout.

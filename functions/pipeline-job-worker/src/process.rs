@@ -376,9 +376,10 @@ fn lease_until<I: Invoke>(worker: &Worker<I>, deadline: Deadline) -> u64 {
     deadline.epoch_millis() / 1000 + worker.settings.lease_grace.as_secs()
 }
 
-/// This deployment as the holder of its target's lease, vouching for `request`: the one request
-/// the updater will act on (see `crossdeploy_ledger::check_origin`).
-fn lease_holder(p: &Prepared, request: &UpdaterRequest) -> LeaseHolder {
+/// This deployment as the holder of its target's lease, vouching for `request` (the very
+/// invocation about to be sent, resume state and deadline included): the one request the
+/// updater will act on (see `crossdeploy_ledger::check_origin`). `None`: for none yet.
+fn lease_holder(p: &Prepared, request: Option<&UpdaterRequest>) -> LeaseHolder {
     let ctx = &p.request.pipeline;
     LeaseHolder {
         deployment_id: p.deployment_id.clone(),
@@ -387,7 +388,7 @@ fn lease_holder(p: &Prepared, request: &UpdaterRequest) -> LeaseHolder {
         job_id: Some(p.job_id.clone()),
         since: now_secs(),
         until: 0,
-        request: Some(request.fingerprint()),
+        request: request.and_then(UpdaterRequest::fingerprint),
     }
 }
 
@@ -420,7 +421,7 @@ async fn take_lease(
 /// resumed while time is left), the ledger, the answer.
 async fn execute<I: Invoke>(p: &Prepared, worker: &Worker<I>, deadline: Deadline, progress: &Progress) -> JobAnswer {
     let ledger = worker.ledger.until(deadline);
-    let holder = lease_holder(p, &UpdaterRequest::Deploy(Box::new(p.request.clone())));
+    let holder = lease_holder(p, None);
     match take_lease(p, &ledger, &holder, lease_until(worker, deadline)).await {
         Err(e) => {
             // A take whose answer was lost may have been applied: give it back.
@@ -509,9 +510,30 @@ async fn execute<I: Invoke>(p: &Prepared, worker: &Worker<I>, deadline: Deadline
         request.resume = state.clone();
         request.deadline_ms = Some(slice.epoch_millis());
         progress.updater_deadline_ms.store(slice.epoch_millis(), Ordering::SeqCst);
+        let request = UpdaterRequest::Deploy(Box::new(request));
+        // The lease vouches for this very invocation, its state and deadline too: the updater
+        // acts on nothing else.
+        match ledger.acquire_lease(&p.target, &lease_holder(p, Some(&request)), lease_until(worker, deadline)).await {
+            Ok(Lease::Acquired) => {}
+            Ok(Lease::HeldBy(other)) => {
+                let message = format!(
+                    "the lease of {} passed to {other} while this deployment ran (its run was too slow to renew it); it stopped here",
+                    p.target
+                );
+                let answer = failure(FailureType::JobFailed, &p.job_id, with_stands(message.clone(), stands.as_ref()));
+                let ended = Ended { status: DeploymentStatus::Failed, outputs: None, message: Some(&message) };
+                return conclude(p, worker, &ledger, ended, stands.as_ref(), answer, deadline).await;
+            }
+            Err(e) => {
+                // Applied or not, nothing was invoked: the next turn writes it again.
+                tracing::warn!(job_id = %p.job_id, error = %e, "could not vouch for the invocation; trying again");
+                progress.updater_deadline_ms.store(0, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(500).min(deadline.remaining())).await;
+                continue;
+            }
+        }
         tracing::info!(job_id = %p.job_id, updater = %p.updater, target = %p.target, resume = state.is_some(), "invoking the updater");
-        let invoked =
-            invoke_until(&worker.invoker, &p.updater, &UpdaterRequest::Deploy(Box::new(request)), slice).await;
+        let invoked = invoke_until(&worker.invoker, &p.updater, &request, slice).await;
         progress.updater_deadline_ms.store(0, Ordering::SeqCst);
         match invoked {
             Invoked::Answered(Outcome::Succeeded { summary, outputs }) => {
@@ -692,22 +714,20 @@ async fn roll_back_condemned<I: Invoke>(
                     message: format!("the rollback could not start: {m}"),
                 },
                 Ok(request) => {
-                    // The lease vouches for one request at a time: now for the restore.
-                    let holder = lease_holder(p, &UpdaterRequest::Rollback(Box::new(request.clone())));
-                    let not_started = |why: String| deploy_rollback::Resolution {
-                        status: RollbackStatus::Failed,
-                        handled: deploy_rollback::Handled::Failed,
-                        restored: None,
-                        message: format!("the rollback could not start: {why}"),
-                    };
-                    match ledger.acquire_lease(&p.target, &holder, lease_until(worker, deadline)).await {
-                        Ok(Lease::Acquired) => {
-                            let until = deadline.less(INVOKE_SLACK + CLOCK_SKEW);
-                            deploy_rollback::invoke_rollback(&worker.invoker, &p.updater, request, until).await
+                    let until = deadline.less(INVOKE_SLACK + CLOCK_SKEW);
+                    let lease_end = lease_until(worker, deadline);
+                    // The lease vouches for each invocation of the restore in turn.
+                    let vouch = |r: &UpdaterRequest| {
+                        let holder = lease_holder(p, Some(r));
+                        async move {
+                            match ledger.acquire_lease(&p.target, &holder, lease_end).await {
+                                Ok(Lease::Acquired) => Ok(()),
+                                Ok(Lease::HeldBy(other)) => Err(format!("{} is held by {other}", p.target)),
+                                Err(e) => Err(e.to_string()),
+                            }
                         }
-                        Ok(Lease::HeldBy(other)) => not_started(format!("{} is held by {other}", p.target)),
-                        Err(e) => not_started(e.to_string()),
-                    }
+                    };
+                    deploy_rollback::invoke_rollback(&worker.invoker, &p.updater, request, until, vouch).await
                 }
             }
         }
@@ -791,7 +811,7 @@ async fn continue_later<I: Invoke>(
         return failure(FailureType::JobFailed, &p.job_id, with_stands(message, stands.as_ref()));
     }
     if holds_lease {
-        let holder = lease_holder(p, &UpdaterRequest::Deploy(Box::new(p.request.clone())));
+        let holder = lease_holder(p, None);
         let until = now_secs() + worker.settings.continuation_gap.as_secs();
         match ledger.acquire_lease(&p.target, &holder, until).await {
             Ok(Lease::Acquired) => {}

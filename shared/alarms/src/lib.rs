@@ -122,8 +122,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_transient_fault_is_retried_within_the_deadline() {
-        use aws_sdk_cloudwatch::operation::describe_alarms::DescribeAlarmsError;
         use aws_sdk_cloudwatch::error::ErrorMetadata;
+        use aws_sdk_cloudwatch::operation::describe_alarms::DescribeAlarmsError;
         let unavailable = mock!(Client::describe_alarms).then_error(|| {
             DescribeAlarmsError::generic(ErrorMetadata::builder().code("ServiceUnavailable").message("busy").build())
         });

@@ -44,23 +44,23 @@ impl UpdaterRequest {
         }
     }
 
-    /// What the request asks for, as a SHA-256 (hex): everything but the parts that change from
-    /// one invocation to the next of the same work (`Resume`, `DeadlineMs`). The party that asks
-    /// (the worker, deploy-rollback) records it in the target's lease before it invokes an
-    /// updater, and the updater acts only on a request whose fingerprint the live lease holds:
-    /// that is how an updater knows a request comes from them (see the README, "Who can reach
-    /// the updaters").
-    pub fn fingerprint(&self) -> String {
-        use sha2::{Digest, Sha256};
-        let mut value = serde_json::to_value(self).unwrap_or_default();
-        if let Some(fields) = value.as_object_mut() {
-            fields.remove("Resume");
-            fields.remove("DeadlineMs");
-        }
-        // serde_json's maps are sorted by key: one request, one text, whatever built it.
-        let text = value.to_string();
-        Sha256::digest(text.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+    /// This very invocation's request, as a SHA-256 (hex) of its JSON: everything in it, the
+    /// state to resume from and the deadline too. The party that asks (the worker,
+    /// deploy-rollback) records it in the target's lease before each invocation, and the updater
+    /// acts only on a request whose fingerprint the live lease holds ([`fingerprint_of`] the
+    /// JSON it received, before reading it): that is how an updater knows a request comes from
+    /// them (README, "Who can reach the updaters"). `None`: it could not be serialized (then no
+    /// lease vouches for it, and the updater refuses it).
+    pub fn fingerprint(&self) -> Option<String> {
+        serde_json::to_value(self).ok().map(|v| fingerprint_of(&v))
     }
+}
+
+/// The fingerprint of a request as JSON. A request and the text it travels as give the same
+/// value: serde_json writes a value the same way after reading it back.
+pub fn fingerprint_of(request: &serde_json::Value) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(request.to_string().as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Restore `restore` on a target, guarded: only while the target still runs `deployed` (what
@@ -457,18 +457,18 @@ mod tests {
     }
 
     #[test]
-    fn a_fingerprint_names_the_work_not_the_invocation() {
+    fn a_fingerprint_names_this_very_invocation_and_survives_the_wire() {
         let r = request();
-        let f = r.fingerprint();
+        let f = r.fingerprint().unwrap();
         assert_eq!(f.len(), 64);
         assert!(f.chars().all(|c| c.is_ascii_hexdigit()));
-        // Another invocation of the same work: resumed, with another deadline.
-        let UpdaterRequest::Deploy(mut again) = r.clone() else { unreachable!() };
-        again.resume = Some(serde_json::json!({"Phase": "Baking"}));
-        again.deadline_ms = Some(1_800_000_000_000);
-        assert_eq!(UpdaterRequest::Deploy(again.clone()).fingerprint(), f);
-        // Any other artifact, target, spec or alarm is other work.
-        let changes: [fn(&mut DeployRequest); 5] = [
+        // What the updater computes from the text it receives.
+        let text = serde_json::to_string(&r).unwrap();
+        assert_eq!(fingerprint_of(&serde_json::from_str(&text).unwrap()), f);
+        // Anything else is another request: the artifact, target, alarms, job, spec, and the
+        // state to resume from and the deadline as well.
+        let UpdaterRequest::Deploy(base) = r.clone() else { unreachable!() };
+        let changes: [fn(&mut DeployRequest); 7] = [
             |d| d.artifact.key = "orders/BuildOutput/evil.zip".into(),
             |d| d.target.region = Some("us-east-1".into()),
             |d| d.alarm_names.clear(),
@@ -478,11 +478,13 @@ mod tests {
                     l.function_name = "payments-api".into()
                 }
             },
+            |d| d.resume = Some(serde_json::json!({"Phase": "Shifting", "NewVersion": "1"})),
+            |d| d.deadline_ms = Some(1_800_000_000_000),
         ];
         for change in changes {
-            let mut other = again.clone();
+            let mut other = base.clone();
             change(&mut other);
-            assert_ne!(UpdaterRequest::Deploy(other).fingerprint(), f);
+            assert_ne!(UpdaterRequest::Deploy(other).fingerprint().unwrap(), f);
         }
     }
 

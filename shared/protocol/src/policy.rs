@@ -131,9 +131,9 @@ impl DeployPolicy {
         {
             return Ok(());
         }
+        // Who is allowed is not said: the caller may not be one of them.
         Err(format!(
-            "the deploy policy does not let {caller} send direct rollback requests (RollbackPrincipals: {}); nothing was rolled back",
-            allowed.join(", ")
+            "the deploy policy does not let {caller} send direct rollback requests (its RollbackPrincipals do not name it); nothing was rolled back"
         ))
     }
 
