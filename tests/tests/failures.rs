@@ -583,16 +583,18 @@ async fn a_retried_run_of_a_deployment_rolled_back_meanwhile_deploys_nothing_aga
         .await
         .unwrap();
 
-    // Lambda's retry: the same event, the same request id. It must not deploy again.
-    let handled = handle_invoke_event(
-        event.clone(),
-        Arc::new(local.worker_with(Untouchable)),
-        Deadline::after(Duration::from_secs(300)),
-        "request-1",
-    )
-    .await
-    .unwrap()
-    .unwrap();
+    // Lambda's retry: the same event, the same request id. It must not deploy again, and it
+    // concludes (puts back what is left) only once the killed attempt's updater invocation is
+    // out: up to one slice.
+    let mut retry = local.worker_with(Untouchable);
+    retry.settings.updater_slice = Duration::from_secs(3);
+    let started = std::time::Instant::now();
+    let handled =
+        handle_invoke_event(event.clone(), Arc::new(retry), Deadline::after(Duration::from_secs(300)), "request-1")
+            .await
+            .unwrap()
+            .unwrap();
+    assert!(started.elapsed() >= Duration::from_secs(3 + 5), "answered after {:?}", started.elapsed());
 
     assert_eq!(handled.answer, "JobFailed");
     let answers = local.answers_for(&event);
@@ -720,4 +722,43 @@ async fn a_condemned_deployment_whose_updater_never_said_what_stands_is_put_back
     let state = accounts::function_state(&local.target, "orders-api", ALIAS).await.unwrap();
     assert_eq!((state.alias_version.as_str(), state.alias_routing.len()), ("1", 0), "put back by its mark");
     assert!(local.ledger().lease_holder(&target("orders-api")).await.unwrap().is_none(), "the lease was released");
+}
+
+#[tokio::test]
+async fn a_deployment_whose_updater_died_unheard_every_time_is_put_back_by_its_mark_when_its_stage_fails() {
+    // The soak's finding: an updater killed three times in a row, the job failed, and the ledger
+    // said the deployment "changed nothing", so deploy-rollback left the target half deployed.
+    let local = spawn(&["orders-api"]).await;
+    let execution = "exec-silent";
+    let event = job(&local, "orders-api", "v2", Some(execution)).await;
+    let mark = format!(
+        "crossdeploy: pipeline orders execution {execution}; deployment {}; previous version 1",
+        job_id(&event)
+    );
+    assert_eq!(half_shift(&local, Some(&mark)).await, "2");
+    let worker = Arc::new(local.worker_with(DiesUnheard(InProcessUpdater::new(
+        &local.shared,
+        &LocalAws::allowed_roles(),
+        EXTERNAL_ID,
+        &local.ledger_table,
+    ))));
+    handle_invoke_event(event.clone(), worker, Deadline::after(Duration::from_secs(120)), "run-1").await.unwrap();
+    let answers = local.answers_for(&event);
+    let [Answer::Failure { message, .. }] = &answers[..] else { panic!("{answers:?}") };
+    assert!(message.contains("gave no outcome 3 times") && message.contains("may have been left changed"), "{message}");
+    let record = local.ledger().deployments(&target("orders-api")).await.unwrap().remove(0);
+    assert_eq!(record.serving, Some(crossdeploy_protocol::Serving::Unknown), "{record:?}");
+
+    // CodePipeline's FAILED event for the action reaches deploy-rollback: put back by the mark.
+    let report = deploy_rollback::handle(
+        action_failed(execution, "Deploy-orders-api"),
+        &local.rollback(),
+        Deadline::after(Duration::from_secs(60)),
+        "r1",
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.rollbacks.iter().map(|r| r.result).collect::<Vec<_>>(), vec![Handled::Restored], "{report:?}");
+    let state = accounts::function_state(&local.target, "orders-api", ALIAS).await.unwrap();
+    assert_eq!((state.alias_version.as_str(), state.alias_routing.len()), ("1", 0), "put back by its mark");
 }

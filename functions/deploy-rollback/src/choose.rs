@@ -56,6 +56,12 @@ pub fn choose(
         }
         // Died (its lease lapsed) before its updater's word on the target reached the ledger.
         DeploymentStatus::InProgress if condemned.serving.is_none() => return Choice::RestoreByMark,
+        // Ended with its updater unheard and no word before: what it did is on the target only.
+        DeploymentStatus::Failed | DeploymentStatus::InProgress
+            if condemned.serving == Some(Serving::Unknown) && condemned.deployed.is_none() =>
+        {
+            return Choice::RestoreByMark
+        }
         DeploymentStatus::Failed | DeploymentStatus::InProgress if !left_changes(condemned) => {
             let how = if condemned.status == DeploymentStatus::Failed { "failed" } else { "died" };
             return Choice::NotApplicable(format!(
@@ -255,6 +261,10 @@ mod tests {
         // One that died before anything of the target reached the ledger: by the target's mark.
         let unheard = record("a", 100, DeploymentStatus::InProgress, "", "");
         assert_eq!(choose(&unheard, std::slice::from_ref(&unheard), None, false), Choice::RestoreByMark);
+        // One that failed with its updater never heard from (killed every time): by the mark too.
+        let mut silent = record("a", 100, DeploymentStatus::Failed, "", "");
+        silent.serving = Some(Serving::Unknown);
+        assert_eq!(choose(&silent, std::slice::from_ref(&silent), None, false), Choice::RestoreByMark);
     }
 
     #[test]

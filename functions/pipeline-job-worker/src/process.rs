@@ -13,7 +13,7 @@ use crossdeploy_pipeline_job::{
 use crossdeploy_protocol::{outputs, DeployRequest, DeploySpec, FailureType, Outcome, Serving, Stands, UpdaterRequest};
 use serde::Serialize;
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -310,6 +310,9 @@ struct Progress {
     updater_deadline_ms: AtomicU64,
     /// What the target served at the updater's last word.
     stands: Mutex<Option<Stands>>,
+    /// An invocation has ended without a word since the last one (killed, timed out, its answer
+    /// lost): it may have changed the target after that word.
+    unheard: AtomicBool,
 }
 
 impl Progress {
@@ -340,6 +343,7 @@ async fn run_guarded<I: Invoke>(p: Prepared, worker: Arc<Worker<I>>, deadline: D
     let work_deadline = deadline.less(ANSWER_MARGIN);
     let progress = Arc::new(Progress::default());
     progress.set_stands(p.stands.clone());
+    progress.unheard.store(p.silent > 0, Ordering::SeqCst);
     let task = tokio::spawn({
         let (p, worker, progress) = (p.clone(), worker.clone(), progress.clone());
         async move { Box::pin(execute(&p, &worker, work_deadline, &progress)).await }
@@ -355,18 +359,31 @@ async fn run_guarded<I: Invoke>(p: Prepared, worker: Arc<Worker<I>>, deadline: D
         }
     };
     tracing::error!(job_id = %p.job_id, %message, "job cut short");
+    let acting = progress.updater_deadline_ms.load(Ordering::SeqCst) != 0;
     progress.updater_stopped(deadline.less(Duration::from_secs(3))).await;
-    let stands = progress.stands().map(unknown_if_changed);
+    // The updater's last word holds only if nothing acted unheard since.
+    let stands = if acting || progress.unheard.load(Ordering::SeqCst) {
+        Some(unknown_after(progress.stands()))
+    } else {
+        progress.stands()
+    };
     let ledger = worker.ledger.until(deadline.less(Duration::from_secs(3)));
     finish(&p, &ledger, DeploymentStatus::Failed, None, Some(&message), stands.as_ref()).await;
     failure(FailureType::JobFailed, &p.job_id, message)
 }
 
-/// What was known to stand, once the updater may have acted since: unknown, unless nothing had changed.
-fn unknown_if_changed(stands: Stands) -> Stands {
-    match stands.serving {
-        Serving::Previous => stands,
-        _ => Stands { serving: Serving::Unknown, ..stands },
+/// What stands once an updater invocation may have acted unheard since its last word (`None`:
+/// no word at all): unknown, whatever that word was. With nothing known of what stood or what was
+/// deployed, deploy-rollback restores by the deployment's mark on the target.
+fn unknown_after(stands: Option<Stands>) -> Stands {
+    match stands {
+        Some(s) => Stands { serving: Serving::Unknown, ..s },
+        None => Stands {
+            previous: String::new(),
+            deployed: String::new(),
+            serving: Serving::Unknown,
+            detail: "what it serves is unknown: the updater gave no word of what it did; the deployment's mark on the target tells".to_owned(),
+        },
     }
 }
 
@@ -463,6 +480,14 @@ async fn execute<I: Invoke>(p: &Prepared, worker: &Worker<I>, deadline: Deadline
     }
     let mut state = p.request.resume.clone();
     let mut stands = p.stands.clone();
+    // Lambda retried this run (the same request id): the killed attempt's updater invocation may
+    // still be acting until its deadline, at most one slice from now. Nothing starts before,
+    // not even the restore of a deployment condemned meanwhile.
+    if p.retried {
+        let orphan = worker.settings.updater_slice + INVOKE_SLACK + CLOCK_SKEW;
+        tracing::info!(job_id = %p.job_id, wait_s = orphan.as_secs(), "a retried run: waiting out the killed attempt's updater");
+        tokio::time::sleep(orphan.min(deadline.remaining())).await;
+    }
     // A deployment condemned (or rolled back) already goes no further: a run revived by
     // Lambda's retry must not deploy again what deploy-rollback put back.
     match ledger.deployment(&record(p, DeploymentStatus::InProgress, None, None, None)).await {
@@ -477,13 +502,6 @@ async fn execute<I: Invoke>(p: &Prepared, worker: &Worker<I>, deadline: Deadline
         Err(e) => {
             tracing::warn!(error = %e, deployment_id = %p.deployment_id, "could not read the deployment's record")
         }
-    }
-    // Lambda retried this run (the same request id): the killed attempt's updater invocation may
-    // still be acting until its deadline, at most one slice from now. Nothing starts before.
-    if p.retried {
-        let orphan = worker.settings.updater_slice + INVOKE_SLACK + CLOCK_SKEW;
-        tracing::info!(job_id = %p.job_id, wait_s = orphan.as_secs(), "a retried run: waiting out the killed attempt's updater");
-        tokio::time::sleep(orphan.min(deadline.remaining())).await;
     }
     let mut last = (format!("deploying {}", p.target), 10u8);
     let mut silent = p.silent;
@@ -535,6 +553,11 @@ async fn execute<I: Invoke>(p: &Prepared, worker: &Worker<I>, deadline: Deadline
         tracing::info!(job_id = %p.job_id, updater = %p.updater, target = %p.target, resume = state.is_some(), "invoking the updater");
         let invoked = invoke_until(&worker.invoker, &p.updater, &request, slice).await;
         progress.updater_deadline_ms.store(0, Ordering::SeqCst);
+        match &invoked {
+            Invoked::Answered(_) => progress.unheard.store(false, Ordering::SeqCst),
+            Invoked::Ended(_) | Invoked::Unknown(_) => progress.unheard.store(true, Ordering::SeqCst),
+            Invoked::NotRun(_) => {}
+        }
         match invoked {
             Invoked::Answered(Outcome::Succeeded { summary, outputs }) => {
                 let deployed = Stands {
@@ -586,7 +609,7 @@ async fn execute<I: Invoke>(p: &Prepared, worker: &Worker<I>, deadline: Deadline
                 silent += 1;
                 tracing::warn!(job_id = %p.job_id, error = %e, silent, "the updater gave no outcome; running it again from its last state");
                 if silent >= MAX_SILENT {
-                    let stands = stands.map(unknown_if_changed);
+                    let stands = Some(unknown_after(stands));
                     let message =
                         format!("the updater {} gave no outcome {silent} times in a row; the last: {e}", p.updater);
                     let answer =
@@ -603,8 +626,9 @@ async fn execute<I: Invoke>(p: &Prepared, worker: &Worker<I>, deadline: Deadline
 fn with_stands(message: String, stands: Option<&Stands>) -> String {
     match stands {
         Some(s) if s.serving != Serving::Previous => format!(
-            "{message}. The target was left changed ({}); crossdeploy's ledger records it, and deploy-rollback restores {} when this stage's failure reaches it",
-            s.detail, s.previous
+            "{message}. The target may have been left changed ({}); crossdeploy's ledger records it, and deploy-rollback restores {} when this stage's failure reaches it",
+            s.detail,
+            if s.previous.is_empty() { "what stood before" } else { &s.previous }
         ),
         _ => message,
     }
