@@ -814,6 +814,57 @@ mod tests {
         assert!(r.message.contains("nothing was changed"), "{}", r.message);
     }
 
+    /// Records what it is asked, in order, after what the vouching recorded.
+    struct Recording(std::sync::Mutex<Vec<String>>);
+
+    impl Invoke for Recording {
+        async fn invoke(&self, _: &str, request: &UpdaterRequest) -> Result<Outcome, InvokeError> {
+            let UpdaterRequest::Rollback(r) = request else { panic!("a rollback only") };
+            self.0.lock().unwrap().push(format!("invoked {:?} {:?}", r.deadline_ms, request.fingerprint()));
+            Ok(RollbackResult::Restored.outcome("restored".into(), "1"))
+        }
+    }
+
+    #[tokio::test]
+    async fn each_rollback_invocation_carries_a_deadline_before_the_callers_and_is_vouched_for_first() {
+        let seen = Recording(std::sync::Mutex::new(Vec::new()));
+        let deadline = Deadline::after(Duration::from_secs(120));
+        let vouch = |r: &UpdaterRequest| {
+            seen.0.lock().unwrap().push(format!("vouched {:?}", r.fingerprint()));
+            async { Ok(()) }
+        };
+        let r = invoke_rollback(&seen, "u", request(), deadline, vouch).await;
+        assert_eq!(r.handled, Handled::Restored, "{r:?}");
+        let log = seen.0.lock().unwrap().clone();
+        assert_eq!(log.len(), 2, "{log:?}");
+        let (vouched, invoked) = (&log[0], &log[1]);
+        // The invocation's deadline: one slice, within the caller's.
+        let ms: u64 = invoked.split(['(', ')']).nth(1).unwrap().parse().unwrap();
+        assert!(ms <= deadline.epoch_millis() && ms > crossdeploy_aws::now_epoch_millis(), "{invoked}");
+        // What was vouched for is exactly what was sent, deadline included.
+        assert_eq!(vouched.trim_start_matches("vouched "), invoked.rsplit(' ').next().unwrap(), "{log:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_rollback_invocation_its_caller_could_not_vouch_for_is_never_sent() {
+        let none = Recording(std::sync::Mutex::new(Vec::new()));
+        let r = invoke_rollback(
+            &none,
+            "u",
+            request(),
+            Deadline::after(Duration::from_secs(20)),
+            |_: &UpdaterRequest| async { Err("the ledger did not answer".to_owned()) },
+        )
+        .await;
+        assert_eq!(r.status, RollbackStatus::Failed);
+        assert!(
+            r.message.contains("the ledger did not answer") && r.message.contains("nothing was changed"),
+            "{}",
+            r.message
+        );
+        assert!(none.0.lock().unwrap().is_empty());
+    }
+
     #[test]
     fn the_bake_window_is_whole_minutes() {
         assert_eq!(parse_bake_window("90").unwrap(), Duration::from_secs(5400));
