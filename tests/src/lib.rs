@@ -25,7 +25,7 @@ pub mod templates;
 pub use cargo_lambda::LocalLambda;
 pub use emulator::{Answer, Emulator, EmulatorSettings, NewCustomJob, NewJob, Status};
 pub use in_process::{InProcessUpdater, ECS_UPDATER, LAMBDA_UPDATER};
-pub use local::LocalAws;
+pub use local::{assume_role_calls, LocalAws};
 pub use moto::Moto;
 
 use std::path::PathBuf;

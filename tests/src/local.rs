@@ -36,6 +36,16 @@ impl LocalAws {
         Ok(LocalAws { moto, emulator, shared, target, other, bucket, ledger_table })
     }
 
+    /// As [`LocalAws::start`], with moto writing one JSON line per request it serves to the
+    /// returned file (its access log: see [`assume_role_calls`]).
+    pub async fn start_with_access_log(tag: &str) -> Result<(LocalAws, std::path::PathBuf)> {
+        let nanos =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+        let log = std::env::temp_dir().join(format!("crossdeploy-{tag}-{}-{nanos}.jsonl", std::process::id()));
+        let local = Self::start_with_moto_env(&[("CROSSDEPLOY_MOTO_ACCESS_LOG", &log.to_string_lossy())]).await?;
+        Ok((local, log))
+    }
+
     /// The roles the updaters may assume here: the crossdeploy role of both target accounts.
     pub fn allowed_roles() -> String {
         format!("{},{}", accounts::target_role(TARGET_ACCOUNT), accounts::target_role(OTHER_ACCOUNT))
@@ -149,4 +159,14 @@ impl LocalAws {
         ];
         Ok((lambda, logs))
     }
+}
+
+/// The AssumeRole calls moto's access log holds so far.
+pub fn assume_role_calls(log: &std::path::Path) -> usize {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|a| a["action"] == "AssumeRole")
+        .count()
 }

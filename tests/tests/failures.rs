@@ -684,23 +684,25 @@ impl Invoke for DiesUnheard {
     }
 }
 
-#[tokio::test]
-async fn a_condemned_deployment_whose_updater_never_said_what_stands_is_put_back_by_its_mark() {
+/// A job of `execution` whose updater shifted 10% to version 2 with its mark on the alias (the
+/// target as it leaves it), and a worker whose every invocation of it then dies unheard.
+async fn shifted_then_unheard(execution: &str) -> (LocalAws, Value, Arc<Worker<DiesUnheard>>) {
     let local = spawn(&["orders-api"]).await;
-    let execution = "exec-unheard";
     let event = job(&local, "orders-api", "v2", Some(execution)).await;
-    // What its updater did before it died: 10% on version 2, its mark on the alias.
     let mark = format!(
         "crossdeploy: pipeline orders execution {execution}; deployment {}; previous version 1",
         job_id(&event)
     );
     assert_eq!(half_shift(&local, Some(&mark)).await, "2");
-    let worker = Arc::new(local.worker_with(DiesUnheard(InProcessUpdater::new(
-        &local.shared,
-        &LocalAws::allowed_roles(),
-        EXTERNAL_ID,
-        &local.ledger_table,
-    ))));
+    let updaters = InProcessUpdater::new(&local.shared, &LocalAws::allowed_roles(), EXTERNAL_ID, &local.ledger_table);
+    let worker = Arc::new(local.worker_with(DiesUnheard(updaters)));
+    (local, event, worker)
+}
+
+#[tokio::test]
+async fn a_condemned_deployment_whose_updater_never_said_what_stands_is_put_back_by_its_mark() {
+    let execution = "exec-unheard";
+    let (local, event, worker) = shifted_then_unheard(execution).await;
     let running =
         tokio::spawn(handle_invoke_event(event.clone(), worker, Deadline::after(Duration::from_secs(120)), "run-1"));
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -728,20 +730,8 @@ async fn a_condemned_deployment_whose_updater_never_said_what_stands_is_put_back
 async fn a_deployment_whose_updater_died_unheard_every_time_is_put_back_by_its_mark_when_its_stage_fails() {
     // The soak's finding: an updater killed three times in a row, the job failed, and the ledger
     // said the deployment "changed nothing", so deploy-rollback left the target half deployed.
-    let local = spawn(&["orders-api"]).await;
     let execution = "exec-silent";
-    let event = job(&local, "orders-api", "v2", Some(execution)).await;
-    let mark = format!(
-        "crossdeploy: pipeline orders execution {execution}; deployment {}; previous version 1",
-        job_id(&event)
-    );
-    assert_eq!(half_shift(&local, Some(&mark)).await, "2");
-    let worker = Arc::new(local.worker_with(DiesUnheard(InProcessUpdater::new(
-        &local.shared,
-        &LocalAws::allowed_roles(),
-        EXTERNAL_ID,
-        &local.ledger_table,
-    ))));
+    let (local, event, worker) = shifted_then_unheard(execution).await;
     handle_invoke_event(event.clone(), worker, Deadline::after(Duration::from_secs(120)), "run-1").await.unwrap();
     let answers = local.answers_for(&event);
     let [Answer::Failure { message, .. }] = &answers[..] else { panic!("{answers:?}") };

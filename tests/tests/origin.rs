@@ -8,39 +8,23 @@ use crossdeploy_aws::Deadline;
 use crossdeploy_ledger::{LeaseHolder, Ledger, TargetKey};
 use crossdeploy_local::accounts::{self, function_state, EXTERNAL_ID, REGION, TARGET_ACCOUNT};
 use crossdeploy_local::fixtures::{build_artifact, lambda_package};
-use crossdeploy_local::{InProcessUpdater, LocalAws, LAMBDA_UPDATER};
+use crossdeploy_local::{assume_role_calls, InProcessUpdater, LocalAws, LAMBDA_UPDATER};
 use crossdeploy_protocol::{
     DeployRequest, DeploySpec, DeploymentStrategy, FailureType, LambdaRollback, LambdaSpec, Outcome, PipelineContext,
     RollbackRequest, RollbackSpec, Target, UpdaterRequest,
 };
 use pipeline_job_worker::Invoke;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 const FUNCTION: &str = "orders-api";
 const ALIAS: &str = "live";
 
 async fn spawn() -> (LocalAws, PathBuf, InProcessUpdater) {
-    let log = std::env::temp_dir().join(format!(
-        "crossdeploy-origin-{}-{}.jsonl",
-        std::process::id(),
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
-    ));
-    let local = LocalAws::start_with_moto_env(&[("CROSSDEPLOY_MOTO_ACCESS_LOG", log.to_str().unwrap())])
-        .await
-        .expect("the local AWS starts");
+    let (local, log) = LocalAws::start_with_access_log("origin").await.expect("the local AWS starts");
     accounts::create_function(&local.target, FUNCTION, ALIAS, lambda_package("v1")).await.unwrap();
     let updaters = InProcessUpdater::new(&local.shared, &LocalAws::allowed_roles(), EXTERNAL_ID, &local.ledger_table);
     (local, log, updaters)
-}
-
-fn assume_role_calls(log: &Path) -> usize {
-    std::fs::read_to_string(log)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|a| a["action"] == "AssumeRole")
-        .count()
 }
 
 async fn deploy_request(local: &LocalAws, job: &str, marker: &str) -> DeployRequest {

@@ -6,10 +6,10 @@
 
 use crossdeploy_local::accounts::{self, function_state, EXTERNAL_ID, TARGET_ACCOUNT};
 use crossdeploy_local::fixtures::{build_artifact, code_sha256, lambda_package};
-use crossdeploy_local::{Answer, EmulatorSettings, InProcessUpdater, LocalAws, NewJob};
+use crossdeploy_local::{assume_role_calls, Answer, EmulatorSettings, InProcessUpdater, LocalAws, NewJob};
 use crossdeploy_pipeline_job::policy::DeployPolicy;
 use pipeline_job_worker::{handle_invoke_event, Policy, Worker};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,14 +17,7 @@ const FUNCTION: &str = "orders-api";
 const ALIAS: &str = "live";
 
 async fn spawn_local(invoke_job_details: bool) -> (LocalAws, PathBuf) {
-    let log = std::env::temp_dir().join(format!(
-        "crossdeploy-policy-{}-{}.jsonl",
-        std::process::id(),
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
-    ));
-    let mut local = LocalAws::start_with_moto_env(&[("CROSSDEPLOY_MOTO_ACCESS_LOG", log.to_str().unwrap())])
-        .await
-        .expect("the local AWS starts");
+    let (mut local, log) = LocalAws::start_with_access_log("policy").await.expect("the local AWS starts");
     local.emulator =
         crossdeploy_local::Emulator::start_with(EmulatorSettings { invoke_job_details, ..EmulatorSettings::default() })
             .await
@@ -71,15 +64,6 @@ async fn run(local: &LocalAws, worker: Arc<Worker<InProcessUpdater>>, pipeline: 
         .await
         .unwrap();
     local.answers_for(&event)
-}
-
-fn assume_role_calls(log: &Path) -> usize {
-    std::fs::read_to_string(log)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|a| a["action"] == "AssumeRole")
-        .count()
 }
 
 fn refused(answers: &[Answer]) -> &str {

@@ -73,7 +73,9 @@ pub async fn handle(event: serde_json::Value, deps: &Deps, deadline: Deadline) -
         match Box::pin(deps.origin.check("lambda-alias-updater", &request, &fingerprint, deadline)).await {
             Ok(()) => {}
             // Unknown, not refused: nothing was done; the caller asks again from the same state.
-            Err(e @ crossdeploy_ledger::OriginError::Unreadable { .. }) => return Ok(not_checked(&request, &e)),
+            Err(e @ crossdeploy_ledger::OriginError::Unreadable { .. }) => {
+                return Ok(crossdeploy_ledger::not_checked(&request, &e))
+            }
             Err(e) => return Err(UpdaterError::Origin(Box::new(e))),
         }
         // Boxed: the deployment's future is deep, and rustc's layout of the runtime's future must stay bounded.
@@ -83,18 +85,6 @@ pub async fn handle(event: serde_json::Value, deps: &Deps, deadline: Deadline) -
         }
     })
     .await
-}
-
-/// The answer to a request whose origin could not be checked (the ledger did not answer in
-/// time): in progress from the state it came with, so that the caller invokes again; nothing
-/// was done, and what stands is unchanged.
-fn not_checked(request: &UpdaterRequest, e: &crossdeploy_ledger::OriginError) -> Outcome {
-    let state = match request {
-        UpdaterRequest::Deploy(r) => r.resume.clone().unwrap_or(serde_json::Value::Null),
-        UpdaterRequest::Rollback(_) => serde_json::Value::Null,
-    };
-    tracing::warn!(error = %e, "could not check where the request comes from; nothing done");
-    Outcome::InProgress { summary: format!("{e}; trying again"), percent_complete: 0, state, stands: None }
 }
 
 /// One deployment request, from the allow-list check to the moved alias.

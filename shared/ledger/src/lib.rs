@@ -31,7 +31,7 @@ mod records;
 
 pub use deployments::Finished;
 pub use jobs::{Claim, Decided, JobState, PolledJob, RecordedAnswer};
-pub use origin::{check_origin, vouches, Origin, OriginError};
+pub use origin::{check_origin, not_checked, vouches, Origin, OriginError};
 pub use records::{
     Continuation, DeploymentRecord, DeploymentStatus, LeaseHolder, Phase, RollbackRecord, RollbackStatus, TargetKey,
     TargetParts,

@@ -7,7 +7,7 @@
 
 use crate::{now_secs, LeaseHolder, Ledger, LedgerError, TargetKey};
 use crossdeploy_aws::Deadline;
-use crossdeploy_protocol::UpdaterRequest;
+use crossdeploy_protocol::{Outcome, UpdaterRequest};
 
 /// Why an updater refused a request.
 #[derive(Debug, thiserror::Error)]
@@ -63,6 +63,18 @@ impl Origin {
         let ledger = self.ledger.as_ref().map(|l| l.until(deadline));
         check_origin(ledger.as_ref(), updater, request, fingerprint, &self.region).await
     }
+}
+
+/// The answer to a request whose origin could not be checked (the ledger did not answer in
+/// time, [`OriginError::Unreadable`]): in progress from the state it came with, so that the caller
+/// invokes again; nothing was done, and what stands is unchanged.
+pub fn not_checked(request: &UpdaterRequest, error: &OriginError) -> Outcome {
+    let state = match request {
+        UpdaterRequest::Deploy(r) => r.resume.clone().unwrap_or(serde_json::Value::Null),
+        UpdaterRequest::Rollback(_) => serde_json::Value::Null,
+    };
+    tracing::warn!(%error, "could not check where the request comes from; nothing done");
+    Outcome::InProgress { summary: format!("{error}; trying again"), percent_complete: 0, state, stands: None }
 }
 
 /// Whether `holder` (the target's lease as read, if any) vouches, at `now` (epoch seconds), for

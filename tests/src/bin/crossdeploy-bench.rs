@@ -6,7 +6,7 @@
 
 use crossdeploy_local::accounts::{self, EXTERNAL_ID, TARGET_ACCOUNT};
 use crossdeploy_local::fixtures::{build_artifact, lambda_package, zip_of};
-use crossdeploy_local::{ecs, free_port, Answer, LocalAws, LocalLambda, NewJob, Result};
+use crossdeploy_local::{assume_role_calls, ecs, free_port, Answer, LocalAws, LocalLambda, NewJob, Result};
 use crossdeploy_protocol::ArtifactLocation;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -220,15 +220,6 @@ fn peak_rss_mb(pid: u32) -> Result<f64> {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .ok_or("no VmHWM in /proc status")?;
     Ok(kb / 1024.0)
-}
-
-/// AssumeRole calls moto's access log holds so far.
-fn assume_role_calls(log: &Path) -> usize {
-    std::fs::read_to_string(log)
-        .unwrap_or_default()
-        .lines()
-        .filter(|l| l.contains("\"action\": \"AssumeRole\""))
-        .count()
 }
 
 async fn deploy_comparison(bin_dir: &Path, runs: usize) -> Result<()> {
