@@ -86,7 +86,7 @@ pub async fn create_function(target: &SdkConfig, name: &str, alias: &str, packag
         Err(e) => return Err(e.into()),
     };
     let lambda = aws_sdk_lambda::Client::new(target);
-    lambda
+    let created = lambda
         .create_function()
         .function_name(name)
         .runtime(Runtime::Providedal2023)
@@ -94,10 +94,19 @@ pub async fn create_function(target: &SdkConfig, name: &str, alias: &str, packag
         .role(role_arn)
         .code(aws_sdk_lambda::types::FunctionCode::builder().zip_file(Blob::new(package)).build())
         .send()
-        .await?;
+        .await;
+    match created {
+        Ok(_) => {}
+        // The SDK retried a create whose answer was lost (a loaded machine): the function is ours.
+        Err(e) if e.as_service_error().is_some_and(|s| s.is_resource_conflict_exception()) => {}
+        Err(e) => return Err(e.into()),
+    }
     let version = lambda.publish_version().function_name(name).send().await?.version.ok_or("no version")?;
-    lambda.create_alias().function_name(name).name(alias).function_version(version).send().await?;
-    Ok(())
+    match lambda.create_alias().function_name(name).name(alias).function_version(version).send().await {
+        Ok(_) => Ok(()),
+        Err(e) if e.as_service_error().is_some_and(|s| s.is_resource_conflict_exception()) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// What a function in a target account looks like now.
