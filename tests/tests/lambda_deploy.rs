@@ -188,7 +188,7 @@ async fn bad_input_fails_the_job_once_with_a_clear_message_and_changes_nothing()
             params(TARGET_ACCOUNT),
             missing,
             "JobFailed",
-            vec!["gone.zip", "does not exist", "404"],
+            vec!["gone.zip", "does not exist", "NoSuchKey"],
         ),
         (
             "ArtifactPath not in the zip",

@@ -112,36 +112,55 @@ pub struct S3Object {
 }
 
 impl S3Object {
-    /// HeadObject: the object's size and ETag. Must be called within a Tokio runtime.
-    pub async fn open(s3: &S3, location: &ArtifactLocation, deadline: Deadline) -> Result<Self, ArtifactError> {
-        let what = format!("reading the size of the input artifact {location}");
-        let head = retry(&what, Backoff::CONTROL_PLANE, deadline, retryable, || async {
-            s3.head_object().bucket(&location.bucket).key(&location.key).send().await.map_err(|e| {
-                match e.raw_response().map(|r| r.status().as_u16()) {
-                    // HeadObject answers without a body: a missing key (or bucket) is known by its status alone.
-                    Some(404) => Fetch::Failed {
-                        error: ErrorInfo {
-                            code: Some("NotFound".into()),
-                            message: "HeadObject answered 404: no such key or bucket".into(),
-                        },
-                        missing: true,
-                        changed: false,
-                        transient: false,
-                    },
-                    _ => Fetch::from_sdk(&e, false),
+    /// One GET of the object's last bytes (at most [`ranged::FIRST_BLOCK`]: where a zip keeps
+    /// its end records and directory; all of a small object), which also gives its size and
+    /// ETag. Returns the object and those bytes. Must be called within a Tokio runtime.
+    pub async fn open(
+        s3: &S3,
+        location: &ArtifactLocation,
+        deadline: Deadline,
+    ) -> Result<(Self, Vec<u8>), ArtifactError> {
+        let what = format!("reading the end of the input artifact {location}");
+        let suffix = format!("bytes=-{}", ranged::FIRST_BLOCK);
+        let (size, etag, tail) = retry(&what, Backoff::CONTROL_PLANE, deadline, retryable, || async {
+            let object = s3.get_object().bucket(&location.bucket).key(&location.key).range(&suffix).send().await;
+            let object = match object {
+                Ok(object) => object,
+                // No range of an empty object can be served.
+                Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 416) => {
+                    return Ok((0, None, Vec::new()))
                 }
-            })
+                Err(e) => {
+                    let missing = e.as_service_error().is_some_and(|s| s.is_no_such_key());
+                    return Err(Fetch::from_sdk(&e, missing));
+                }
+            };
+            // "bytes <first>-<last>/<size>"; without it, S3 sent the whole object.
+            let total = object.content_range.as_deref().and_then(|r| r.rsplit('/').next()?.parse::<u64>().ok());
+            let bytes = bounded(object.body, ranged::FIRST_BLOCK).await?;
+            let size = total.unwrap_or(bytes.len() as u64);
+            Ok((size, object.e_tag, bytes))
         })
         .await
         .map_err(|f| f.into_error(location))?;
-        Ok(Self {
+        if tail.len() as u64 > size {
+            return Err(ArtifactError::Read {
+                location: location.clone(),
+                error: ErrorInfo {
+                    code: None,
+                    message: format!("S3 answered {} bytes of an object of {size}", tail.len()),
+                },
+            });
+        }
+        let object = Self {
             s3: s3.clone(),
             location: location.clone(),
-            etag: head.e_tag,
-            size: head.content_length.map(|l| l.max(0) as u64).unwrap_or(0),
+            etag,
+            size,
             deadline,
             runtime: tokio::runtime::Handle::current(),
-        })
+        };
+        Ok((object, tail))
     }
 
     pub fn size(&self) -> u64 {
@@ -166,36 +185,40 @@ impl S3Object {
                     let missing = e.as_service_error().is_some_and(|s| s.is_no_such_key());
                     Fetch::from_sdk(&e, missing)
                 })?;
-            // Chunks are appended as they arrive: the range is held once. An answer longer than
-            // the range asked for (a server ignoring Range) is cut off, never held whole.
-            let mut bytes = Vec::with_capacity(len as usize);
-            let mut body = object.body;
-            while let Some(chunk) = body.next().await {
-                if bytes.len() as u64 > len {
-                    return Err(Fetch::Failed {
-                        error: ErrorInfo {
-                            code: None,
-                            message: format!("S3 answered a range of {len} bytes with more (Range ignored)"),
-                        },
-                        missing: false,
-                        changed: false,
-                        transient: false,
-                    });
-                }
-                let chunk = chunk.map_err(|e| Fetch::Failed {
-                    // A body cut short is a dropped connection: transient.
-                    error: ErrorInfo { code: None, message: format!("the object's body was cut short: {e}") },
-                    missing: false,
-                    changed: false,
-                    transient: true,
-                })?;
-                bytes.extend_from_slice(&chunk);
-            }
-            Ok(bytes)
+            bounded(object.body, len).await
         })
         .await
         .map_err(|f| f.into_error(location))
     }
+}
+
+/// A body of at most `len` bytes. Chunks are appended as they arrive: the range is held once.
+/// An answer longer than the range asked for (a server ignoring Range) is cut off, never held
+/// whole.
+async fn bounded(mut body: aws_sdk_s3::primitives::ByteStream, len: u64) -> Result<Vec<u8>, Fetch> {
+    let mut bytes = Vec::with_capacity(len.min(ranged::MAX_BLOCK) as usize);
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(|e| Fetch::Failed {
+            // A body cut short is a dropped connection: transient.
+            error: ErrorInfo { code: None, message: format!("the object's body was cut short: {e}") },
+            missing: false,
+            changed: false,
+            transient: true,
+        })?;
+        if (bytes.len() + chunk.len()) as u64 > len {
+            return Err(Fetch::Failed {
+                error: ErrorInfo {
+                    code: None,
+                    message: format!("S3 answered a range of {len} bytes with more (Range ignored)"),
+                },
+                missing: false,
+                changed: false,
+                transient: false,
+            });
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok(bytes)
 }
 
 impl Source for S3Object {
@@ -220,8 +243,8 @@ async fn on_blocking_thread<T: Send + 'static>(
     deadline: Deadline,
     work: impl FnOnce(RangedReader<S3Object>) -> Result<T, ArtifactError> + Send + 'static,
 ) -> Result<T, ArtifactError> {
-    let object = S3Object::open(s3, location, deadline).await?;
-    let reader = RangedReader::new(object.size(), object);
+    let (object, tail) = S3Object::open(s3, location, deadline).await?;
+    let reader = RangedReader::new(object.size(), object).with_tail(tail);
     tokio::task::spawn_blocking(move || work(reader)).await.map_err(|e| ArtifactError::Read {
         location: location.clone(),
         error: ErrorInfo { code: None, message: format!("the reading thread ended: {e}") },
@@ -417,42 +440,84 @@ mod tests {
         copy_entry(ranged(artifact), &loc(), path, Vec::new(), max, limit).map(|(out, _)| out)
     }
 
-    fn head(size: i64) -> aws_sdk_s3::operation::head_object::HeadObjectOutput {
-        aws_sdk_s3::operation::head_object::HeadObjectOutput::builder().content_length(size).e_tag("\"e1\"").build()
+    /// An artifact of 164 KiB whose `imagedefinitions.json` lies outside its last 64 KiB (the
+    /// first GET): reading it takes a ranged GET under the object's ETag.
+    fn large_artifact() -> Vec<u8> {
+        let mut w = zip::ZipWriter::new(Cursor::new(Vec::new()));
+        let stored = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+        w.start_file("imagedefinitions.json", stored).unwrap();
+        w.write_all(b"[]").unwrap();
+        w.start_file("site.bin", stored).unwrap();
+        w.write_all(&vec![7u8; 164 * 1024]).unwrap();
+        w.finish().unwrap().into_inner()
+    }
+
+    /// S3's answer to the first GET (the object's last 64 KiB, or all of a smaller one).
+    fn tail_of(artifact: &[u8]) -> aws_sdk_s3::operation::get_object::GetObjectOutput {
+        let size = artifact.len();
+        let first = size.saturating_sub(64 * 1024);
+        aws_sdk_s3::operation::get_object::GetObjectOutput::builder()
+            .content_range(format!("bytes {first}-{}/{size}", size - 1))
+            .e_tag("\"e1\"")
+            .body(aws_sdk_s3::primitives::ByteStream::from(artifact[first..].to_vec()))
+            .build()
+    }
+
+    fn status(code: u16, body: &'static str) -> aws_smithy_runtime_api::http::Response {
+        aws_smithy_runtime_api::http::Response::new(
+            aws_smithy_runtime_api::http::StatusCode::try_from(code).unwrap(),
+            aws_smithy_types::body::SdkBody::from(body),
+        )
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_transient_failure_reading_a_range_is_retried() {
+    async fn a_small_artifact_is_read_in_one_get_and_a_transient_failure_is_retried() {
         use aws_smithy_mocks::{mock, mock_client, RuleMode};
         let artifact = zip_of(&[("imagedefinitions.json", b"[]")]);
-        let size = artifact.len() as i64;
-        let head = mock!(S3::head_object).then_output(move || head(size));
         let flaky = mock!(S3::get_object)
-            .match_requests(|r| r.range().is_some() && r.if_match() == Some("\"e1\""))
+            .match_requests(|r| r.range() == Some("bytes=-65536") && r.if_match().is_none())
             .sequence()
             .http_status(503, None)
             .times(2)
-            .output(move || {
-                aws_sdk_s3::operation::get_object::GetObjectOutput::builder()
-                    .body(aws_sdk_s3::primitives::ByteStream::from(artifact.clone()))
-                    .build()
-            })
+            .output(move || tail_of(&artifact))
             .build();
-        let s3 = mock_client!(aws_sdk_s3, RuleMode::MatchAny, [&head, &flaky]);
+        let s3 = mock_client!(aws_sdk_s3, RuleMode::MatchAny, [&flaky]);
         let deadline = Deadline::after(std::time::Duration::from_secs(60));
         let file = read_file(&s3, &loc(), "imagedefinitions.json", 100, "", deadline).await.unwrap();
         assert_eq!(file, b"[]");
-        assert_eq!(flaky.num_calls(), 3);
+        assert_eq!(flaky.num_calls(), 3, "two failures, then the one GET that reads it all");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_range_outside_the_end_is_read_under_the_objects_etag() {
+        use aws_smithy_mocks::{mock, mock_client, RuleMode};
+        let artifact = large_artifact();
+        let (tail_src, head_src) = (artifact.clone(), artifact.clone());
+        let tail = mock!(S3::get_object)
+            .match_requests(|r| r.range() == Some("bytes=-65536"))
+            .then_output(move || tail_of(&tail_src));
+        let start = mock!(S3::get_object)
+            .match_requests(|r| r.range() == Some("bytes=0-65535") && r.if_match() == Some("\"e1\""))
+            .sequence()
+            .http_status(503, None)
+            .output(move || {
+                aws_sdk_s3::operation::get_object::GetObjectOutput::builder()
+                    .body(aws_sdk_s3::primitives::ByteStream::from(head_src[..65536].to_vec()))
+                    .build()
+            })
+            .build();
+        let s3 = mock_client!(aws_sdk_s3, RuleMode::MatchAny, [&tail, &start]);
+        let deadline = Deadline::after(std::time::Duration::from_secs(60));
+        let file = read_file(&s3, &loc(), "imagedefinitions.json", 100, "", deadline).await.unwrap();
+        assert_eq!(file, b"[]");
+        assert_eq!((tail.num_calls(), start.num_calls()), (1, 2));
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_missing_artifact_is_not_retried_and_says_so() {
         use aws_smithy_mocks::{mock, mock_client, RuleMode};
-        let missing = mock!(S3::head_object).then_http_response(|| {
-            aws_smithy_runtime_api::http::Response::new(
-                aws_smithy_runtime_api::http::StatusCode::try_from(404).unwrap(),
-                aws_smithy_types::body::SdkBody::empty(),
-            )
+        let missing = mock!(S3::get_object).then_http_response(|| {
+            status(404, "<Error><Code>NoSuchKey</Code><Message>The specified key does not exist.</Message></Error>")
         });
         let s3 = mock_client!(aws_sdk_s3, RuleMode::MatchAny, [&missing]);
         let deadline = Deadline::after(std::time::Duration::from_secs(60));
@@ -462,14 +527,25 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_read_failing_until_the_deadline_ends_there() {
+    async fn an_empty_artifact_is_not_a_zip() {
         use aws_smithy_mocks::{mock, mock_client, RuleMode};
-        let down = mock!(S3::head_object).then_http_response(|| {
-            aws_smithy_runtime_api::http::Response::new(
-                aws_smithy_runtime_api::http::StatusCode::try_from(503).unwrap(),
-                aws_smithy_types::body::SdkBody::empty(),
+        let empty = mock!(S3::get_object).then_http_response(|| {
+            status(
+                416,
+                "<Error><Code>InvalidRange</Code><Message>The requested range is not satisfiable</Message></Error>",
             )
         });
+        let s3 = mock_client!(aws_sdk_s3, RuleMode::MatchAny, [&empty]);
+        let deadline = Deadline::after(std::time::Duration::from_secs(60));
+        let e = read_file(&s3, &loc(), "x", 10, "", deadline).await.unwrap_err();
+        assert!(matches!(e, ArtifactError::NotAZip { .. }), "{e}");
+        assert_eq!(empty.num_calls(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_read_failing_until_the_deadline_ends_there() {
+        use aws_smithy_mocks::{mock, mock_client, RuleMode};
+        let down = mock!(S3::get_object).then_http_response(|| status(503, ""));
         let s3 = mock_client!(aws_sdk_s3, RuleMode::MatchAny, [&down]);
         let started = tokio::time::Instant::now();
         let deadline = Deadline::after(std::time::Duration::from_secs(20));
@@ -483,18 +559,19 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn an_artifact_replaced_while_it_is_read_is_refused() {
         use aws_smithy_mocks::{mock, mock_client, RuleMode};
-        let head = mock!(S3::head_object).then_output(|| head(100_000));
-        let moved = mock!(S3::get_object).then_http_response(|| {
-            aws_smithy_runtime_api::http::Response::new(
-                aws_smithy_runtime_api::http::StatusCode::try_from(412).unwrap(),
-                aws_smithy_types::body::SdkBody::from(
-                    "<Error><Code>PreconditionFailed</Code><Message>At least one of the pre-conditions you specified did not hold</Message></Error>",
-                ),
+        let artifact = large_artifact();
+        let tail = mock!(S3::get_object)
+            .match_requests(|r| r.range() == Some("bytes=-65536"))
+            .then_output(move || tail_of(&artifact));
+        let moved = mock!(S3::get_object).match_requests(|r| r.if_match() == Some("\"e1\"")).then_http_response(|| {
+            status(
+                412,
+                "<Error><Code>PreconditionFailed</Code><Message>At least one of the pre-conditions you specified did not hold</Message></Error>",
             )
         });
-        let s3 = mock_client!(aws_sdk_s3, RuleMode::MatchAny, [&head, &moved]);
+        let s3 = mock_client!(aws_sdk_s3, RuleMode::MatchAny, [&tail, &moved]);
         let deadline = Deadline::after(std::time::Duration::from_secs(60));
-        let e = read_file(&s3, &loc(), "x", 10, "", deadline).await.unwrap_err();
+        let e = read_file(&s3, &loc(), "imagedefinitions.json", 10, "", deadline).await.unwrap_err();
         assert!(matches!(e, ArtifactError::Changed { .. }), "{e}");
         assert_eq!(moved.num_calls(), 1);
     }

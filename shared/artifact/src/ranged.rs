@@ -11,7 +11,7 @@ pub trait Source {
 
 /// The first range read after a seek: the zip's end records and central directory are read
 /// in small pieces near the object's end.
-const FIRST_BLOCK: u64 = 64 * 1024;
+pub const FIRST_BLOCK: u64 = 64 * 1024;
 /// Reads that go on where the last range ended (an entry streamed) double the range up to this.
 pub const MAX_BLOCK: u64 = 8 * 1024 * 1024;
 
@@ -50,6 +50,15 @@ impl<S: Source> RangedReader<S> {
     /// keeps in memory (about 230 bytes each).
     pub fn with_budget(mut self, budget: u64, limit_text: String) -> Self {
         self.budget = Some((budget, limit_text));
+        self
+    }
+
+    /// Starts with the object's last `tail.len()` bytes at hand (read when the object was
+    /// opened): reads of them fetch nothing.
+    pub fn with_tail(mut self, tail: Vec<u8>) -> Self {
+        self.fetched += tail.len() as u64;
+        self.block_start = self.size.saturating_sub(tail.len() as u64);
+        self.block = tail;
         self
     }
 
