@@ -118,10 +118,17 @@ pub async fn deploy_package(
     ctx: &PipelineContext,
     deadline: Deadline,
 ) -> Result<Outcome, UpdaterError> {
-    let alias = read_alias(f, deadline).await?;
+    // What stands, the code it serves and what $LATEST holds, read at once. (The alias's own
+    // version is read again should the alias have moved between the reads, or not exist.)
+    let (alias, latest, live) =
+        tokio::join!(read_alias(f, deadline), code_state(f, None, deadline), code_state(f, Some(f.alias), deadline));
+    let alias = alias?;
     if let Some(a) = &alias {
         refuse_latest(f, a)?;
-        let live = code_state(f, Some(&a.version), deadline).await?;
+        let live = match live {
+            Ok(live) if live.version.as_deref() == Some(a.version.as_str()) => live,
+            _ => code_state(f, Some(&a.version), deadline).await?,
+        };
         if live.code_sha256.as_deref() == Some(package.sha256.as_str()) && a.routing.is_empty() {
             tracing::info!(function = f.function, alias = f.alias, version = %a.version, "alias already serves this package; nothing to do");
             // What stood before is what the alias's description records only if this deployment
@@ -153,8 +160,9 @@ pub async fn deploy_package(
             function: f.function.to_owned(),
         });
     }
-    let latest = code_state(f, None, deadline).await?;
+    let latest = latest?;
     refuse_other_package_type(f, package, latest.package_type.as_ref())?;
+    let mut settled = None;
     if latest.code_sha256.as_deref() == Some(package.sha256.as_str()) {
         tracing::info!(function = f.function, "$LATEST holds this package already (an earlier attempt uploaded it)");
     } else {
@@ -165,14 +173,13 @@ pub async fn deploy_package(
             return Ok(in_progress(format!("about to update the code of {}", f.describe()), 10, None, None));
         }
         tracing::info!(function = f.function, bytes = package.len, sha256 = %package.sha256, direct = package.direct(), "updating function code");
-        update_code(f, package, staged.as_ref(), latest.revision_id.as_deref(), deadline).await?;
+        settled = update_code(f, package, staged.as_ref(), latest.revision_id.as_deref(), deadline).await?;
     }
-    let state = LambdaState::WaitingForUpdate {
-        code_sha256: package.sha256.clone(),
-        alias_version: alias.as_ref().map(|a| a.version.clone()),
-        alias_revision_id: alias.as_ref().and_then(|a| a.revision_id.clone()),
+    let before = Before {
+        version: alias.as_ref().map(|a| a.version.clone()),
+        revision_id: alias.as_ref().and_then(|a| a.revision_id.clone()),
     };
-    resume(f, gates, state, ctx, deadline).await
+    publish_and_move(f, gates, &package.sha256, before, ctx, deadline, settled).await
 }
 
 /// An alias on `$LATEST` is refused: crossdeploy moves aliases between published versions, and a
@@ -251,7 +258,7 @@ pub async fn resume(
     match state {
         LambdaState::WaitingForUpdate { code_sha256, alias_version, alias_revision_id } => {
             let before = Before { version: alias_version, revision_id: alias_revision_id };
-            publish_and_move(f, gates, &code_sha256, before, ctx, deadline).await
+            publish_and_move(f, gates, &code_sha256, before, ctx, deadline, None).await
         }
         LambdaState::WaitingForVersion { code_sha256, version, alias_version, alias_revision_id } => {
             let before = Before { version: alias_version, revision_id: alias_revision_id };
@@ -318,6 +325,9 @@ struct Before {
     revision_id: Option<String>,
 }
 
+/// Once the code update settles (`settled`: the update's own answer said it had), publishes the
+/// version and moves the alias.
+#[allow(clippy::too_many_arguments)]
 async fn publish_and_move(
     f: &FunctionRef<'_>,
     gates: &Gates<'_>,
@@ -325,13 +335,18 @@ async fn publish_and_move(
     before: Before,
     ctx: &PipelineContext,
     deadline: Deadline,
+    settled: Option<Settled>,
 ) -> Result<Outcome, UpdaterError> {
     let waiting = || LambdaState::WaitingForUpdate {
         code_sha256: code_sha256.to_owned(),
         alias_version: before.version.clone(),
         alias_revision_id: before.revision_id.clone(),
     };
-    let revision_id = match wait_for_update(f, deadline).await? {
+    let settled = match settled {
+        Some(settled) => settled,
+        None => wait_for_update(f, deadline).await?,
+    };
+    let revision_id = match settled {
         Settled::StillInProgress => {
             let summary = format!("Lambda is still applying the new code to {}", f.describe());
             return Ok(in_progress(summary, 30, Some(&waiting()), None));

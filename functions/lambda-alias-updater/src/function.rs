@@ -50,9 +50,12 @@ pub struct CodeState {
     pub code_sha256: Option<String>,
     pub status: Option<LastUpdateStatus>,
     pub reason: Option<String>,
+    /// The version read (`$LATEST`, or the one the qualifier names or an alias points at).
+    pub version: Option<String>,
 }
 
-/// `GetFunctionConfiguration` of `qualifier` (a version; `None`: `$LATEST`), throttling retried.
+/// `GetFunctionConfiguration` of `qualifier` (a version or an alias; `None`: `$LATEST`),
+/// throttling retried.
 pub async fn code_state(
     f: &FunctionRef<'_>,
     qualifier: Option<&str>,
@@ -82,6 +85,7 @@ pub async fn code_state(
         code_sha256: out.code_sha256,
         status: out.last_update_status,
         reason,
+        version: out.version,
     })
 }
 
@@ -121,7 +125,7 @@ pub async fn update_code(
     staged: Option<&Staged>,
     revision_id: Option<&str>,
     deadline: Deadline,
-) -> Result<(), UpdaterError> {
+) -> Result<Option<Settled>, UpdaterError> {
     /// Where the code comes from: the request itself, the staging bucket, or ECR.
     enum Code<'a> {
         Direct(ZipFileBody),
@@ -156,12 +160,19 @@ pub async fn update_code(
         }
     })
     .await;
-    let Err(e) = result else { return Ok(()) };
+    let e = match result {
+        // Settled already when Lambda's answer says so (it usually says InProgress).
+        Ok(out) => {
+            return Ok((out.last_update_status == Some(LastUpdateStatus::Successful))
+                .then_some(Settled::Done { revision_id: out.revision_id, code_sha256: out.code_sha256 }))
+        }
+        Err(e) => e,
+    };
     let service = e.as_service_error();
     if service.is_some_and(|s| s.is_precondition_failed_exception()) {
         if code_state(f, None, deadline).await?.code_sha256.as_deref() == Some(package.sha256.as_str()) {
             tracing::info!(function = f.function, "the code update was applied by an earlier attempt");
-            return Ok(());
+            return Ok(None);
         }
         return Err(f.changed("the code", ErrorInfo::from_sdk(&e)));
     }

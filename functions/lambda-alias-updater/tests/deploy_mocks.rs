@@ -42,9 +42,10 @@ fn alias_at_v1() -> Rule {
     })
 }
 
+/// Version 1's configuration, read by its number or through the alias that points at it.
 fn version_1_has_old_code() -> Rule {
     mock!(Client::get_function_configuration)
-        .match_requests(|r| r.qualifier() == Some("1"))
+        .match_requests(|r| matches!(r.qualifier(), Some("1") | Some("live")))
         .then_output(|| GetFunctionConfigurationOutput::builder().code_sha256("old-sha").version("1").build())
 }
 
@@ -309,10 +310,14 @@ async fn an_alias_that_already_serves_the_package_changes_nothing() {
     });
     let sha2 = sha.clone();
     let v2 = mock!(Client::get_function_configuration)
-        .match_requests(|r| r.qualifier() == Some("2"))
-        .then_output(move || GetFunctionConfigurationOutput::builder().code_sha256(&sha2).build());
+        .match_requests(|r| matches!(r.qualifier(), Some("2") | Some("live")))
+        .then_output(move || GetFunctionConfigurationOutput::builder().code_sha256(&sha2).version("2").build());
+    let sha3 = sha.clone();
+    let latest_rule = mock!(Client::get_function_configuration)
+        .match_requests(|r| r.qualifier().is_none())
+        .then_output(move || latest(LastUpdateStatus::Successful, &sha3, "rev-2"));
     let update = mock!(Client::update_function_code).then_output(|| UpdateFunctionCodeOutput::builder().build());
-    let client = mock_client!(aws_sdk_lambda, RuleMode::MatchAny, [&alias, &v2, &update]);
+    let client = mock_client!(aws_sdk_lambda, RuleMode::MatchAny, [&alias, &v2, &latest_rule, &update]);
 
     let outcome = deploy_package(
         &target(&client),
@@ -746,7 +751,10 @@ async fn an_alias_on_latest_is_refused_before_anything_changes() {
         GetAliasOutput::builder().function_version("$LATEST").alias_arn(ALIAS_ARN).revision_id("r").build()
     });
     let update = update_code_ok();
-    let client = mock_client!(aws_sdk_lambda, RuleMode::MatchAny, [&on_latest, &update]);
+    // Reads only, made beside the alias's: what $LATEST and the alias's version hold.
+    let reads = mock!(Client::get_function_configuration)
+        .then_output(|| latest(LastUpdateStatus::Successful, "old-sha", "rev-0"));
+    let client = mock_client!(aws_sdk_lambda, RuleMode::MatchAny, [&on_latest, &reads, &update]);
 
     let err = deploy_package(
         &target(&client),
@@ -1053,7 +1061,10 @@ async fn an_alarm_in_alarm_stops_an_image_deployment_before_anything_changes() {
     let pkg = Package::image(lambda_alias_updater::parse_image_file(detail.as_bytes(), "imageDetail.json").unwrap());
     let never = mock!(Client::update_function_code).then_output(|| UpdateFunctionCodeOutput::builder().build());
     let (alias, v1) = (alias_at_v1(), version_1_has_old_code());
-    let client = mock_client!(aws_sdk_lambda, RuleMode::MatchAny, [&alias, &v1, &never]);
+    let latest_rule = mock!(Client::get_function_configuration)
+        .match_requests(|r| r.qualifier().is_none())
+        .then_output(|| latest(LastUpdateStatus::Successful, "old-sha", "rev-0"));
+    let client = mock_client!(aws_sdk_lambda, RuleMode::MatchAny, [&alias, &v1, &latest_rule, &never]);
     let cw = alarms(aws_sdk_cloudwatch::types::StateValue::Alarm);
     let names = vec!["orders-errors".to_owned()];
     let err =
