@@ -192,7 +192,7 @@ async fn an_answer_recorded_before_a_crash_is_the_one_the_retry_sends() {
     let answers = local.answers_for(&event);
     let [Answer::Failure { message, .. }] = &answers[..] else { panic!("{answers:?}") };
     assert_eq!(message, "the answer decided before the crash");
-    assert!(ledger.job_state(&id).await.unwrap().and_then(|s| s.answer).is_some_and(|a| a.sent));
+    assert!(ledger.job_state(&id).await.unwrap().and_then(|s| s.answer).is_some_and(|a| a.label == "JobFailed"));
 }
 
 fn holder(id: &str) -> LeaseHolder {

@@ -83,12 +83,11 @@ async fn a_job_is_claimed_once_until_its_claim_expires() {
     let Claim::Answered(recorded) = ledger.claim_job("job-2", "run-c", Duration::ZERO).await.unwrap() else {
         panic!("an answered job is not claimed again")
     };
-    assert_eq!((recorded.label.as_str(), recorded.data.as_str(), recorded.sent), ("Succeeded", "{\"a\":1}", false));
-    ledger.mark_sent("job-2").await.unwrap();
-    let Claim::Answered(recorded) = ledger.claim_job("job-2", "run-b", Duration::ZERO).await.unwrap() else {
+    assert_eq!((recorded.label.as_str(), recorded.data.as_str()), ("Succeeded", "{\"a\":1}"));
+    let Claim::Answered(again) = ledger.claim_job("job-2", "run-b", Duration::ZERO).await.unwrap() else {
         panic!("an answered job is not claimed again, even by its holder")
     };
-    assert!(recorded.sent);
+    assert_eq!(again, recorded);
 }
 
 #[tokio::test]
@@ -380,4 +379,109 @@ async fn of_many_deployments_racing_for_one_target_exactly_one_gets_it() {
         }
     }
     assert_eq!(acquired, 1, "one deployment per target at a time");
+}
+
+/// A job's first writes as one transaction: all of them on a fresh job and a free target, its
+/// own retry (the answer lost) found as written, and nothing at all written when any condition
+/// fails (a job claimed before, a busy target, a condemned deployment).
+#[tokio::test]
+async fn a_jobs_first_writes_are_one_transaction_all_or_nothing() {
+    use crossdeploy_ledger::{Begin, Begun, Deployment};
+    let (_moto, ledger) = ledger().await;
+    let vouching = |id: &str, request: &str| LeaseHolder { request: Some(request.into()), ..holder(id) };
+    let begin = |job: &'static str, holder: &LeaseHolder, record: &DeploymentRecord, go_on: bool| {
+        let (ledger, holder, record) = (ledger.clone(), holder.clone(), record.clone());
+        async move {
+            let b = Begin {
+                claim: true,
+                job_id: job,
+                owner: "run-a",
+                hold: Duration::from_secs(600),
+                claimed_ms: record.started_at,
+                target: &record.target,
+                holder: &holder,
+                lease_until: until(600),
+                deployment: if go_on { Deployment::GoOn(&record) } else { Deployment::Start(&record) },
+            };
+            ledger.begin(&b).await.unwrap()
+        }
+    };
+    let a = in_progress("a", 100);
+    assert_eq!(begin("a", &vouching("a", "req-a1"), &a, false).await, Begun::Written);
+    assert_eq!(
+        ledger.claim_job("a", "run-a", Duration::from_secs(600)).await.unwrap(),
+        Claim::Claimed { since_ms: 100, retried: true },
+        "the claim is there, with the deployment's start time"
+    );
+    assert_eq!(ledger.lease_holder(&target()).await.unwrap().and_then(|h| h.request).as_deref(), Some("req-a1"));
+    assert_eq!(ledger.deployment(&a).await.unwrap().map(|r| r.status), Some(DeploymentStatus::InProgress));
+    // The same transaction sent again (its answer lost): its own work, found by the lease.
+    assert_eq!(begin("a", &vouching("a", "req-a1"), &a, false).await, Begun::Written);
+    // Another job for the busy target: nothing written, not even its claim.
+    let b = in_progress("b", 200);
+    assert!(matches!(begin("b", &vouching("b", "req-b1"), &b, false).await, Begun::OneByOne(_)));
+    assert_eq!(ledger.job_state("b").await.unwrap(), None, "no claim was written");
+    assert_eq!(ledger.deployment(&b).await.unwrap(), None, "no record was written");
+    assert_eq!(ledger.lease_holder(&target()).await.unwrap().map(|h| h.deployment_id).as_deref(), Some("a"));
+    // A deployment condemned between its jobs does not go on: its next job writes nothing.
+    let pending = RollbackRecord { trigger: "stage failed".into(), ..rollback_claim(RollbackStatus::Pending, "r1") };
+    assert!(ledger.condemn_in_progress(&a, &pending).await.unwrap());
+    assert!(matches!(begin("a-2", &vouching("a", "req-a2"), &a, true).await, Begun::OneByOne(_)));
+    assert_eq!(ledger.job_state("a-2").await.unwrap(), None);
+    assert_eq!(ledger.lease_holder(&target()).await.unwrap().and_then(|h| h.request).as_deref(), Some("req-a1"));
+}
+
+/// A job's last writes as one transaction: a deployment nobody condemned ends, its lease is
+/// given back and its answer recorded, all at once; a condemned one, or one whose claim passed
+/// to another run, writes nothing (the one-by-one path sorts it out).
+#[tokio::test]
+async fn a_jobs_last_writes_are_one_transaction_all_or_nothing() {
+    use crossdeploy_ledger::End;
+    let (_moto, ledger) = ledger().await;
+    let end = |record: &DeploymentRecord, job: &'static str, owner: &'static str| {
+        let (ledger, record) = (ledger.clone(), record.clone());
+        async move {
+            let e = End { record: &record, job_id: job, owner, label: "Succeeded", data: "{\"answer\":1}" };
+            ledger.end(&e).await.unwrap()
+        }
+    };
+    let done = |mut r: DeploymentRecord| {
+        r.status = DeploymentStatus::Succeeded;
+        r.finished_at = Some(500);
+        r
+    };
+    // A: the whole end, at once.
+    let a = in_progress("a", 100);
+    ledger.start_deployment(&a).await.unwrap();
+    assert!(claimed(ledger.claim_job("a", "run-a", Duration::from_secs(600)).await.unwrap()));
+    assert_eq!(ledger.acquire_lease(&target(), &holder("a"), until(600)).await.unwrap(), Lease::Acquired);
+    assert!(end(&done(a.clone()), "a", "run-a").await);
+    assert_eq!(ledger.deployment(&a).await.unwrap().map(|r| r.status), Some(DeploymentStatus::Succeeded));
+    assert_eq!(ledger.lease_holder(&target()).await.unwrap(), None, "the lease was given back");
+    let answer = ledger.job_state("a").await.unwrap().and_then(|s| s.answer).expect("the answer is recorded");
+    assert_eq!((answer.label.as_str(), answer.data.as_str()), ("Succeeded", "{\"answer\":1}"));
+    // Sent again (its answer lost): nothing more is written, and the one-by-one path finds it all done.
+    assert!(!end(&done(a.clone()), "a", "run-a").await);
+    assert_eq!(
+        ledger.record_answer("a", "run-a", "Succeeded", "{\"answer\":1}").await.unwrap(),
+        Decided::Ours,
+        "the same answer again is fine"
+    );
+    // B: condemned while it ran: nothing is written; the deployment keeps its lease for its rollback.
+    let b = in_progress("b", 200);
+    ledger.start_deployment(&b).await.unwrap();
+    assert!(claimed(ledger.claim_job("b", "run-b", Duration::from_secs(600)).await.unwrap()));
+    assert_eq!(ledger.acquire_lease(&target(), &holder("b"), until(600)).await.unwrap(), Lease::Acquired);
+    let pending = RollbackRecord { trigger: "stage failed".into(), ..rollback_claim(RollbackStatus::Pending, "r1") };
+    assert!(ledger.condemn_in_progress(&b, &pending).await.unwrap());
+    assert!(!end(&done(b.clone()), "b", "run-b").await);
+    assert_eq!(ledger.deployment(&b).await.unwrap().map(|r| r.status), Some(DeploymentStatus::InProgress));
+    assert_eq!(ledger.lease_holder(&target()).await.unwrap().map(|h| h.deployment_id).as_deref(), Some("b"));
+    assert_eq!(ledger.job_state("b").await.unwrap().and_then(|s| s.answer), None);
+    // C: a run whose claim passed to another run writes nothing either.
+    let c = in_progress("c", 300);
+    ledger.start_deployment(&c).await.unwrap();
+    assert!(claimed(ledger.claim_job("c", "run-c", Duration::from_secs(600)).await.unwrap()));
+    assert!(!end(&done(c.clone()), "c", "run-other").await);
+    assert_eq!(ledger.deployment(&c).await.unwrap().map(|r| r.status), Some(DeploymentStatus::InProgress));
 }

@@ -45,7 +45,7 @@ pub struct Settings {
     pub updater_slice: Duration,
     /// The least time left before the worker's deadline to start an updater invocation.
     pub min_slice: Duration,
-    /// Jobs processed at once by one run (and polled at most, per run).
+    /// Jobs processed at once by one run (and polled at most, per run): `CROSSDEPLOY_JOBS_PER_RUN`.
     pub concurrency: usize,
     /// Who may deploy where (`CROSSDEPLOY_DEPLOY_POLICY`).
     pub policy: Policy,
@@ -88,6 +88,8 @@ pub struct Worker<I> {
 
 /// How long one updater invocation may work at most, in seconds (default 60, 30 to 600).
 pub const UPDATER_SLICE_ENV: &str = "CROSSDEPLOY_UPDATER_SLICE_SECONDS";
+/// How many custom-action jobs one run polls and works on at once, at most (default 4, 1 to 100).
+pub const JOBS_PER_RUN_ENV: &str = "CROSSDEPLOY_JOBS_PER_RUN";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -95,6 +97,8 @@ pub enum ConfigError {
     Missing,
     #[error("{UPDATER_SLICE_ENV} is {0:?}: give a whole number of seconds from 30 to 600")]
     BadSlice(String),
+    #[error("{JOBS_PER_RUN_ENV} is {0:?}: give a whole number of jobs from 1 to 100")]
+    BadJobsPerRun(String),
 }
 
 impl Worker<aws_sdk_lambda::Client> {
@@ -105,6 +109,10 @@ impl Worker<aws_sdk_lambda::Client> {
         if let Some(v) = std::env::var(UPDATER_SLICE_ENV).ok().filter(|v| !v.trim().is_empty()) {
             let secs = v.trim().parse::<u64>().ok().filter(|s| (30..=600).contains(s));
             settings.updater_slice = Duration::from_secs(secs.ok_or_else(|| ConfigError::BadSlice(v.clone()))?);
+        }
+        if let Some(v) = std::env::var(JOBS_PER_RUN_ENV).ok().filter(|v| !v.trim().is_empty()) {
+            let jobs = v.trim().parse::<usize>().ok().filter(|j| (1..=100).contains(j));
+            settings.concurrency = jobs.ok_or_else(|| ConfigError::BadJobsPerRun(v.clone()))?;
         }
         // An unreadable policy does not stop the worker: every job is answered, refused, saying why.
         settings.policy = match crossdeploy_pipeline_job::policy::DeployPolicy::from_env() {

@@ -25,8 +25,8 @@ pub fn time_for_a_job<I: Invoke>(worker: &Worker<I>) -> Duration {
 }
 
 /// Takes up the jobs this run polled before (Lambda retried it), then polls each provider for
-/// no more jobs than the run can start now, notes them in the ledger, claims and acknowledges
-/// each, and processes them all at once. No job is polled and then left unacknowledged: what
+/// no more jobs than the run can start now (again while it gives some and room is left), notes
+/// them in the ledger, claims and acknowledges each, and processes them all at once. No job is polled and then left unacknowledged: what
 /// CodePipeline does with such a job is not documented.
 pub async fn poll_and_process<I: Invoke>(
     worker: Arc<Worker<I>>,
@@ -52,11 +52,19 @@ pub async fn poll_and_process<I: Invoke>(
     }
     let mut first_error = None;
     let mut free = worker.settings.concurrency.max(1).saturating_sub(jobs.len());
+    let mut tasks = tokio::task::JoinSet::new();
+    for (job, polled_before) in jobs {
+        let (worker, run_id) = (worker.clone(), run_id.to_owned());
+        tasks.spawn(async move { take_job(job, polled_before, worker, deadline, &run_id).await });
+    }
     if deadline.remaining() < time_for_a_job(&worker) {
         tracing::info!("too little time left to start a job; polling none");
         free = 0;
     }
-    for provider in providers {
+    // Each provider is polled until this run has no room left or the provider gives no more
+    // jobs: CodePipeline documents no largest batch, so a poll may give fewer than asked for.
+    let mut providers = providers.iter().peekable();
+    while let Some(provider) = providers.peek().copied() {
         if free == 0 {
             break;
         }
@@ -68,10 +76,15 @@ pub async fn poll_and_process<I: Invoke>(
             break;
         };
         let polled = match polled {
-            Ok(polled) => polled,
+            Ok(polled) if !polled.is_empty() => polled,
+            Ok(_) => {
+                providers.next();
+                continue;
+            }
             Err(e) => {
                 tracing::error!(error = %e, "polling failed");
                 first_error.get_or_insert(WorkerError::Poll(e));
+                providers.next();
                 continue;
             }
         };
@@ -89,12 +102,11 @@ pub async fn poll_and_process<I: Invoke>(
             tracing::error!(error = %e, "could not note the polled jobs; a retry of this run will not find them");
         }
         free = free.saturating_sub(polled.len());
-        jobs.extend(polled.into_iter().map(|j| (j, false)));
-    }
-    let mut tasks = tokio::task::JoinSet::new();
-    for (job, polled_before) in jobs {
-        let (worker, run_id) = (worker.clone(), run_id.to_owned());
-        tasks.spawn(async move { take_job(job, polled_before, worker, deadline, &run_id).await });
+        // Started at once: a further poll does not hold them up.
+        for job in polled {
+            let (worker, run_id) = (worker.clone(), run_id.to_owned());
+            tasks.spawn(async move { take_job(job, false, worker, deadline, &run_id).await });
+        }
     }
     let mut report = PollReport::default();
     while let Some(done) = tasks.join_next().await {

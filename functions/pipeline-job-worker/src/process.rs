@@ -2,8 +2,8 @@ use crate::{classify, poll_and_process, Invoke, Trigger, Worker, ANSWER_MARGIN};
 use crossdeploy_aws::invoke::{invoke_until, Invoked, CLOCK_SKEW, INVOKE_SLACK};
 use crossdeploy_aws::Deadline;
 use crossdeploy_ledger::{
-    now_millis, now_secs, Claim, Continuation, Decided, DeploymentRecord, DeploymentStatus, Lease, LeaseHolder, Ledger,
-    Phase, RecordedAnswer, RollbackClaim, RollbackRecord, RollbackStatus, TargetKey,
+    now_millis, now_secs, Begin, Begun, Claim, Continuation, Decided, Deployment, DeploymentRecord, DeploymentStatus,
+    End, Lease, LeaseHolder, Ledger, Phase, RecordedAnswer, RollbackClaim, RollbackRecord, RollbackStatus, TargetKey,
 };
 use crossdeploy_pipeline_job::policy::Origin;
 use crossdeploy_pipeline_job::{
@@ -131,12 +131,24 @@ pub async fn handle_invoke_event<I: Invoke>(
 /// One job, whichever way it came: claimed once, worked out under its target's lease, answered
 /// exactly once. `None`: another run has the job (a second delivery or an overlapping run).
 /// The same run handling it again (Lambda's retry) finds its claim, or its recorded answer.
+///
+/// The job is read first (nothing written). A job delivered for the first time, to a free
+/// target, is then claimed, its target leased and its deployment recorded in one transaction;
+/// anything else (a retry, a busy target, a job that cannot run) is claimed on its own first.
 pub async fn handle_job<I: Invoke>(
     job: Job,
     worker: Arc<Worker<I>>,
     deadline: Deadline,
     run_id: &str,
 ) -> Result<Option<HandledJob>, WorkerError> {
+    let prepared = prepare(&job, &worker, run_id, deadline).await;
+    if let Ok(p) = &prepared {
+        let p = p.clone().claimed(now_millis(), false);
+        if let Some(first) = begin(&p, &worker, deadline, true).await {
+            let (answer, recorded) = run_guarded(p, worker.clone(), deadline, Some(first)).await;
+            return deliver(&worker, &job.id, run_id, &answer, recorded, deadline).await.map(Some);
+        }
+    }
     let ledger = worker.ledger.until(deadline);
     let claimed = match ledger.claim_job(&job.id, run_id, deadline.remaining() + ANSWER_MARGIN).await? {
         Claim::Taken => {
@@ -146,10 +158,12 @@ pub async fn handle_job<I: Invoke>(
         Claim::Answered(earlier) => return Ok(Some(resend(&worker, &job.id, earlier, deadline).await?)),
         Claim::Claimed { since_ms, retried } => (since_ms, retried),
     };
-    handle_claimed(job, worker, deadline, run_id, claimed).await.map(Some)
+    // The transaction found the target busy, or the job claimed before: one write at a time.
+    answer_claimed(&job.id, prepared, worker, deadline, run_id, claimed, false).await.map(Some)
 }
 
-/// A job this run has claimed: worked out and answered.
+/// A job this run has claimed (a custom action's, before it acknowledged it): read, worked out
+/// and answered.
 pub(crate) async fn handle_claimed<I: Invoke>(
     job: Job,
     worker: Arc<Worker<I>>,
@@ -157,12 +171,113 @@ pub(crate) async fn handle_claimed<I: Invoke>(
     run_id: &str,
     claimed: (u64, bool),
 ) -> Result<HandledJob, WorkerError> {
-    tracing::info!(job_id = %job.id, continuation = job.continuation_token.is_some(), retried = claimed.1, "job claimed");
-    let answer = match prepare(&job, &worker, claimed, run_id, deadline).await {
-        Ok(prepared) => run_guarded(prepared, worker.clone(), deadline).await,
-        Err(answer) => answer,
+    let prepared = prepare(&job, &worker, run_id, deadline).await;
+    answer_claimed(&job.id, prepared, worker, deadline, run_id, claimed, true).await
+}
+
+/// A claimed job's work and answer. `transact`: a new claim may lease its target and record its
+/// deployment in one transaction.
+async fn answer_claimed<I: Invoke>(
+    job_id: &str,
+    prepared: Result<Prepared, JobAnswer>,
+    worker: Arc<Worker<I>>,
+    deadline: Deadline,
+    run_id: &str,
+    (since_ms, retried): (u64, bool),
+    transact: bool,
+) -> Result<HandledJob, WorkerError> {
+    tracing::info!(job_id, retried, "job claimed");
+    let (answer, recorded) = match prepared {
+        Ok(p) => {
+            let p = p.claimed(since_ms, retried);
+            let first = match transact && !retried {
+                true => begin(&p, &worker, deadline, false).await,
+                false => None,
+            };
+            run_guarded(p, worker.clone(), deadline, first).await
+        }
+        Err(answer) => (answer, false),
     };
-    send(&worker, &job.id, run_id, &answer, deadline).await
+    deliver(&worker, job_id, run_id, &answer, recorded, deadline).await
+}
+
+/// Sends the job's answer: recorded in the ledger already (with the deployment's end), or
+/// recorded first here.
+async fn deliver<I: Invoke>(
+    worker: &Worker<I>,
+    job_id: &str,
+    run_id: &str,
+    answer: &JobAnswer,
+    recorded: bool,
+    deadline: Deadline,
+) -> Result<HandledJob, WorkerError> {
+    match recorded {
+        true => post(worker, job_id, answer, deadline).await,
+        false => send(worker, job_id, run_id, answer, deadline).await,
+    }
+}
+
+/// The job's first writes in one transaction: its claim (`claim`), its target's lease vouching
+/// for the deployment's first updater request, and the deployment's record (or, for a
+/// deployment going on, the check that nobody condemned it). `Some(that request)`: all written,
+/// nothing else to do before it is sent. `None`: nothing written; go one write at a time.
+async fn begin<I: Invoke>(
+    p: &Prepared,
+    worker: &Worker<I>,
+    deadline: Deadline,
+    claim: bool,
+) -> Option<(Deadline, UpdaterRequest)> {
+    let work_deadline = deadline.less(ANSWER_MARGIN);
+    // Not one invocation fits: the one-by-one path says so.
+    if work_deadline.remaining() < worker.settings.min_slice + INVOKE_SLACK + CLOCK_SKEW {
+        return None;
+    }
+    let (slice, first) = slice_request(p, worker, p.request.resume.clone(), work_deadline);
+    let holder = lease_holder(p, Some(&first));
+    let deployment = record(p, DeploymentStatus::InProgress, None, None, None);
+    let b = Begin {
+        claim,
+        job_id: &p.job_id,
+        owner: &p.run_id,
+        hold: deadline.remaining() + ANSWER_MARGIN,
+        claimed_ms: p.claimed_ms,
+        target: &p.target,
+        holder: &holder,
+        lease_until: lease_until(worker, work_deadline),
+        deployment: match p.phase {
+            Some(Phase::Updating { .. }) => Deployment::GoOn(&deployment),
+            _ => Deployment::Start(&deployment),
+        },
+    };
+    match worker.ledger.until(work_deadline).begin(&b).await {
+        Ok(Begun::Written) => {
+            tracing::info!(job_id = %p.job_id, target = %p.target, claimed = claim, "job claimed, target leased, deployment recorded");
+            Some((slice, first))
+        }
+        Ok(Begun::OneByOne(why)) => {
+            tracing::info!(job_id = %p.job_id, target = %p.target, %why, "not a fresh job on a free target; one write at a time");
+            None
+        }
+        Err(e) => {
+            tracing::warn!(job_id = %p.job_id, error = %e, "the job's first writes failed; one write at a time");
+            None
+        }
+    }
+}
+
+/// The updater request for one slice of the deployment, resuming from `state`: its deadline is
+/// the end of the slice, well before the worker's own (`deadline`).
+fn slice_request<I: Invoke>(
+    p: &Prepared,
+    worker: &Worker<I>,
+    state: Option<serde_json::Value>,
+    deadline: Deadline,
+) -> (Deadline, UpdaterRequest) {
+    let slice = deadline.less(INVOKE_SLACK + CLOCK_SKEW).at_most(worker.settings.updater_slice);
+    let mut request = p.request.clone();
+    request.resume = state;
+    request.deadline_ms = Some(slice.epoch_millis());
+    (slice, UpdaterRequest::Deploy(Box::new(request)))
 }
 
 /// A job ready to run: its request, its target and the deployment it belongs to.
@@ -184,13 +299,28 @@ struct Prepared {
     /// Lambda retried this run (the same request id): an updater invocation of the killed
     /// attempt may still be acting.
     retried: bool,
+    /// When the job was first claimed (ms since the epoch).
+    claimed_ms: u64,
+}
+
+impl Prepared {
+    /// This job as claimed at `since_ms` (the first claim's time, the same for every retry of
+    /// the job): a deployment that starts with it is keyed by that time.
+    fn claimed(mut self, since_ms: u64, retried: bool) -> Prepared {
+        if !matches!(self.phase, Some(Phase::Updating { .. })) {
+            self.started_at = since_ms;
+        }
+        self.claimed_ms = since_ms;
+        self.retried = retried;
+        self
+    }
 }
 
 /// Reads the job into a request: configuration, artifact, updater, and the continuation it carries.
+/// Only reads: the job is not claimed yet, or claimed by this run ([`Prepared::claimed`] says when).
 async fn prepare<I: Invoke>(
     job: &Job,
     worker: &Worker<I>,
-    (since_ms, retried): (u64, bool),
     run_id: &str,
     deadline: Deadline,
 ) -> Result<Prepared, JobAnswer> {
@@ -276,15 +406,15 @@ async fn prepare<I: Invoke>(
         deadline_ms: None,
     };
     // A deployment's record starts when it gets to work: a waiting one is restamped by each job,
-    // with the time its job was first claimed (the same for every retry of the job).
+    // with the time its job was first claimed (set once claimed: `Prepared::claimed`).
     let (deployment_id, started_at, phase, stands, silent) = match continuation {
-        None => (job.id.clone(), since_ms, None, None, 0),
+        None => (job.id.clone(), 0, None, None, 0),
         Some(c) => match &c.phase {
             Phase::Updating { state } => {
                 request.resume = (!state.is_null()).then(|| state.clone());
                 (c.deployment_id, c.started_at, Some(c.phase), c.stands, c.silent)
             }
-            Phase::WaitingForLease { .. } => (c.deployment_id, since_ms, Some(c.phase), None, 0),
+            Phase::WaitingForLease { .. } => (c.deployment_id, 0, Some(c.phase), None, 0),
         },
     };
     request.deployment_id = Some(deployment_id.clone());
@@ -299,7 +429,8 @@ async fn prepare<I: Invoke>(
         phase,
         stands,
         silent,
-        retried,
+        retried: false,
+        claimed_ms: 0,
     })
 }
 
@@ -313,6 +444,8 @@ struct Progress {
     /// An invocation has ended without a word since the last one (killed, timed out, its answer
     /// lost): it may have changed the target after that word.
     unheard: AtomicBool,
+    /// The answer returned was recorded in the ledger with the deployment's end.
+    recorded: AtomicBool,
 }
 
 impl Progress {
@@ -338,19 +471,26 @@ impl Progress {
 }
 
 /// Runs the job in its own task, so that a panic or the deadline still yields an answer — only
-/// once no updater can still be acting for it — and gives the target's lease back then.
-async fn run_guarded<I: Invoke>(p: Prepared, worker: Arc<Worker<I>>, deadline: Deadline) -> JobAnswer {
+/// once no updater can still be acting for it — and gives the target's lease back then. Says
+/// whether the answer is recorded in the ledger already. `first`: the job's first writes are
+/// done, and its lease vouches for this request (see [`begin`]).
+async fn run_guarded<I: Invoke>(
+    p: Prepared,
+    worker: Arc<Worker<I>>,
+    deadline: Deadline,
+    first: Option<(Deadline, UpdaterRequest)>,
+) -> (JobAnswer, bool) {
     let work_deadline = deadline.less(ANSWER_MARGIN);
     let progress = Arc::new(Progress::default());
     progress.set_stands(p.stands.clone());
     progress.unheard.store(p.silent > 0, Ordering::SeqCst);
     let task = tokio::spawn({
         let (p, worker, progress) = (p.clone(), worker.clone(), progress.clone());
-        async move { Box::pin(execute(&p, &worker, work_deadline, &progress)).await }
+        async move { Box::pin(execute(&p, &worker, work_deadline, &progress, first)).await }
     });
     let abort = task.abort_handle();
     let message = match tokio::time::timeout_at(work_deadline.instant(), task).await {
-        Ok(Ok(answer)) => return answer,
+        Ok(Ok(answer)) => return (answer, progress.recorded.load(Ordering::SeqCst)),
         Ok(Err(join)) if join.is_panic() => "crossdeploy's worker hit an internal error (a panic) while processing this job; the ledger records what the target serves as far as the updater said: check the target before retrying, and report the worker's logs".to_owned(),
         Ok(Err(_)) => "the worker's processing of this job was cancelled".to_owned(),
         Err(_) => {
@@ -369,7 +509,7 @@ async fn run_guarded<I: Invoke>(p: Prepared, worker: Arc<Worker<I>>, deadline: D
     };
     let ledger = worker.ledger.until(deadline.less(Duration::from_secs(3)));
     finish(&p, &ledger, DeploymentStatus::Failed, None, Some(&message), stands.as_ref()).await;
-    failure(FailureType::JobFailed, &p.job_id, message)
+    (failure(FailureType::JobFailed, &p.job_id, message), false)
 }
 
 /// What stands once an updater invocation may have acted unheard since its last word (`None`:
@@ -434,18 +574,26 @@ async fn take_lease(
     }
 }
 
-/// The deployment step of one job: the lease, the updater (one invocation per slice of time,
-/// resumed while time is left), the ledger, the answer.
-async fn execute<I: Invoke>(p: &Prepared, worker: &Worker<I>, deadline: Deadline, progress: &Progress) -> JobAnswer {
-    let ledger = worker.ledger.until(deadline);
+/// A job's first steps one write at a time: the target's lease (or a continuation while another
+/// deployment holds it), the deployment's record, and, for a run Lambda retried or a deployment
+/// going on, the checks that nothing of the killed attempt acts and nobody condemned it.
+/// `Some(answer)`: the job goes no further.
+async fn take_up<I: Invoke>(
+    p: &Prepared,
+    worker: &Worker<I>,
+    ledger: &Ledger,
+    deadline: Deadline,
+    progress: &Progress,
+    stands: Option<&Stands>,
+) -> Option<JobAnswer> {
     let holder = lease_holder(p, None);
-    match take_lease(p, &ledger, &holder, lease_until(worker, deadline)).await {
+    match take_lease(p, ledger, &holder, lease_until(worker, deadline)).await {
         Err(e) => {
             // A take whose answer was lost may have been applied: give it back.
             if let Err(e) = ledger.release_lease(&p.target, &p.deployment_id).await {
                 tracing::error!(error = %e, target = %p.target, "could not release the lease; it expires on its own");
             }
-            return failure(FailureType::JobFailed, &p.job_id, e.to_string());
+            return Some(failure(FailureType::JobFailed, &p.job_id, e.to_string()));
         }
         Ok(Lease::HeldBy(other)) => {
             let since = match &p.phase {
@@ -454,7 +602,7 @@ async fn execute<I: Invoke>(p: &Prepared, worker: &Worker<I>, deadline: Deadline
             };
             let waited = now_secs().saturating_sub(since);
             if waited >= worker.settings.lease_wait.as_secs() {
-                return failure(
+                return Some(failure(
                     FailureType::JobFailed,
                     &p.job_id,
                     format!(
@@ -462,11 +610,13 @@ async fn execute<I: Invoke>(p: &Prepared, worker: &Worker<I>, deadline: Deadline
                         p.target,
                         waited / 60
                     ),
-                );
+                ));
             }
             tracing::info!(job_id = %p.job_id, target = %p.target, holder = %other, "target busy; waiting through continuation");
             let summary = format!("waiting for {other} to finish deploying {}", p.target);
-            return continue_later(p, worker, &ledger, Phase::WaitingForLease { since }, None, 0, summary, 0).await;
+            return Some(
+                continue_later(p, worker, ledger, Phase::WaitingForLease { since }, None, 0, summary, 0).await,
+            );
         }
         Ok(Lease::Acquired) => {}
     }
@@ -475,11 +625,9 @@ async fn execute<I: Invoke>(p: &Prepared, worker: &Worker<I>, deadline: Deadline
             if let Err(e) = ledger.release_lease(&p.target, &p.deployment_id).await {
                 tracing::error!(error = %e, target = %p.target, "could not release the lease; it expires on its own");
             }
-            return failure(FailureType::JobFailed, &p.job_id, e.to_string());
+            return Some(failure(FailureType::JobFailed, &p.job_id, e.to_string()));
         }
     }
-    let mut state = p.request.resume.clone();
-    let mut stands = p.stands.clone();
     // Lambda retried this run (the same request id): the killed attempt's updater invocation may
     // still be acting until its deadline, at most one slice from now. Nothing starts before,
     // not even the restore of a deployment condemned meanwhile.
@@ -496,13 +644,35 @@ async fn execute<I: Invoke>(p: &Prepared, worker: &Worker<I>, deadline: Deadline
                 format!("deployment {} of {} was condemned before this job could go on", p.deployment_id, p.target);
             let answer = failure(FailureType::JobFailed, &p.job_id, message.clone());
             let ended = Ended { status: DeploymentStatus::Failed, outputs: None, message: Some(&message) };
-            return conclude(p, worker, &ledger, ended, stands.as_ref(), answer, deadline).await;
+            Some(conclude(p, worker, ledger, ended, stands, answer, deadline, progress).await)
         }
-        Ok(_) => {}
+        Ok(_) => None,
         Err(e) => {
-            tracing::warn!(error = %e, deployment_id = %p.deployment_id, "could not read the deployment's record")
+            tracing::warn!(error = %e, deployment_id = %p.deployment_id, "could not read the deployment's record");
+            None
         }
     }
+}
+
+/// The deployment step of one job: the lease, the updater (one invocation per slice of time,
+/// resumed while time is left), the ledger, the answer. `first`: the lease is held, vouching for
+/// this first request, and the deployment recorded (see [`begin`]).
+async fn execute<I: Invoke>(
+    p: &Prepared,
+    worker: &Worker<I>,
+    deadline: Deadline,
+    progress: &Progress,
+    first: Option<(Deadline, UpdaterRequest)>,
+) -> JobAnswer {
+    let ledger = worker.ledger.until(deadline);
+    let mut state = p.request.resume.clone();
+    let mut stands = p.stands.clone();
+    if first.is_none() {
+        if let Some(answer) = take_up(p, worker, &ledger, deadline, progress, stands.as_ref()).await {
+            return answer;
+        }
+    }
+    let mut first = first;
     let mut last = (format!("deploying {}", p.target), 10u8);
     let mut silent = p.silent;
     let mut slices = 0u32;
@@ -522,34 +692,41 @@ async fn execute<I: Invoke>(p: &Prepared, worker: &Worker<I>, deadline: Deadline
             return continue_later(p, worker, &ledger, phase, stands, silent, last.0, last.1).await;
         }
         slices += 1;
-        // The updater's deadline: the end of this slice, well before the worker's own.
-        let slice = deadline.less(INVOKE_SLACK + CLOCK_SKEW).at_most(worker.settings.updater_slice);
-        let mut request = p.request.clone();
-        request.resume = state.clone();
-        request.deadline_ms = Some(slice.epoch_millis());
+        let (slice, request) = match first.take() {
+            // Its lease vouches for it already (written with the job's claim).
+            Some(first) => first,
+            None => {
+                let (slice, request) = slice_request(p, worker, state.clone(), deadline);
+                progress.updater_deadline_ms.store(slice.epoch_millis(), Ordering::SeqCst);
+                // The lease vouches for this very invocation, its state and deadline too: the
+                // updater acts on nothing else.
+                match ledger
+                    .acquire_lease(&p.target, &lease_holder(p, Some(&request)), lease_until(worker, deadline))
+                    .await
+                {
+                    Ok(Lease::Acquired) => {}
+                    Ok(Lease::HeldBy(other)) => {
+                        let message = format!(
+                            "the lease of {} passed to {other} while this deployment ran (its run was too slow to renew it); it stopped here",
+                            p.target
+                        );
+                        let answer =
+                            failure(FailureType::JobFailed, &p.job_id, with_stands(message.clone(), stands.as_ref()));
+                        let ended = Ended { status: DeploymentStatus::Failed, outputs: None, message: Some(&message) };
+                        return conclude(p, worker, &ledger, ended, stands.as_ref(), answer, deadline, progress).await;
+                    }
+                    Err(e) => {
+                        // Applied or not, nothing was invoked: the next turn writes it again.
+                        tracing::warn!(job_id = %p.job_id, error = %e, "could not vouch for the invocation; trying again");
+                        progress.updater_deadline_ms.store(0, Ordering::SeqCst);
+                        tokio::time::sleep(Duration::from_millis(500).min(deadline.remaining())).await;
+                        continue;
+                    }
+                }
+                (slice, request)
+            }
+        };
         progress.updater_deadline_ms.store(slice.epoch_millis(), Ordering::SeqCst);
-        let request = UpdaterRequest::Deploy(Box::new(request));
-        // The lease vouches for this very invocation, its state and deadline too: the updater
-        // acts on nothing else.
-        match ledger.acquire_lease(&p.target, &lease_holder(p, Some(&request)), lease_until(worker, deadline)).await {
-            Ok(Lease::Acquired) => {}
-            Ok(Lease::HeldBy(other)) => {
-                let message = format!(
-                    "the lease of {} passed to {other} while this deployment ran (its run was too slow to renew it); it stopped here",
-                    p.target
-                );
-                let answer = failure(FailureType::JobFailed, &p.job_id, with_stands(message.clone(), stands.as_ref()));
-                let ended = Ended { status: DeploymentStatus::Failed, outputs: None, message: Some(&message) };
-                return conclude(p, worker, &ledger, ended, stands.as_ref(), answer, deadline).await;
-            }
-            Err(e) => {
-                // Applied or not, nothing was invoked: the next turn writes it again.
-                tracing::warn!(job_id = %p.job_id, error = %e, "could not vouch for the invocation; trying again");
-                progress.updater_deadline_ms.store(0, Ordering::SeqCst);
-                tokio::time::sleep(Duration::from_millis(500).min(deadline.remaining())).await;
-                continue;
-            }
-        }
         tracing::info!(job_id = %p.job_id, updater = %p.updater, target = %p.target, resume = state.is_some(), "invoking the updater");
         let invoked = invoke_until(&worker.invoker, &p.updater, &request, slice).await;
         progress.updater_deadline_ms.store(0, Ordering::SeqCst);
@@ -575,7 +752,7 @@ async fn execute<I: Invoke>(p: &Prepared, worker: &Worker<I>, deadline: Deadline
                     continuation_token: None,
                 });
                 let ended = Ended { status: DeploymentStatus::Succeeded, outputs: Some(&outputs), message: None };
-                return conclude(p, worker, &ledger, ended, Some(&deployed), answer, deadline).await;
+                return conclude(p, worker, &ledger, ended, Some(&deployed), answer, deadline, progress).await;
             }
             Invoked::Answered(Outcome::Failed { failure_type, message, stands: said }) => {
                 // The updater's word on what stands; if it said nothing, it changed nothing in
@@ -584,7 +761,7 @@ async fn execute<I: Invoke>(p: &Prepared, worker: &Worker<I>, deadline: Deadline
                 progress.set_stands(stands.clone());
                 let answer = failure(failure_type, &p.job_id, with_stands(message.clone(), stands.as_ref()));
                 let ended = Ended { status: DeploymentStatus::Failed, outputs: None, message: Some(&message) };
-                return conclude(p, worker, &ledger, ended, stands.as_ref(), answer, deadline).await;
+                return conclude(p, worker, &ledger, ended, stands.as_ref(), answer, deadline, progress).await;
             }
             Invoked::Answered(Outcome::InProgress { summary, percent_complete, state: next, stands: said }) => {
                 silent = 0;
@@ -615,7 +792,7 @@ async fn execute<I: Invoke>(p: &Prepared, worker: &Worker<I>, deadline: Deadline
                     let answer =
                         failure(FailureType::JobFailed, &p.job_id, with_stands(message.clone(), stands.as_ref()));
                     let ended = Ended { status: DeploymentStatus::Failed, outputs: None, message: Some(&message) };
-                    return conclude(p, worker, &ledger, ended, stands.as_ref(), answer, deadline).await;
+                    return conclude(p, worker, &ledger, ended, stands.as_ref(), answer, deadline, progress).await;
                 }
             }
         }
@@ -644,6 +821,7 @@ struct Ended<'a> {
 /// Records how the deployment ended, then answers: with `answer`, unless the deployment was
 /// condemned while it ran (an action of its stage failed) or its rollback was handled since
 /// (a retried run): then what it left on the target is put back first, and the job fails.
+#[allow(clippy::too_many_arguments)]
 async fn conclude<I: Invoke>(
     p: &Prepared,
     worker: &Worker<I>,
@@ -652,7 +830,23 @@ async fn conclude<I: Invoke>(
     stands: Option<&Stands>,
     answer: JobAnswer,
     deadline: Deadline,
+    progress: &Progress,
 ) -> JobAnswer {
+    // A deployment nobody condemned: its end, its lease given back and its job's answer, in one
+    // transaction. Anything else (or a failed write) goes one write at a time.
+    let done = record(p, ended.status, ended.outputs, ended.message, stands);
+    let data = serde_json::to_string(&answer).unwrap_or_default();
+    let end = End { record: &done, job_id: &p.job_id, owner: &p.run_id, label: answer.label(), data: &data };
+    match ledger.end(&end).await {
+        Ok(true) => {
+            progress.recorded.store(true, Ordering::SeqCst);
+            return answer;
+        }
+        Ok(false) => {}
+        Err(e) => {
+            tracing::warn!(error = %e, deployment_id = %p.deployment_id, "the deployment's end could not be written at once; one write at a time")
+        }
+    }
     let Some(finished) = finish(p, ledger, ended.status, ended.outputs, ended.message, stands).await else {
         return answer;
     };
@@ -942,17 +1136,15 @@ async fn send<I: Invoke>(
     post(worker, job_id, &to_send, deadline).await
 }
 
-/// Sends an answer recorded earlier (by this run before a crash, or by Lambda's first attempt of it).
+/// Sends an answer recorded earlier (by this run before a crash, or by Lambda's first attempt of
+/// it). If CodePipeline took it already, it says so (`InvalidJobStateException`) and nothing
+/// changes: the ledger keeps no mark of its own for that, which would cost every job a write.
 pub(crate) async fn resend<I: Invoke>(
     worker: &Worker<I>,
     job_id: &str,
     earlier: RecordedAnswer,
     deadline: Deadline,
 ) -> Result<HandledJob, WorkerError> {
-    if earlier.sent {
-        tracing::info!(job_id, answer = %earlier.label, "answered already");
-        return Ok(HandledJob { job_id: job_id.to_owned(), answer: earlier.label, already_answered: true });
-    }
     let Ok(answer) = serde_json::from_str::<JobAnswer>(&earlier.data) else {
         tracing::error!(job_id, "the recorded answer cannot be read; the job is left to CodePipeline's timeout");
         return Ok(HandledJob { job_id: job_id.to_owned(), answer: earlier.label, already_answered: true });
@@ -968,9 +1160,6 @@ async fn post<I: Invoke>(
     deadline: Deadline,
 ) -> Result<HandledJob, WorkerError> {
     let answered = answer_job(&worker.codepipeline, job_id, answer, deadline).await?;
-    if let Err(e) = worker.ledger.until(deadline).mark_sent(job_id).await {
-        tracing::error!(job_id, error = %e, "answered, but could not mark the job answered in the ledger");
-    }
     let label = answer.label();
     tracing::info!(job_id, answer = label, already = answered == Answered::Already, "job answered");
     Ok(HandledJob {

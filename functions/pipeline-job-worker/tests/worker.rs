@@ -108,27 +108,47 @@ fn success_rule() -> Rule {
     mock!(Cp::put_job_success_result).then_output(|| PutJobSuccessResultOutput::builder().build())
 }
 
+type Ddb = aws_sdk_dynamodb::Client;
+
 /// A ledger whose every conditional write succeeds: a fresh job, a free target. (The ledger's
-/// own behaviour, and the worker's with it, is tested against DynamoDB in tests/.)
-fn free_ledger() -> Ledger {
+/// own behaviour, and the worker's with it, is tested against DynamoDB in tests/.) With
+/// `transactions` false, every transaction is cancelled (as a condition failing would cancel
+/// it), and the worker goes one write at a time.
+fn ledger(transactions: bool) -> (Ledger, Rule, Rule) {
     use aws_sdk_dynamodb::operation::{
-        delete_item::DeleteItemOutput, get_item::GetItemOutput, put_item::PutItemOutput, update_item::UpdateItemOutput,
+        delete_item::DeleteItemOutput, get_item::GetItemOutput, put_item::PutItemOutput,
+        transact_write_items::TransactWriteItemsOutput, update_item::UpdateItemOutput,
     };
-    type Ddb = aws_sdk_dynamodb::Client;
     let put = mock!(Ddb::put_item).then_output(|| PutItemOutput::builder().build());
     let update = mock!(Ddb::update_item).then_output(|| UpdateItemOutput::builder().build());
     let delete = mock!(Ddb::delete_item).then_output(|| DeleteItemOutput::builder().build());
     // Reads find nothing: no rollback recorded on the deployment.
     let get = mock!(Ddb::get_item).then_output(|| GetItemOutput::builder().build());
-    Ledger::new(mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, [&put, &update, &delete, &get]), "ledger")
+    let transact = match transactions {
+        true => mock!(Ddb::transact_write_items).then_output(|| TransactWriteItemsOutput::builder().build()),
+        false => mock!(Ddb::transact_write_items).then_http_response(|| {
+            aws_smithy_runtime_api::http::Response::new(
+                aws_smithy_runtime_api::http::StatusCode::try_from(400).unwrap(),
+                aws_smithy_types::body::SdkBody::from(
+                    r#"{"__type":"com.amazonaws.dynamodb.v20120810#TransactionCanceledException","Message":"Transaction cancelled, please refer cancellation reasons for specific reasons [ConditionalCheckFailed, None, None]","CancellationReasons":[{"Code":"ConditionalCheckFailed"},{"Code":"None"},{"Code":"None"}]}"#,
+                ),
+            )
+        }),
+    };
+    let client = mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, [&put, &update, &delete, &get, &transact]);
+    (Ledger::new(client, "ledger"), transact, update)
 }
 
 fn worker(cp: Cp, fake: &Arc<FakeUpdater>) -> Arc<Worker<Fake>> {
+    worker_with(cp, fake, ledger(true).0)
+}
+
+fn worker_with(cp: Cp, fake: &Arc<FakeUpdater>, ledger: Ledger) -> Arc<Worker<Fake>> {
     Arc::new(Worker {
         codepipeline: cp,
         invoker: Fake(fake.clone()),
         updaters: Updaters { lambda: Some("lambda-alias-updater".into()), ecs: None },
-        ledger: free_ledger(),
+        ledger,
         settings: Settings::new("us-east-1"),
     })
 }
@@ -182,6 +202,38 @@ async fn a_successful_deploy_is_answered_once_with_its_outputs_and_the_pipeline_
     assert_eq!(req.pipeline.execution_id.as_deref(), Some("exec-9"));
     assert_eq!(req.artifact.key, "orders/Build/abc");
     assert!(req.resume.is_none());
+}
+
+/// A fresh job on a free target takes two transactions (its claim, lease and record; its end,
+/// release and answer) and no other write. Where the transactions are cancelled, the
+/// same job goes one write at a time to the same answer.
+#[tokio::test]
+async fn a_fresh_job_takes_two_transactions_and_a_cancelled_one_goes_one_write_at_a_time() {
+    for transactions in [true, false] {
+        let (details, ok, fail) = (job_details(), success_rule(), failure_rule(CpFailure::JobFailed, ""));
+        let cp = mock_client!(aws_sdk_codepipeline, RuleMode::MatchAny, [&details, &ok, &fail]);
+        let fake = Arc::new(FakeUpdater::new(vec![Behaviour::Answer(Outcome::Succeeded {
+            summary: "moved".into(),
+            outputs: [("FunctionVersion".to_string(), "7".to_string())].into(),
+        })]));
+        let (ledger, transact, update) = ledger(transactions);
+        let handled = handle_invoke_event(
+            event(GOOD, None),
+            worker_with(cp, &fake, ledger),
+            Deadline::after(Duration::from_secs(60)),
+            "run-1",
+        )
+        .await
+        .unwrap();
+        assert_eq!(handled.unwrap().answer, "Succeeded");
+        assert_eq!((ok.num_calls(), fail.num_calls(), fake.seen.lock().unwrap().len()), (1, 0, 1));
+        match transactions {
+            // Nothing is written but the two transactions.
+            true => assert_eq!((transact.num_calls(), update.num_calls()), (2, 0)),
+            // Claim, lease, vouching lease, end, answer; the start is a put, the release a delete.
+            false => assert_eq!((transact.num_calls(), update.num_calls()), (2, 5)),
+        }
+    }
 }
 
 #[tokio::test(start_paused = true)]

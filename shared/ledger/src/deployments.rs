@@ -6,7 +6,7 @@ use crate::{
     RollbackRecord, RollbackStatus, ACCOUNT_INDEX, ACCOUNT_INDEX_KEY, EXECUTION_INDEX, EXECUTION_INDEX_KEY,
     MAX_QUERY_PAGES,
 };
-use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, Update};
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -78,34 +78,39 @@ impl Ledger {
         }
     }
 
+    /// The write that records how a deployment ended (every attribute of its item but its
+    /// key, and its rollback's, which stay), under `condition` (which may name `#st` and
+    /// `:in_progress`).
+    pub(crate) fn finish_update(&self, record: &DeploymentRecord, condition: &str) -> Result<Update, LedgerError> {
+        let (pk, sk) = record.key();
+        let mut update = Update::builder()
+            .table_name(&self.table)
+            .key("pk", s(&pk))
+            .key("sk", s(&sk))
+            .condition_expression(condition)
+            .expression_attribute_names("#st", "status")
+            .expression_attribute_values(":in_progress", s(DeploymentStatus::InProgress.as_str()));
+        let mut sets = Vec::new();
+        for (i, (k, v)) in record.item().into_iter().filter(|(k, _)| k != "pk" && k != "sk").enumerate() {
+            update =
+                update.expression_attribute_names(format!("#a{i}"), k).expression_attribute_values(format!(":v{i}"), v);
+            sets.push(format!("#a{i} = :v{i}"));
+        }
+        update
+            .update_expression(format!("SET {}", sets.join(", ")))
+            .build()
+            .map_err(|e| self.unbuilt("record how a deployment ended", e))
+    }
+
     /// Records how a deployment ended: an update of its item (what rollback wrote on it stays),
     /// only while it is in progress. Recording the same end again succeeds. Says whether the
     /// deployment was condemned while it ran.
     pub async fn finish_deployment(&self, record: &DeploymentRecord) -> Result<Finished, LedgerError> {
         let (pk, sk) = record.key();
-        let mut values: HashMap<String, AttributeValue> = HashMap::new();
-        let mut names: HashMap<String, String> = HashMap::new();
-        let mut sets = Vec::new();
-        for (i, (k, v)) in record.item().into_iter().filter(|(k, _)| k != "pk" && k != "sk").enumerate() {
-            names.insert(format!("#a{i}"), k);
-            values.insert(format!(":v{i}"), v);
-            sets.push(format!("#a{i} = :v{i}"));
-        }
-        names.insert("#st".into(), "status".into());
-        values.insert(":in_progress".into(), s(DeploymentStatus::InProgress.as_str()));
+        let update = self.finish_update(record, "attribute_not_exists(pk) OR #st = :in_progress")?;
         let result = self
             .send("record how a deployment ended", || {
-                self.client
-                    .update_item()
-                    .table_name(&self.table)
-                    .key("pk", s(&pk))
-                    .key("sk", s(&sk))
-                    .update_expression(format!("SET {}", sets.join(", ")))
-                    .condition_expression("attribute_not_exists(pk) OR #st = :in_progress")
-                    .set_expression_attribute_names(Some(names.clone()))
-                    .set_expression_attribute_values(Some(values.clone()))
-                    .return_values(ReturnValue::AllNew)
-                    .send()
+                self.update_item(&update).return_values(ReturnValue::AllNew).send()
             })
             .await;
         let condemned = |item: &HashMap<String, AttributeValue>| rollback_of(item);

@@ -1,12 +1,12 @@
 //! Job claims, the answer each job gets (recorded before it is sent), and the jobs a run polled.
 
 use crate::{condition_failed, get_n, get_s, n, now_millis, now_secs, s, Ledger, LedgerError, RETENTION};
-use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, Update};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::time::Duration;
 
-const CLAIMED: &str = "CLAIMED";
+pub(crate) const CLAIMED: &str = "CLAIMED";
 const ANSWERED: &str = "ANSWERED";
 
 /// The answer a job was given (or is being given), as recorded before it was sent.
@@ -14,10 +14,9 @@ const ANSWERED: &str = "ANSWERED";
 pub struct RecordedAnswer {
     /// "Succeeded", "InProgress" (a continuation), or the failure type.
     pub label: String,
-    /// The answer itself, as the worker wrote it (JSON).
+    /// The answer itself, as the worker wrote it (JSON). Whether CodePipeline took it is
+    /// CodePipeline's to say: sending it again to a job answered already changes nothing.
     pub data: String,
-    /// CodePipeline took it (as far as the ledger knows: the run that sent it marked it).
-    pub sent: bool,
 }
 
 /// Whether this run got the job.
@@ -65,7 +64,6 @@ fn recorded(item: &HashMap<String, AttributeValue>) -> Option<RecordedAnswer> {
     (get_s(item, "status") == Some(ANSWERED)).then(|| RecordedAnswer {
         label: get_s(item, "answer").unwrap_or_default().to_owned(),
         data: get_s(item, "answer_data").unwrap_or_default().to_owned(),
-        sent: item.contains_key("sent_at"),
     })
 }
 
@@ -122,6 +120,34 @@ impl Ledger {
         }
     }
 
+    /// The write that records `data` (labelled `label`) as the job's answer, under `condition`
+    /// (which may name `#owner`, `#status`, `:me`, `:claimed`, `:answered` and `:data`).
+    pub(crate) fn answer_update(
+        &self,
+        job_id: &str,
+        owner: &str,
+        label: &str,
+        data: &str,
+        condition: &str,
+    ) -> Result<Update, LedgerError> {
+        Update::builder()
+            .table_name(&self.table)
+            .key("pk", s(format!("JOB#{job_id}")))
+            .key("sk", s("JOB"))
+            .update_expression("SET #status = :answered, answer = :label, answer_data = :data, answered_at = :now")
+            .condition_expression(condition)
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_names("#owner", "owner")
+            .expression_attribute_values(":answered", s(ANSWERED))
+            .expression_attribute_values(":claimed", s(CLAIMED))
+            .expression_attribute_values(":label", s(label))
+            .expression_attribute_values(":data", s(data))
+            .expression_attribute_values(":me", s(owner))
+            .expression_attribute_values(":now", n(now_secs()))
+            .build()
+            .map_err(|e| self.unbuilt("record a job's answer", e))
+    }
+
     /// Records `data` (labelled `label`) as the job's answer, before it is sent. Only the run
     /// holding the claim records; recording the same answer again succeeds.
     pub async fn record_answer(
@@ -132,30 +158,14 @@ impl Ledger {
         data: &str,
     ) -> Result<Decided, LedgerError> {
         let pk = format!("JOB#{job_id}");
-        let result = self
-            .send("record a job's answer", || {
-                self.client
-                    .update_item()
-                    .table_name(&self.table)
-                    .key("pk", s(&pk))
-                    .key("sk", s("JOB"))
-                    .update_expression(
-                        "SET #status = :answered, answer = :label, answer_data = :data, answered_at = :now",
-                    )
-                    .condition_expression(
-                        "#owner = :me AND (#status = :claimed OR (#status = :answered AND answer_data = :data))",
-                    )
-                    .expression_attribute_names("#status", "status")
-                    .expression_attribute_names("#owner", "owner")
-                    .expression_attribute_values(":answered", s(ANSWERED))
-                    .expression_attribute_values(":claimed", s(CLAIMED))
-                    .expression_attribute_values(":label", s(label))
-                    .expression_attribute_values(":data", s(data))
-                    .expression_attribute_values(":me", s(owner))
-                    .expression_attribute_values(":now", n(now_secs()))
-                    .send()
-            })
-            .await;
+        let update = self.answer_update(
+            job_id,
+            owner,
+            label,
+            data,
+            "#owner = :me AND (#status = :claimed OR (#status = :answered AND answer_data = :data))",
+        )?;
+        let result = self.send("record a job's answer", || self.update_item(&update).send()).await;
         match result {
             Ok(_) => Ok(Decided::Ours),
             Err(e) if condition_failed(&e) => {
@@ -166,28 +176,6 @@ impl Ledger {
                 })
             }
             Err(e) => Err(self.error("record a job's answer", &e)),
-        }
-    }
-
-    /// Notes that CodePipeline took the job's recorded answer.
-    pub async fn mark_sent(&self, job_id: &str) -> Result<(), LedgerError> {
-        let result = self
-            .send("mark a job answered", || {
-                self.client
-                    .update_item()
-                    .table_name(&self.table)
-                    .key("pk", s(format!("JOB#{job_id}")))
-                    .key("sk", s("JOB"))
-                    .update_expression("SET sent_at = if_not_exists(sent_at, :now)")
-                    .condition_expression("attribute_exists(pk)")
-                    .expression_attribute_values(":now", n(now_secs()))
-                    .send()
-            })
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(e) if condition_failed(&e) => Ok(()),
-            Err(e) => Err(self.error("mark a job answered", &e)),
         }
     }
 

@@ -28,6 +28,7 @@ mod jobs;
 mod leases;
 mod origin;
 mod records;
+mod steps;
 
 pub use deployments::Finished;
 pub use jobs::{Claim, Decided, JobState, PolledJob, RecordedAnswer};
@@ -36,8 +37,9 @@ pub use records::{
     Continuation, DeploymentRecord, DeploymentStatus, LeaseHolder, Phase, RollbackRecord, RollbackStatus, TargetKey,
     TargetParts,
 };
+pub use steps::{Begin, Begun, Deployment, End};
 
-use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::types::{AttributeValue, Update};
 use aws_sdk_dynamodb::Client;
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::client::result::SdkError;
@@ -149,6 +151,30 @@ impl Ledger {
         E: aws_sdk_dynamodb::error::ProvideErrorMetadata + std::error::Error + 'static,
     {
         LedgerError { action, table: self.table.clone(), error: ErrorInfo::from_sdk(e) }
+    }
+
+    /// A write that could not be put together (a bug: every required part is set here).
+    pub(crate) fn unbuilt(&self, action: &'static str, e: aws_sdk_dynamodb::error::BuildError) -> LedgerError {
+        LedgerError {
+            action,
+            table: self.table.clone(),
+            error: ErrorInfo { code: None, message: format!("crossdeploy could not build the request: {e}") },
+        }
+    }
+
+    /// `update` as one UpdateItem call (the same write a transaction may carry instead).
+    pub(crate) fn update_item(
+        &self,
+        update: &Update,
+    ) -> aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder {
+        self.client
+            .update_item()
+            .table_name(update.table_name())
+            .set_key(Some(update.key().clone()))
+            .update_expression(update.update_expression())
+            .set_condition_expression(update.condition_expression().map(str::to_owned))
+            .set_expression_attribute_names(update.expression_attribute_names().cloned())
+            .set_expression_attribute_values(update.expression_attribute_values().cloned())
     }
 
     /// Sends a ledger call, retrying transient faults with backoff and jitter until the deadline.

@@ -1,0 +1,213 @@
+//! A job's first and last ledger writes, each as one transaction (TransactWriteItems) for the
+//! common case: a job delivered for the first time, to a free target, and a deployment that ends
+//! without having been condemned. Every condition the writes have one by one holds inside the
+//! transaction as well (or a stricter one), and DynamoDB applies all of a transaction's writes or
+//! none. Where any condition fails, nothing was written, and the caller takes the path one write
+//! at a time (claim, lease, record; record the end, release, record the answer), whose
+//! conditions sort each case out: a retry of the run, a busy target, a condemned deployment.
+//!
+//! A transaction whose answer was lost is found by its retry: on real DynamoDB by its client
+//! request token (the retry succeeds without writing again); anywhere, because the lease it
+//! wrote vouches for the very updater request this attempt is about to send (its deadline
+//! makes it this attempt's alone).
+
+use crate::jobs::CLAIMED;
+use crate::{
+    n, now_secs, s, DeploymentRecord, DeploymentStatus, LeaseHolder, Ledger, LedgerError, TargetKey, RETENTION,
+};
+use aws_sdk_dynamodb::types::{ConditionCheck, Put, TransactWriteItem};
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+use aws_smithy_runtime_api::client::result::SdkError;
+use std::collections::HashMap;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// A job's first writes: its claim, its target's lease, and its deployment's record.
+#[derive(Debug, Clone)]
+pub struct Begin<'a> {
+    /// Whether the job is claimed here (an Invoke action's job), or was claimed already (a
+    /// custom action's job is claimed before it is acknowledged).
+    pub claim: bool,
+    pub job_id: &'a str,
+    /// The run (its request id) claiming the job.
+    pub owner: &'a str,
+    /// How long the claim holds.
+    pub hold: Duration,
+    /// When the job is claimed (ms since the epoch): a new deployment's record is keyed by it.
+    pub claimed_ms: u64,
+    pub target: &'a TargetKey,
+    /// The lease's holder: the deployment, vouching for its first updater request.
+    pub holder: &'a LeaseHolder,
+    /// Until when the lease holds (seconds since the epoch).
+    pub lease_until: u64,
+    pub deployment: Deployment<'a>,
+}
+
+/// The deployment a job works on.
+#[derive(Debug, Clone, Copy)]
+pub enum Deployment<'a> {
+    /// A new one: its record is written (`started_at` is the claim's time).
+    Start(&'a DeploymentRecord),
+    /// One going on from an earlier job: it must be in progress and not condemned.
+    GoOn(&'a DeploymentRecord),
+}
+
+/// What became of a job's first writes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Begun {
+    /// All were written: the job is this run's (claimed at `claimed_ms`), the target's lease is
+    /// the deployment's, vouching for its first request, and its record is there.
+    Written,
+    /// Nothing was written (why): go one write at a time.
+    OneByOne(String),
+}
+
+/// A job's last writes: how its deployment ended, its target's lease given back, its answer.
+#[derive(Debug, Clone)]
+pub struct End<'a> {
+    /// The deployment's record as it ended.
+    pub record: &'a DeploymentRecord,
+    pub job_id: &'a str,
+    /// The run holding the job's claim.
+    pub owner: &'a str,
+    /// The answer's label ("Succeeded", the failure type) and the answer itself.
+    pub label: &'a str,
+    pub data: &'a str,
+}
+
+/// Whether a transaction failed because a condition (or a conflict) cancelled it: nothing of it
+/// was written. The reasons, as DynamoDB gives them in order.
+fn cancelled<E>(e: &SdkError<E, HttpResponse>) -> Option<String>
+where
+    E: aws_sdk_dynamodb::error::ProvideErrorMetadata,
+{
+    let service = e.as_service_error()?;
+    (service.code() == Some("TransactionCanceledException"))
+        .then(|| service.message().unwrap_or("cancelled").to_owned())
+}
+
+/// A token for one transaction of `owner` on `job_id` (at most 36 characters, as DynamoDB asks).
+fn token(owner: &str, job_id: &str, what: &str) -> String {
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    let hash = crossdeploy_protocol::fingerprint_of(&serde_json::json!([owner, job_id, what, nanos.to_string()]));
+    hash.chars().take(32).collect()
+}
+
+impl Ledger {
+    /// Claims a job delivered for the first time, takes its target's lease and records its
+    /// deployment, in one transaction: all of it, or nothing (then [`Begun::OneByOne`]).
+    pub async fn begin(&self, b: &Begin<'_>) -> Result<Begun, LedgerError> {
+        const WHAT: &str = "claim a job, its target and its deployment";
+        let now = now_secs();
+        let token = token(b.owner, b.job_id, "begin");
+        // The claim as `claim_job` writes it, on a job never claimed.
+        let claim = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(HashMap::from([
+                ("pk".to_owned(), s(format!("JOB#{}", b.job_id))),
+                ("sk".to_owned(), s("JOB")),
+                ("status".to_owned(), s(CLAIMED)),
+                ("owner".to_owned(), s(b.owner)),
+                ("claimed_until".to_owned(), n(now + b.hold.as_secs())),
+                ("first_claimed_ms".to_owned(), n(b.claimed_ms)),
+                ("expires_at".to_owned(), n(now + RETENTION.as_secs())),
+            ])))
+            .condition_expression("attribute_not_exists(pk)")
+            .build()
+            .map_err(|e| self.unbuilt(WHAT, e))?;
+        let lease = self.lease_update(b.target, b.holder, b.lease_until, None)?;
+        let deployment = match b.deployment {
+            Deployment::Start(record) => TransactWriteItem::builder()
+                .put(
+                    Put::builder()
+                        .table_name(&self.table)
+                        .set_item(Some(record.item()))
+                        .condition_expression("attribute_not_exists(pk)")
+                        .build()
+                        .map_err(|e| self.unbuilt(WHAT, e))?,
+                )
+                .build(),
+            Deployment::GoOn(record) => {
+                let (dpk, dsk) = record.key();
+                TransactWriteItem::builder()
+                    .condition_check(
+                        ConditionCheck::builder()
+                            .table_name(&self.table)
+                            .key("pk", s(dpk))
+                            .key("sk", s(dsk))
+                            .condition_expression("#st = :in_progress AND attribute_not_exists(rollback_status)")
+                            .expression_attribute_names("#st", "status")
+                            .expression_attribute_values(":in_progress", s(DeploymentStatus::InProgress.as_str()))
+                            .build()
+                            .map_err(|e| self.unbuilt(WHAT, e))?,
+                    )
+                    .build()
+            }
+        };
+        let mut items = vec![TransactWriteItem::builder().update(lease).build(), deployment];
+        if b.claim {
+            items.insert(0, TransactWriteItem::builder().put(claim).build());
+        }
+        let result = self
+            .send(WHAT, || {
+                self.client
+                    .transact_write_items()
+                    .set_transact_items(Some(items.clone()))
+                    .client_request_token(&token)
+                    .send()
+            })
+            .await;
+        match result {
+            Ok(_) => Ok(Begun::Written),
+            Err(e) => match cancelled(&e) {
+                None => Err(self.error(WHAT, &e)),
+                Some(why) => {
+                    // Cancelled by its own earlier attempt (its answer lost, the SDK retried)?
+                    // Then the lease vouches for this attempt's very request.
+                    let holder = self.lease_holder(b.target).await?;
+                    let ours = holder.is_some_and(|h| {
+                        h.deployment_id == b.holder.deployment_id
+                            && h.request.is_some()
+                            && h.request == b.holder.request
+                    });
+                    Ok(if ours { Begun::Written } else { Begun::OneByOne(why) })
+                }
+            },
+        }
+    }
+
+    /// Records how a deployment nobody condemned ended, gives its target's lease back and
+    /// records its job's answer, in one transaction: all of it (`true`), or nothing (`false`:
+    /// the deployment was condemned, the lease or the claim passed on, or this was written
+    /// already; go one write at a time, which tells these apart).
+    pub async fn end(&self, e: &End<'_>) -> Result<bool, LedgerError> {
+        const WHAT: &str = "record a deployment's end and its job's answer";
+        let finish = self.finish_update(e.record, "#st = :in_progress AND attribute_not_exists(rollback_status)")?;
+        let release = self.lease_release(&e.record.target, &e.record.deployment_id)?;
+        let answer = self.answer_update(e.job_id, e.owner, e.label, e.data, "#owner = :me AND #status = :claimed")?;
+        let items = vec![
+            TransactWriteItem::builder().update(finish).build(),
+            TransactWriteItem::builder().delete(release).build(),
+            TransactWriteItem::builder().update(answer).build(),
+        ];
+        let token = token(e.owner, e.job_id, "end");
+        let result = self
+            .send(WHAT, || {
+                self.client
+                    .transact_write_items()
+                    .set_transact_items(Some(items.clone()))
+                    .client_request_token(&token)
+                    .send()
+            })
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(err) => match cancelled(&err) {
+                Some(why) => {
+                    tracing::info!(job_id = e.job_id, deployment_id = %e.record.deployment_id, %why, "the end's transaction was cancelled; recording it one write at a time");
+                    Ok(false)
+                }
+                None => Err(self.error(WHAT, &err)),
+            },
+        }
+    }
+}
