@@ -386,25 +386,12 @@ async fn of_many_deployments_racing_for_one_target_exactly_one_gets_it() {
 /// fails (a job claimed before, a busy target, a condemned deployment).
 #[tokio::test]
 async fn a_jobs_first_writes_are_one_transaction_all_or_nothing() {
-    use crossdeploy_ledger::{Begin, Begun, Deployment};
+    use crossdeploy_ledger::Begun;
     let (_moto, ledger) = ledger().await;
     let vouching = |id: &str, request: &str| LeaseHolder { request: Some(request.into()), ..holder(id) };
     let begin = |job: &'static str, holder: &LeaseHolder, record: &DeploymentRecord, go_on: bool| {
         let (ledger, holder, record) = (ledger.clone(), holder.clone(), record.clone());
-        async move {
-            let b = Begin {
-                claim: true,
-                job_id: job,
-                owner: "run-a",
-                hold: Duration::from_secs(600),
-                claimed_ms: record.started_at,
-                target: &record.target,
-                holder: &holder,
-                lease_until: until(600),
-                deployment: if go_on { Deployment::GoOn(&record) } else { Deployment::Start(&record) },
-            };
-            ledger.begin(&b).await.unwrap()
-        }
+        async move { begin_as(&ledger, true, job, "run-a", &holder, &record, go_on).await }
     };
     let a = in_progress("a", 100);
     assert_eq!(begin("a", &vouching("a", "req-a1"), &a, false).await, Begun::Written);
@@ -429,6 +416,51 @@ async fn a_jobs_first_writes_are_one_transaction_all_or_nothing() {
     assert!(matches!(begin("a-2", &vouching("a", "req-a2"), &a, true).await, Begun::OneByOne(_)));
     assert_eq!(ledger.job_state("a-2").await.unwrap(), None);
     assert_eq!(ledger.lease_holder(&target()).await.unwrap().and_then(|h| h.request).as_deref(), Some("req-a1"));
+    ledger.release_lease(&target(), "a").await.unwrap();
+    // A job another run claimed, on a free target: nothing written, the target stays free.
+    assert!(claimed(ledger.claim_job("c", "run-other", Duration::from_secs(600)).await.unwrap()));
+    let c = in_progress("c", 300);
+    assert!(matches!(begin("c", &vouching("c", "req-c1"), &c, false).await, Begun::OneByOne(_)));
+    assert_eq!(ledger.lease_holder(&target()).await.unwrap(), None);
+    assert_eq!(ledger.deployment(&c).await.unwrap(), None);
+    // A deployment going on (nobody condemned it), its next job delivered for the first time.
+    let d = in_progress("d", 400);
+    ledger.start_deployment(&d).await.unwrap();
+    assert_eq!(begin("d-2", &vouching("d", "req-d2"), &d, true).await, Begun::Written);
+    assert_eq!(ledger.lease_holder(&target()).await.unwrap().and_then(|h| h.request).as_deref(), Some("req-d2"));
+    assert!(ledger.job_state("d-2").await.unwrap().is_some(), "the continuation job is claimed");
+    ledger.release_lease(&target(), "d").await.unwrap();
+    // A custom action's job, claimed before it was acknowledged: the lease and record only.
+    assert!(claimed(ledger.claim_job("e", "run-e", Duration::from_secs(600)).await.unwrap()));
+    let e = in_progress("e", 500);
+    assert_eq!(begin_as(&ledger, false, "e", "run-e", &vouching("e", "req-e1"), &e, false).await, Begun::Written);
+    assert_eq!(ledger.deployment(&e).await.unwrap().map(|r| r.status), Some(DeploymentStatus::InProgress));
+    assert_eq!(ledger.lease_holder(&target()).await.unwrap().map(|h| h.deployment_id).as_deref(), Some("e"));
+}
+
+/// `Ledger::begin` for `job`, as `owner`, with the lease `holder` and the deployment `record`.
+async fn begin_as(
+    ledger: &Ledger,
+    claim: bool,
+    job: &str,
+    owner: &str,
+    holder: &LeaseHolder,
+    record: &DeploymentRecord,
+    go_on: bool,
+) -> crossdeploy_ledger::Begun {
+    use crossdeploy_ledger::{Begin, Deployment};
+    let b = Begin {
+        claim,
+        job_id: job,
+        owner,
+        hold: Duration::from_secs(600),
+        claimed_ms: record.started_at,
+        target: &record.target,
+        holder,
+        lease_until: until(600),
+        deployment: if go_on { Deployment::GoOn(record) } else { Deployment::Start(record) },
+    };
+    ledger.begin(&b).await.unwrap()
 }
 
 /// A job's last writes as one transaction: a deployment nobody condemned ends, its lease is
@@ -478,10 +510,18 @@ async fn a_jobs_last_writes_are_one_transaction_all_or_nothing() {
     assert_eq!(ledger.deployment(&b).await.unwrap().map(|r| r.status), Some(DeploymentStatus::InProgress));
     assert_eq!(ledger.lease_holder(&target()).await.unwrap().map(|h| h.deployment_id).as_deref(), Some("b"));
     assert_eq!(ledger.job_state("b").await.unwrap().and_then(|s| s.answer), None);
-    // C: a run whose claim passed to another run writes nothing either.
+    // C: a run whose claim passed to another run writes nothing either (its deployment holds
+    // the lease: the claim alone refuses it).
     let c = in_progress("c", 300);
-    ledger.start_deployment(&c).await.unwrap();
     assert!(claimed(ledger.claim_job("c", "run-c", Duration::from_secs(600)).await.unwrap()));
+    let c_target = TargetKey::lambda("222222222222", "us-east-1", "orders-c", "live");
+    let c = DeploymentRecord { target: c_target.clone(), ..c };
+    ledger.start_deployment(&c).await.unwrap();
+    assert_eq!(ledger.acquire_lease(&c_target, &holder("c"), until(600)).await.unwrap(), Lease::Acquired);
     assert!(!end(&done(c.clone()), "c", "run-other").await);
     assert_eq!(ledger.deployment(&c).await.unwrap().map(|r| r.status), Some(DeploymentStatus::InProgress));
+    assert_eq!(ledger.lease_holder(&c_target).await.unwrap().map(|h| h.deployment_id).as_deref(), Some("c"));
+    // And the same end from the claim's holder is written whole.
+    assert!(end(&done(c.clone()), "c", "run-c").await);
+    assert_eq!(ledger.lease_holder(&c_target).await.unwrap(), None);
 }

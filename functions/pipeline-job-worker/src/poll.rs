@@ -53,19 +53,23 @@ pub async fn poll_and_process<I: Invoke>(
     let mut first_error = None;
     let mut free = worker.settings.concurrency.max(1).saturating_sub(jobs.len());
     let mut tasks = tokio::task::JoinSet::new();
+    // A job handed out twice to this run (CodePipeline documents no such thing) is taken once.
+    let mut taken = std::collections::HashSet::new();
     for (job, polled_before) in jobs {
+        taken.insert(job.id.clone());
         let (worker, run_id) = (worker.clone(), run_id.to_owned());
         tasks.spawn(async move { take_job(job, polled_before, worker, deadline, &run_id).await });
-    }
-    if deadline.remaining() < time_for_a_job(&worker) {
-        tracing::info!("too little time left to start a job; polling none");
-        free = 0;
     }
     // Each provider is polled until this run has no room left or the provider gives no more
     // jobs: CodePipeline documents no largest batch, so a poll may give fewer than asked for.
     let mut providers = providers.iter().peekable();
     while let Some(provider) = providers.peek().copied() {
         if free == 0 {
+            break;
+        }
+        // Before each poll: a job polled now must still have time for one updater invocation.
+        if deadline.remaining() < time_for_a_job(&worker) {
+            tracing::info!("too little time left to start a job; polling no more");
             break;
         }
         // A poll still unanswered at the deadline is dropped: nothing polled, as far as this run knows.
@@ -104,6 +108,10 @@ pub async fn poll_and_process<I: Invoke>(
         free = free.saturating_sub(polled.len());
         // Started at once: a further poll does not hold them up.
         for job in polled {
+            if !taken.insert(job.id.clone()) {
+                tracing::warn!(job_id = %job.id, "a job polled twice by one run is taken once");
+                continue;
+            }
             let (worker, run_id) = (worker.clone(), run_id.to_owned());
             tasks.spawn(async move { take_job(job, false, worker, deadline, &run_id).await });
         }

@@ -22,6 +22,9 @@ const TOKEN_PREFIX: &str = "crossdeploy:v1:";
 /// An updater invocation is started only with at least this long before the worker's deadline
 /// (the default of `Settings::min_slice`).
 pub const MIN_SLICE: Duration = Duration::from_secs(15);
+/// How long a job's first transaction may retry transient faults: the time comes out of the
+/// first updater invocation's slice, whose request (and deadline) the transaction vouches for.
+const BEGIN_BUDGET: Duration = Duration::from_secs(5);
 /// Updater invocations in a row that give no outcome (across continuation jobs) before the
 /// deployment fails.
 const MAX_SILENT: u32 = 3;
@@ -249,7 +252,8 @@ async fn begin<I: Invoke>(
             _ => Deployment::Start(&deployment),
         },
     };
-    match worker.ledger.until(work_deadline).begin(&b).await {
+    // A few seconds at most, the first slice's own time: its request is fixed already.
+    match worker.ledger.until(work_deadline.at_most(BEGIN_BUDGET)).begin(&b).await {
         Ok(Begun::Written) => {
             tracing::info!(job_id = %p.job_id, target = %p.target, claimed = claim, "job claimed, target leased, deployment recorded");
             Some((slice, first))

@@ -109,24 +109,37 @@ fn success_rule() -> Rule {
 }
 
 type Ddb = aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::types::TransactWriteItem;
 
 /// A ledger whose every conditional write succeeds: a fresh job, a free target. (The ledger's
 /// own behaviour, and the worker's with it, is tested against DynamoDB in tests/.) With
 /// `transactions` false, every transaction is cancelled (as a condition failing would cancel
 /// it), and the worker goes one write at a time.
 fn ledger(transactions: bool) -> (Ledger, Rule, Rule) {
+    let (ledger, transact, update, _) = ledger_seeing(transactions);
+    (ledger, transact, update)
+}
+
+/// As [`ledger`], keeping each transaction it was sent.
+fn ledger_seeing(transactions: bool) -> (Ledger, Rule, Rule, Arc<Mutex<Vec<Vec<TransactWriteItem>>>>) {
     use aws_sdk_dynamodb::operation::{
         delete_item::DeleteItemOutput, get_item::GetItemOutput, put_item::PutItemOutput,
         transact_write_items::TransactWriteItemsOutput, update_item::UpdateItemOutput,
     };
+    let sent = Arc::new(Mutex::new(Vec::new()));
+    let keep = sent.clone();
     let put = mock!(Ddb::put_item).then_output(|| PutItemOutput::builder().build());
     let update = mock!(Ddb::update_item).then_output(|| UpdateItemOutput::builder().build());
     let delete = mock!(Ddb::delete_item).then_output(|| DeleteItemOutput::builder().build());
     // Reads find nothing: no rollback recorded on the deployment.
     let get = mock!(Ddb::get_item).then_output(|| GetItemOutput::builder().build());
+    let transact = mock!(Ddb::transact_write_items).match_requests(move |r| {
+        keep.lock().unwrap().push(r.transact_items().to_vec());
+        true
+    });
     let transact = match transactions {
-        true => mock!(Ddb::transact_write_items).then_output(|| TransactWriteItemsOutput::builder().build()),
-        false => mock!(Ddb::transact_write_items).then_http_response(|| {
+        true => transact.then_output(|| TransactWriteItemsOutput::builder().build()),
+        false => transact.then_http_response(|| {
             aws_smithy_runtime_api::http::Response::new(
                 aws_smithy_runtime_api::http::StatusCode::try_from(400).unwrap(),
                 aws_smithy_types::body::SdkBody::from(
@@ -136,7 +149,7 @@ fn ledger(transactions: bool) -> (Ledger, Rule, Rule) {
         }),
     };
     let client = mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, [&put, &update, &delete, &get, &transact]);
-    (Ledger::new(client, "ledger"), transact, update)
+    (Ledger::new(client, "ledger"), transact, update, sent)
 }
 
 fn worker(cp: Cp, fake: &Arc<FakeUpdater>) -> Arc<Worker<Fake>> {
@@ -216,7 +229,7 @@ async fn a_fresh_job_takes_two_transactions_and_a_cancelled_one_goes_one_write_a
             summary: "moved".into(),
             outputs: [("FunctionVersion".to_string(), "7".to_string())].into(),
         })]));
-        let (ledger, transact, update) = ledger(transactions);
+        let (ledger, transact, update, sent) = ledger_seeing(transactions);
         let handled = handle_invoke_event(
             event(GOOD, None),
             worker_with(cp, &fake, ledger),
@@ -227,6 +240,32 @@ async fn a_fresh_job_takes_two_transactions_and_a_cancelled_one_goes_one_write_a
         .unwrap();
         assert_eq!(handled.unwrap().answer, "Succeeded");
         assert_eq!((ok.num_calls(), fail.num_calls(), fake.seen.lock().unwrap().len()), (1, 0, 1));
+        // The first claims the job, leases its target vouching for the very request the
+        // updater got, and records the deployment; the second ends it, frees the target and
+        // records the answer.
+        let sent = sent.lock().unwrap().clone();
+        let [first, last] = &sent[..] else { panic!("{sent:?}") };
+        let key = |i: &TransactWriteItem| {
+            let key = i.put().map(|p| p.item()).or(i.update().map(|u| u.key())).or(i.delete().map(|d| d.key()));
+            key.and_then(|k| k.get("pk")).and_then(|v| v.as_s().ok()).cloned().unwrap_or_default()
+        };
+        let kinds = |items: &[TransactWriteItem]| {
+            items.iter().map(|i| key(i).split('#').next().unwrap_or_default().to_owned()).collect::<Vec<_>>()
+        };
+        assert_eq!(kinds(first), ["JOB", "LEASE", "TARGET"]);
+        assert_eq!(kinds(last), ["TARGET", "LEASE", "JOB"]);
+        assert!(first[0].put().is_some() && last[1].delete().is_some());
+        let vouched = first[1].update().and_then(|u| u.expression_attribute_values()).and_then(|v| v.get(":data"));
+        let vouched: serde_json::Value = serde_json::from_str(vouched.and_then(|v| v.as_s().ok()).unwrap()).unwrap();
+        let got = fake.seen.lock().unwrap()[0].fingerprint();
+        // (A cancelled transaction vouched for nothing: the one-by-one path vouches afresh.)
+        if transactions {
+            assert_eq!(
+                vouched["Request"].as_str(),
+                got.as_deref(),
+                "the lease vouches for the request the updater got"
+            );
+        }
         match transactions {
             // Nothing is written but the two transactions.
             true => assert_eq!((transact.num_calls(), update.num_calls()), (2, 0)),

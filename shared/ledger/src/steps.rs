@@ -15,6 +15,7 @@ use crate::jobs::CLAIMED;
 use crate::{
     n, now_secs, s, DeploymentRecord, DeploymentStatus, LeaseHolder, Ledger, LedgerError, TargetKey, RETENTION,
 };
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{ConditionCheck, Put, TransactWriteItem};
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::client::result::SdkError;
@@ -74,15 +75,21 @@ pub struct End<'a> {
     pub data: &'a str,
 }
 
-/// Whether a transaction failed because a condition (or a conflict) cancelled it: nothing of it
-/// was written. The reasons, as DynamoDB gives them in order.
-fn cancelled<E>(e: &SdkError<E, HttpResponse>) -> Option<String>
-where
-    E: aws_sdk_dynamodb::error::ProvideErrorMetadata,
-{
-    let service = e.as_service_error()?;
-    (service.code() == Some("TransactionCanceledException"))
-        .then(|| service.message().unwrap_or("cancelled").to_owned())
+/// Whether DynamoDB cancelled the transaction (a condition failed, a conflict, throttling):
+/// nothing of it was written. Its reasons, one per write in order. Reasons other than a failed
+/// condition are logged: they are not the ledger's state speaking.
+fn cancelled(e: &SdkError<TransactWriteItemsError, HttpResponse>) -> Option<String> {
+    let Some(TransactWriteItemsError::TransactionCanceledException(c)) = e.as_service_error() else {
+        return None;
+    };
+    let reasons: Vec<&str> = c.cancellation_reasons().iter().map(|r| r.code().unwrap_or("None")).collect();
+    if reasons.iter().any(|r| *r != "ConditionalCheckFailed" && *r != "None") {
+        tracing::warn!(?reasons, "a ledger transaction was cancelled for a reason other than its conditions");
+    }
+    Some(match reasons.is_empty() {
+        true => c.message().unwrap_or("cancelled").to_owned(),
+        false => format!("cancelled: {}", reasons.join(", ")),
+    })
 }
 
 /// A token for one transaction of `owner` on `job_id` (at most 36 characters, as DynamoDB asks).
@@ -156,22 +163,19 @@ impl Ledger {
                     .send()
             })
             .await;
-        match result {
-            Ok(_) => Ok(Begun::Written),
-            Err(e) => match cancelled(&e) {
-                None => Err(self.error(WHAT, &e)),
-                Some(why) => {
-                    // Cancelled by its own earlier attempt (its answer lost, the SDK retried)?
-                    // Then the lease vouches for this attempt's very request.
-                    let holder = self.lease_holder(b.target).await?;
-                    let ours = holder.is_some_and(|h| {
-                        h.deployment_id == b.holder.deployment_id
-                            && h.request.is_some()
-                            && h.request == b.holder.request
-                    });
-                    Ok(if ours { Begun::Written } else { Begun::OneByOne(why) })
-                }
-            },
+        let Err(e) = result else { return Ok(Begun::Written) };
+        // Cancelled by its own earlier attempt (its answer lost, the SDK retried), or failed
+        // after it was applied? Then the lease vouches for this attempt's very request.
+        let holder = self.lease_holder(b.target).await;
+        let ours = holder.as_ref().is_ok_and(|h| {
+            h.as_ref().is_some_and(|h| {
+                h.deployment_id == b.holder.deployment_id && h.request.is_some() && h.request == b.holder.request
+            })
+        });
+        match (ours, cancelled(&e)) {
+            (true, _) => Ok(Begun::Written),
+            (false, Some(why)) => holder.map(|_| Begun::OneByOne(why)),
+            (false, None) => Err(self.error(WHAT, &e)),
         }
     }
 
