@@ -16,9 +16,10 @@ one lock, which gives moto the atomicity DynamoDB documents, and nothing more.
 
 With CROSSDEPLOY_MOTO_ACCESS_LOG set to a path, every request is logged there as one JSON line
 (method, host, path, Range header, the query protocol's Action or the JSON protocol's target,
-and the access key id that signed it; never a secret), so a
-test can tell which principal read which bucket and how many bytes it asked for: the trail S3's
-server access logs or CloudTrail data events would give.
+the kinds of ledger item a DynamoDB request names, the access key id that signed it, when it
+arrived and how long moto took to answer it; never a secret), so a test can tell which
+principal read which bucket and how many bytes it asked for: the trail S3's server access logs
+or CloudTrail data events would give. The benchmark reads it for the calls of each job.
 
 Everything else is moto as released. Failed rollouts and circuit-breaker rollbacks are tested
 with aws-smithy-mocks, not here.
@@ -31,6 +32,7 @@ import os
 import re
 import sys
 import threading
+import time
 import urllib.parse
 
 from moto.core.utils import utcnow
@@ -124,23 +126,46 @@ if _access_log:
         found = urllib.parse.parse_qs(body.decode("utf-8", "replace")).get("Action")
         return found[0] if found else None
 
+    _item_kind = re.compile(rb'"pk"\s*:\s*\{\s*"S"\s*:\s*"([A-Z]+)#')
+
+    def _ledger_items(environ):
+        """The kinds of ledger item (JOB, LEASE, TARGET...) a DynamoDB request names, from its
+        body's keys, which is put back for moto to read."""
+        if not environ.get("HTTP_X_AMZ_TARGET", "").startswith("DynamoDB_"):
+            return None
+        try:
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            return None
+        if not 0 < length <= 1048576:
+            return None
+        body = environ["wsgi.input"].read(length)
+        environ["wsgi.input"] = io.BytesIO(body)
+        return [k.decode() for k in _item_kind.findall(body)] or None
+
     def _logged(self, environ, start_response):
         signed = _signed_by.search(environ.get("HTTP_AUTHORIZATION", ""))
         action = _form_action(environ) or environ.get("HTTP_X_AMZ_TARGET")
+        items = _ledger_items(environ)
+        started = time.time()
+        answer = _dispatch(self, environ, start_response)
         line = json.dumps(
             {
+                "t_ms": round(started * 1000, 3),
+                "took_ms": round((time.time() - started) * 1000, 3),
                 "method": environ.get("REQUEST_METHOD"),
                 "host": environ.get("HTTP_HOST"),
                 "path": environ.get("PATH_INFO"),
                 "query": environ.get("QUERY_STRING"),
                 "range": environ.get("HTTP_RANGE"),
                 "action": action,
+                "items": items,
                 "key_id": signed.group(1) if signed else None,
             }
         )
         with _access_lock, open(_access_log, "a", encoding="utf-8") as log:
             log.write(line + "\n")
-        return _dispatch(self, environ, start_response)
+        return answer
 
     DomainDispatcherApplication.__call__ = _logged
 

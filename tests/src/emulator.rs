@@ -163,6 +163,8 @@ struct State {
     queue: VecDeque<String>,
     action_types: BTreeMap<String, Value>,
     answers: Vec<Answer>,
+    /// When each answer arrived (job id, time), in order.
+    answered_at: Vec<(String, Instant)>,
     continuations: VecDeque<String>,
 }
 
@@ -326,6 +328,11 @@ impl Emulator {
     /// Every answer received, in order.
     pub fn answers(&self) -> Vec<Answer> {
         self.lock().answers.clone()
+    }
+
+    /// When each answer arrived: (job id, time), in order.
+    pub fn answer_times(&self) -> Vec<(String, Instant)> {
+        self.lock().answered_at.clone()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -629,6 +636,7 @@ async fn serve(req: Request<Incoming>, state: &Mutex<State>) -> Response<Full<By
                 .map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned())).collect())
                 .unwrap_or_default();
             let continuation_token = input["continuationToken"].as_str().map(str::to_owned);
+            state.answered_at.push((job_id.clone(), Instant::now()));
             state.answers.push(Answer::Success {
                 job_id: job_id.clone(),
                 summary: details["summary"].as_str().map(str::to_owned),
@@ -676,6 +684,7 @@ async fn serve(req: Request<Incoming>, state: &Mutex<State>) -> Response<Full<By
             ) {
                 return error("ValidationException", &format!("failureDetails.type `{kind}` is not a FailureType"));
             }
+            state.answered_at.push((job_id.clone(), Instant::now()));
             state.answers.push(Answer::Failure {
                 job_id: job_id.clone(),
                 failure_type: kind.to_owned(),

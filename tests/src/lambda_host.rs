@@ -215,6 +215,12 @@ impl LambdaHost {
         (host.kills, host.timeouts)
     }
 
+    /// The process ids of a function's running processes.
+    pub fn pids(&self, function: &str) -> Vec<u32> {
+        let host = self.lock();
+        host.functions.get(function).map(|f| f.instances.values().filter_map(|i| i.pid).collect()).unwrap_or_default()
+    }
+
     /// Each function's log.
     pub fn logs(&self) -> Vec<PathBuf> {
         self.lock().functions.values().filter_map(|f| f.log.clone()).collect()

@@ -10,6 +10,7 @@
 //!   and the target resources the scenarios deploy to.
 
 pub mod accounts;
+pub mod bench;
 pub mod cargo_lambda;
 pub mod ecs;
 mod emulator;

@@ -15,6 +15,11 @@ pub struct Moto {
 }
 
 impl Moto {
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Starts moto, waits until it answers (at most 30 s), and switches Lambda to its
     /// docker-less backend before anything is created (the switch drops existing functions).
     pub async fn start() -> Result<Moto> {

@@ -3,10 +3,13 @@
 //! side by side (interleaved runs) against the same local AWS.
 //!
 //! Usage: crossdeploy-bench --bin-dir <host release binaries> --zip-dir <cargo lambda output> [--runs N]
+//!        [--scale-jobs N] [--deploy-only | --scale-only | --memory-only]
 
 use crossdeploy_local::accounts::{self, EXTERNAL_ID, TARGET_ACCOUNT};
-use crossdeploy_local::fixtures::{build_artifact, lambda_package, zip_of};
-use crossdeploy_local::{assume_role_calls, ecs, free_port, Answer, LocalAws, LocalLambda, NewJob, Result};
+use crossdeploy_local::bench::{calls_between, describe, per_service, Call, Floor, FLOOR_CALLS};
+use crossdeploy_local::fixtures::{build_artifact, lambda_package};
+use crossdeploy_local::lambda_host::{FunctionSpec, Invocation, LambdaHost};
+use crossdeploy_local::{ecs, free_port, Answer, LocalAws, LocalLambda, NewJob, Result};
 use crossdeploy_protocol::ArtifactLocation;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -24,6 +27,15 @@ async fn main() -> Result<()> {
     let runs: usize = arg("--runs").map(|r| r.parse()).transpose()?.unwrap_or(7).max(5);
     if args.iter().any(|a| a == "--memory-only") {
         return memory_rows(&bin_dir).await;
+    }
+    let scale_jobs: usize = arg("--scale-jobs").map(|r| r.parse()).transpose()?.unwrap_or(100);
+    // The updater's concurrency in the scale run (its reserved concurrency in Lambda).
+    let scale_updaters: usize = arg("--scale-updaters").map(|r| r.parse()).transpose()?.unwrap_or(scale_jobs);
+    if args.iter().any(|a| a == "--deploy-only") {
+        return deploy_comparison(&bin_dir, runs).await;
+    }
+    if args.iter().any(|a| a == "--scale-only") {
+        return scale(&bin_dir, scale_jobs, scale_updaters).await;
     }
 
     println!("crossdeploy benchmark ({runs} runs each; medians)\n");
@@ -43,6 +55,7 @@ async fn main() -> Result<()> {
     }
 
     deploy_comparison(&bin_dir, runs).await?;
+    scale(&bin_dir, scale_jobs, scale_updaters).await?;
     memory_rows(&bin_dir).await
 }
 
@@ -222,107 +235,362 @@ fn peak_rss_mb(pid: u32) -> Result<f64> {
     Ok(kb / 1024.0)
 }
 
+/// One way of deploying, timed job by job.
+#[derive(Default)]
+struct Variant {
+    times: Vec<Duration>,
+    /// Each timed job's window (ms since the epoch), for the calls moto answered in it.
+    windows: Vec<(f64, f64)>,
+}
+
+impl Variant {
+    fn median_ms(&self) -> f64 {
+        median_ms(&mut self.times.clone())
+    }
+
+    /// Calls per job by service, and moto's own time per job.
+    fn calls(&self, log: &Path) -> (String, f64) {
+        let calls: Vec<Call> = self.windows.iter().flat_map(|(from, to)| calls_between(log, *from, *to)).collect();
+        let moto_ms = calls.iter().map(|c| c.took_ms).sum::<f64>() / self.windows.len().max(1) as f64;
+        (describe(&per_service(&calls, self.windows.len())), moto_ms)
+    }
+}
+
+fn epoch_ms() -> f64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64() * 1000.0).unwrap_or(0.0)
+}
+
+/// Times `work` into `variant`.
+async fn timed<T>(variant: &mut Variant, work: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+    let (from, started) = (epoch_ms(), Instant::now());
+    let out = work.await?;
+    variant.times.push(started.elapsed());
+    variant.windows.push((from, epoch_ms()));
+    Ok(out)
+}
+
+/// A new Invoke action job for `function` with a fresh package `marker` in its artifact: the
+/// `CodePipeline.job` event, and where the artifact is.
+async fn new_job(local: &LocalAws, function: &str, marker: &str) -> Result<(serde_json::Value, ArtifactLocation)> {
+    let key = format!("orders/BuildOutput/{marker}.zip");
+    accounts::put_artifact(&local.shared, &local.bucket, &key, build_artifact("lambda.zip", &lambda_package(marker)))
+        .await?;
+    let artifact = ArtifactLocation { bucket: local.bucket.clone(), key };
+    let event = local.emulator.start_invoke_job(NewJob {
+        pipeline_name: "orders".into(),
+        stage: "Deploy-dev".into(),
+        action: "DeployLambda".into(),
+        user_parameters: serde_json::json!({"Kind": "Lambda", "TargetRoleArn": accounts::target_role(TARGET_ACCOUNT), "FunctionName": function, "Alias": "live", "ArtifactPath": "lambda.zip"}).to_string(),
+        artifact: artifact.clone(),
+        execution_id: None,
+    });
+    Ok((event, artifact))
+}
+
+/// Invokes `function` on the host with the job's event; an error unless the job was answered
+/// with success and a FunctionVersion.
+async fn run_job(local: &LocalAws, host: &LambdaHost, function: &str, event: &serde_json::Value) -> Result<()> {
+    let ended = host.invoke(function, bytes::Bytes::from(event.to_string()), None).await?;
+    if let Invocation::FunctionError(kind, message) = ended {
+        return Err(format!("{function} failed: {kind}: {message}").into());
+    }
+    answered(local, event)
+}
+
+fn answered(local: &LocalAws, event: &serde_json::Value) -> Result<()> {
+    match local.answers_for(event).first() {
+        Some(Answer::Success { output_variables, .. }) if output_variables.contains_key("FunctionVersion") => Ok(()),
+        other => Err(format!("the deploy job was not answered with success: {other:?}").into()),
+    }
+}
+
+/// The Lambda deploy job, event -> answer, measured side by side in interleaved runs against one
+/// local AWS: crossdeploy (worker and updater, fresh processes for the cold job, the same ones
+/// for the warm job), the boto3 handler (likewise, under the same Lambda Runtime API host), the
+/// API-call floor, and the seed's AWS CLI sequence.
 async fn deploy_comparison(bin_dir: &Path, runs: usize) -> Result<()> {
     let access_log = std::env::temp_dir().join(format!("crossdeploy-bench-access-{}.jsonl", std::process::id()));
     let log_path = access_log.to_string_lossy().into_owned();
     let local = LocalAws::start_with_moto_env(&[("CROSSDEPLOY_MOTO_ACCESS_LOG", &log_path)]).await?;
-    let mut sts_calls = 0;
-    let (shared, target, bucket, emulator) = (&local.shared, &local.target, &local.bucket, &local.emulator);
-    accounts::create_function(target, "orders-api", "live", lambda_package("v0")).await?;
-    accounts::create_function(target, "orders-cli", "live", lambda_package("v0")).await?;
-    ecs::create_fargate_service(&local.moto.endpoint, target).await?;
+    for f in ["orders-api", "orders-boto3", "orders-floor", "orders-cli"] {
+        accounts::create_function(&local.target, f, "live", lambda_package("v0")).await?;
+    }
+    // As the functions run in the shared services account (template.yaml logs at info).
+    let mut common = local.function_env().await?;
+    common.retain(|(k, _)| k != "RUST_LOG");
+    common.push(("RUST_LOG".into(), "info".into()));
+    let boto3_bootstrap = crossdeploy_local::workspace_root().join("tests/localaws/boto3_deploy/bootstrap");
+    let python = crossdeploy_local::venv_bin("python")?;
 
-    let common = local.function_env().await?;
-    let mut lambda = start_functions(&local, bin_dir, &["lambda-alias-updater", "ecs-taskdef-updater"]).await?;
+    let floor = Floor::new(&local.shared, &local.emulator.endpoint).await?;
+    // Warm: its connections open, its clients' first-call work done.
+    let (event, artifact) = new_job(&local, "orders-floor", "floor-warmup").await?;
+    floor.deploy((&artifact.bucket, &artifact.key, "lambda.zip"), "orders-floor", "live", job_id_of(&event)).await?;
 
     let aws = crossdeploy_local::venv_bin("aws")?;
     let work = std::env::temp_dir().join(format!("crossdeploy-bench-{}", std::process::id()));
     std::fs::create_dir_all(&work)?;
 
-    let (mut ours, mut cli) = (Vec::new(), Vec::new());
+    let (mut ours_cold, mut ours_warm, mut boto3_cold, mut boto3_warm) =
+        (Variant::default(), Variant::default(), Variant::default(), Variant::default());
+    let (mut floor_v, mut seed) = (Variant::default(), Variant::default());
     let mut rss = Vec::new();
     for i in 0..runs {
-        // crossdeploy: the Invoke event in, the job's answer recorded by the emulator.
-        let package = lambda_package(&format!("crossdeploy-{i}"));
-        let key = format!("orders/BuildOutput/{i}.zip");
-        accounts::put_artifact(shared, bucket, &key, build_artifact("lambda.zip", &package)).await?;
-        let event = emulator.start_invoke_job(NewJob {
-            pipeline_name: "orders".into(),
-            stage: "Deploy-dev".into(),
-            action: "DeployLambda".into(),
-            user_parameters: serde_json::json!({"Kind": "Lambda", "TargetRoleArn": accounts::target_role(TARGET_ACCOUNT), "FunctionName": "orders-api", "Alias": "live", "ArtifactPath": "lambda.zip"}).to_string(),
-            artifact: ArtifactLocation { bucket: bucket.clone(), key },
-            execution_id: None,
-        });
-        let job_id = event["CodePipeline.job"]["id"].as_str().unwrap_or_default().to_owned();
-        let assumed_before = assume_role_calls(&access_log);
-        let started = Instant::now();
-        lambda.invoke(shared, "pipeline-job-worker", event.to_string().as_bytes(), Duration::from_secs(60)).await?;
-        let took = started.elapsed();
-        sts_calls += assume_role_calls(&access_log) - assumed_before;
-        match emulator.answers().iter().find(|a| a.job_id() == job_id) {
-            Some(Answer::Success { output_variables, .. }) if output_variables.contains_key("FunctionVersion") => {}
-            other => return Err(format!("run {i}: the deploy job was not answered with success: {other:?}").into()),
+        // A fresh host: every function starts a fresh process at its first invocation, as a
+        // cold Lambda does; the second job finds it warm.
+        let host = LambdaHost::start().await?;
+        let mut worker_env = common.clone();
+        worker_env.push(("AWS_ENDPOINT_URL_LAMBDA".into(), host.endpoint.clone()));
+        worker_env.push(("AWS_ENDPOINT_URL_CODEPIPELINE".into(), local.emulator.endpoint.clone()));
+        worker_env.push(("CROSSDEPLOY_LAMBDA_UPDATER".into(), "lambda-alias-updater".into()));
+        worker_env.push(("CROSSDEPLOY_LEDGER_TABLE".into(), local.ledger_table.clone()));
+        let mut updater_env = common.clone();
+        updater_env.push(("CROSSDEPLOY_ALLOWED_TARGET_ROLES".into(), accounts::target_role(TARGET_ACCOUNT)));
+        updater_env.push(("CROSSDEPLOY_EXTERNAL_ID".into(), EXTERNAL_ID.into()));
+        updater_env.push(("CROSSDEPLOY_LEDGER_TABLE".into(), local.ledger_table.clone()));
+        let mut boto3_env = common.clone();
+        boto3_env.push(("AWS_DEFAULT_REGION".into(), accounts::REGION.into()));
+        boto3_env.push(("AWS_ENDPOINT_URL_CODEPIPELINE".into(), local.emulator.endpoint.clone()));
+        boto3_env.push(("DEPLOY_EXTERNAL_ID".into(), EXTERNAL_ID.into()));
+        boto3_env.push(("BOTO3_DEPLOY_PYTHON".into(), python.to_string_lossy().into_owned()));
+        for (name, binary, env, timeout) in [
+            ("pipeline-job-worker", bin_dir.join("pipeline-job-worker"), &worker_env, 300),
+            ("lambda-alias-updater", bin_dir.join("lambda-alias-updater"), &updater_env, 240),
+            ("boto3-deploy", boto3_bootstrap.clone(), &boto3_env, 240),
+        ] {
+            host.add(FunctionSpec {
+                name: name.into(),
+                binary,
+                env: env.clone(),
+                timeout: Duration::from_secs(timeout),
+                max_instances: 1,
+            })?;
         }
-        ours.push(took);
+        for (variant, n) in [(&mut ours_cold, 0), (&mut ours_warm, 1)] {
+            let (event, _) = new_job(&local, "orders-api", &format!("crossdeploy-{i}-{n}")).await?;
+            timed(variant, run_job(&local, &host, "pipeline-job-worker", &event)).await?;
+        }
         if i == 0 {
             for f in ["pipeline-job-worker", "lambda-alias-updater"] {
-                if let Some(pid) = lambda.pid(f) {
-                    rss.push((f, peak_rss_mb(pid)?));
+                if let Some(pid) = host.pids(f).first() {
+                    rss.push((f, peak_rss_mb(*pid)?));
                 }
             }
         }
+        for (variant, n) in [(&mut boto3_cold, 0), (&mut boto3_warm, 1)] {
+            let (event, _) = new_job(&local, "orders-boto3", &format!("boto3-{i}-{n}")).await?;
+            timed(variant, run_job(&local, &host, "boto3-deploy", &event)).await?;
+        }
+        drop(host);
+
+        let (event, artifact) = new_job(&local, "orders-floor", &format!("floor-{i}")).await?;
+        let location = (artifact.bucket.as_str(), artifact.key.as_str(), "lambda.zip");
+        timed(&mut floor_v, floor.deploy(location, "orders-floor", "live", job_id_of(&event))).await?;
+        answered(&local, &event)?;
 
         // The seed's buildspec steps with the AWS CLI, against the same local AWS.
         let pkg_path = work.join(format!("cli-{i}.zip"));
         std::fs::write(&pkg_path, lambda_package(&format!("cli-{i}")))?;
-        let started = Instant::now();
-        cli_sequence(&aws, &common, &pkg_path)?;
-        cli.push(started.elapsed());
-    }
-
-    // One ECS deploy, for the ECS updater's peak RSS.
-    let images = format!(r#"[{{"name":"web","imageUri":"{}:bench"}}]"#, ecs::OLD_IMAGE.trim_end_matches(":old"));
-    accounts::put_artifact(
-        shared,
-        bucket,
-        "orders/BuildOutput/ecs.zip",
-        zip_of(&[("imagedefinitions.json", images.as_bytes())]),
-    )
-    .await?;
-    let event = local.job(
-        "DeployEcs",
-        &serde_json::json!({"Kind": "Ecs", "TargetRoleArn": accounts::target_role(TARGET_ACCOUNT), "ClusterName": ecs::CLUSTER, "ServiceName": ecs::SERVICE}).to_string(),
-        ArtifactLocation { bucket: bucket.clone(), key: "orders/BuildOutput/ecs.zip".into() },
-    );
-    lambda.invoke(shared, "pipeline-job-worker", event.to_string().as_bytes(), Duration::from_secs(60)).await?;
-    match local.answers_for(&event).first() {
-        Some(Answer::Success { .. }) => {}
-        other => return Err(format!("the ECS deploy job was not answered with success: {other:?}").into()),
-    }
-    if let Some(pid) = lambda.pid("ecs-taskdef-updater") {
-        rss.push(("ecs-taskdef-updater", peak_rss_mb(pid)?));
+        timed(&mut seed, async { cli_sequence(&aws, &common, &pkg_path) }).await?;
     }
 
     println!("\n{:<22} {:>22}", "function", "peak RSS (first deploy)");
     for (f, mb) in rss {
         println!("{f:<22} {mb:>19.1} MB");
     }
-    let (o, c) = (median_ms(&mut ours), median_ms(&mut cli));
-    println!("\nLambda deploy, event -> answer, median of {runs} interleaved runs:");
-    println!("  crossdeploy (worker -> updater, real binaries under cargo-lambda): {o:>8.1} ms");
-    println!(
-        "  seed buildspec (aws sts assume-role, update-function-code, publish-version, update-alias): {c:>8.1} ms"
-    );
-    println!("  ratio: crossdeploy is {:.1}x faster", c / o);
-    // Each run is its own pipeline execution: one session each (CloudTrail names the run).
-    println!(
-        "  STS AssumeRole calls per crossdeploy job: {:.2} ({sts_calls} over {runs} jobs, each its own execution)",
-        sts_calls as f64 / runs as f64
-    );
+    println!("\nLambda deploy job, event -> answer: medians of {runs} interleaved runs on one local AWS");
+    println!("{:<44} {:>10} {:>12}  calls moto answered per job", "", "median", "moto's time");
+    let rows: [(&str, &Variant); 6] = [
+        ("API-call floor (Rust SDK, warm, no ledger)", &floor_v),
+        ("crossdeploy, warm", &ours_warm),
+        ("crossdeploy, cold (fresh processes)", &ours_cold),
+        ("boto3 handler, warm", &boto3_warm),
+        ("boto3 handler, cold (fresh process)", &boto3_cold),
+        ("seed buildspec (AWS CLI, 4 processes)", &seed),
+    ];
+    for (label, v) in rows {
+        let (calls, moto_ms) = v.calls(&access_log);
+        println!("{label:<44} {:>7.1} ms {:>9.1} ms  {calls}", v.median_ms(), moto_ms);
+    }
+    println!("  the floor's calls: {}", FLOOR_CALLS.join(", "));
+    println!("\nwhere a warm crossdeploy job's calls go (per job: calls, moto's time):");
+    let calls: Vec<Call> = ours_warm.windows.iter().flat_map(|(a, b)| calls_between(&access_log, *a, *b)).collect();
+    let mut by_op: std::collections::BTreeMap<(&str, &str), (f64, f64)> = Default::default();
+    for c in &calls {
+        let e = by_op.entry((c.service, c.operation.as_str())).or_default();
+        e.0 += 1.0;
+        e.1 += c.took_ms;
+    }
+    let jobs = ours_warm.windows.len().max(1) as f64;
+    for ((service, op), (n, ms)) in by_op {
+        println!("  {:<40} {:>5.1} {:>8.1} ms", format!("{service} {op}"), n / jobs, ms / jobs);
+    }
+    let (f, w, c) = (floor_v.median_ms(), ours_warm.median_ms(), ours_cold.median_ms());
+    let (bw, bc, s) = (boto3_warm.median_ms(), boto3_cold.median_ms(), seed.median_ms());
+    let verdict = |met: bool| if met { "met" } else { "MISSED" };
+    println!("\nratios (goal in brackets):");
+    println!("  crossdeploy warm / floor:  {:>6.2}x  (at most 1.3x: {})", w / f, verdict(w / f <= 1.3));
+    println!("  boto3 cold / crossdeploy cold: {:>6.2}x  (at least 5x: {})", bc / c, verdict(bc / c >= 5.0));
+    println!("  boto3 warm / crossdeploy warm: {:>6.2}x  (at least 2x: {})", bw / w, verdict(bw / w >= 2.0));
+    println!("  seed / crossdeploy warm:   {:>6.2}x", s / w);
+    println!("  seed / crossdeploy cold:   {:>6.2}x", s / c);
     let _ = std::fs::remove_dir_all(&work);
     let _ = std::fs::remove_file(&access_log);
     Ok(())
+}
+
+/// One poll of `jobs` queued custom-action jobs, each for its own target (a function of its
+/// own), worked by one worker run; next to a single such job through the same path.
+async fn scale(bin_dir: &Path, jobs: usize, updaters: usize) -> Result<()> {
+    use crossdeploy_local::NewCustomJob;
+    let access_log = std::env::temp_dir().join(format!("crossdeploy-bench-scale-{}.jsonl", std::process::id()));
+    let log_path = access_log.to_string_lossy().into_owned();
+    let local = LocalAws::start_with_moto_env(&[("CROSSDEPLOY_MOTO_ACCESS_LOG", &log_path)]).await?;
+    // The custom action types, as template.yaml declares them.
+    crossdeploy_local::templates::create_custom_action_types(&local.codepipeline(), accounts::REGION).await?;
+    let names: Vec<String> = (0..jobs).map(|i| format!("scale-{i:03}")).collect();
+    for name in names.iter().chain(std::iter::once(&"scale-single".to_owned())) {
+        accounts::create_function(&local.target, name, "live", lambda_package("v0")).await?;
+    }
+    let key = "orders/BuildOutput/scale.zip".to_owned();
+    accounts::put_artifact(&local.shared, &local.bucket, &key, build_artifact("lambda.zip", &lambda_package("scale")))
+        .await?;
+    let artifact = ArtifactLocation { bucket: local.bucket.clone(), key };
+    let queue = |function: &str| {
+        local.emulator.start_custom_job(NewCustomJob {
+            provider: crossdeploy_pipeline_job::actions::LAMBDA_PROVIDER.to_owned(),
+            pipeline_name: format!("orders-{function}"),
+            stage: "Deploy-dev".to_owned(),
+            action: "Deploy".to_owned(),
+            configuration: [
+                ("TargetRoleArn", accounts::target_role(TARGET_ACCOUNT)),
+                ("FunctionName", function.to_owned()),
+                ("Alias", "live".to_owned()),
+                ("ArtifactPath", "lambda.zip".to_owned()),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect(),
+            artifact: artifact.clone(),
+            execution_id: None,
+        })
+    };
+    let mut common = local.function_env().await?;
+    common.retain(|(k, _)| k != "RUST_LOG");
+    common.push(("RUST_LOG".into(), "info".into()));
+    let host = LambdaHost::start().await?;
+    let mut worker_env = common.clone();
+    worker_env.push(("AWS_ENDPOINT_URL_LAMBDA".into(), host.endpoint.clone()));
+    worker_env.push(("AWS_ENDPOINT_URL_CODEPIPELINE".into(), local.emulator.endpoint.clone()));
+    worker_env.push(("CROSSDEPLOY_LAMBDA_UPDATER".into(), "lambda-alias-updater".into()));
+    worker_env.push(("CROSSDEPLOY_LEDGER_TABLE".into(), local.ledger_table.clone()));
+    worker_env.push(("CROSSDEPLOY_JOBS_PER_RUN".into(), jobs.to_string()));
+    let mut updater_env = common.clone();
+    updater_env.push(("CROSSDEPLOY_ALLOWED_TARGET_ROLES".into(), accounts::target_role(TARGET_ACCOUNT)));
+    updater_env.push(("CROSSDEPLOY_EXTERNAL_ID".into(), EXTERNAL_ID.into()));
+    updater_env.push(("CROSSDEPLOY_LEDGER_TABLE".into(), local.ledger_table.clone()));
+    for (name, env, instances) in
+        [("pipeline-job-worker", &worker_env, 1), ("lambda-alias-updater", &updater_env, updaters.max(1))]
+    {
+        host.add(FunctionSpec {
+            name: name.into(),
+            binary: bin_dir.join(name),
+            env: env.clone(),
+            timeout: Duration::from_secs(300),
+            max_instances: instances,
+        })?;
+    }
+    let schedule = bytes::Bytes::from(
+        serde_json::json!({"version": "0", "id": "bench", "detail-type": "Scheduled Event", "source": "aws.events",
+                           "account": accounts::SHARED_ACCOUNT, "region": accounts::REGION, "detail": {}})
+        .to_string(),
+    );
+    let run = |ids: Vec<String>| {
+        let (host, local, schedule) = (&host, &local, schedule.clone());
+        async move {
+            let started = Instant::now();
+            let (from, _) = (epoch_ms(), ());
+            if let Invocation::FunctionError(kind, message) = host.invoke("pipeline-job-worker", schedule, None).await?
+            {
+                return Err(format!("the worker failed: {kind}: {message}").into());
+            }
+            let took = started.elapsed();
+            let times = local.emulator.answer_times();
+            let mut latencies = Vec::new();
+            for id in &ids {
+                match local.emulator.answers_of(id).as_slice() {
+                    [Answer::Success { .. }] => {}
+                    other => return Err(format!("job {id} was not answered once with success: {other:?}").into()),
+                }
+                if let Some((_, at)) = times.iter().find(|(j, _)| j == id) {
+                    latencies.push(at.saturating_duration_since(started));
+                }
+            }
+            Ok::<_, crossdeploy_local::Error>((took, latencies, (from, epoch_ms())))
+        }
+    };
+    // A single job, three times (the first starts the processes; the median is warm).
+    let mut single = Vec::new();
+    for _ in 0..3 {
+        let id = queue("scale-single");
+        single.push(run(vec![id]).await?.0);
+    }
+    let single_ms = median_ms(&mut single);
+    // The batch: all queued, one scheduled run polls them all.
+    let ids: Vec<String> = names.iter().map(|n| queue(n)).collect();
+    let moto_pid = local.moto.pid();
+    let (moto_cpu, ours_cpu) = (cpu_secs(&[moto_pid]), cpu_secs(&host.pids("pipeline-job-worker")));
+    let (took, mut latencies, (from, to)) = run(ids).await?;
+    let ours: Vec<u32> = ["pipeline-job-worker", "lambda-alias-updater"].iter().flat_map(|f| host.pids(f)).collect();
+    let (moto_cpu, ours_cpu) = (cpu_secs(&[moto_pid]) - moto_cpu, cpu_secs(&ours) - ours_cpu);
+    let calls = calls_between(&access_log, from, to);
+    let per_job = per_service(&calls, jobs);
+    let moto_busy: f64 = calls.iter().map(|c| c.took_ms).sum();
+    let wall_ms = took.as_secs_f64() * 1000.0;
+    latencies.sort();
+    let p95 = latencies.get(latencies.len() * 95 / 100).or(latencies.last()).copied().unwrap_or_default();
+    println!("\nscale: one scheduled run polls {jobs} queued custom-action jobs, one target each ({updaters} updater processes at most)");
+    println!("  single job (one run, one job; median of 3):     {single_ms:>9.1} ms");
+    println!("  {jobs} jobs in one run:                          {wall_ms:>9.1} ms wall");
+    println!("  jobs per second:                               {:>9.1}", jobs as f64 / took.as_secs_f64());
+    let ratio = wall_ms / jobs as f64 / single_ms;
+    let verdict = if ratio <= 1.2 { "met" } else { "MISSED" };
+    println!(
+        "  wall time per job / single job:                {ratio:>9.2}x  (at most 1.2x: {verdict}; {:.1} ms a job)",
+        wall_ms / jobs as f64
+    );
+    println!(
+        "  each job's own time, event -> answer:          median {:.0} ms, p95 {:.0} ms ({:.1}x and {:.1}x a single job)",
+        median_ms(&mut latencies.clone()),
+        p95.as_secs_f64() * 1000.0,
+        median_ms(&mut latencies.clone()) / single_ms,
+        p95.as_secs_f64() * 1000.0 / single_ms
+    );
+    println!("  calls per job: {}", describe(&per_job));
+    println!(
+        "  CPU during the run: moto {moto_cpu:.1} s, crossdeploy's worker and updaters {ours_cpu:.1} s, in {:.1} s wall; moto's answers took {:.1} s summed",
+        took.as_secs_f64(),
+        moto_busy / 1000.0
+    );
+    let _ = std::fs::remove_file(&access_log);
+    Ok(())
+}
+
+/// CPU seconds (user and system) the processes have used so far (0 for one that is gone).
+fn cpu_secs(pids: &[u32]) -> f64 {
+    let ticks = |pid: &u32| -> Option<f64> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // Fields after the command's closing parenthesis: utime and stime are the 12th and 13th.
+        let rest = stat.rsplit_once(')')?.1;
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        Some(fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?)
+    };
+    // Linux counts in clock ticks of 1/100 s.
+    pids.iter().filter_map(ticks).sum::<f64>() / 100.0
+}
+
+fn job_id_of(event: &serde_json::Value) -> &str {
+    event["CodePipeline.job"]["id"].as_str().unwrap_or_default()
 }
 
 /// `aws sts assume-role`, then `update-function-code`, `publish-version` and `update-alias` with
