@@ -129,13 +129,19 @@ async fn one_deployment_holds_a_target_at_a_time() {
     let (_moto, ledger) = ledger().await;
     let t = target();
     assert_eq!(t.as_str(), "lambda/222222222222/us-east-1/orders-api/live");
-    assert_eq!(ledger.acquire_lease(&t, &holder("a"), until(600)).await.unwrap(), Lease::Acquired);
+    // Each end computed once: a second boundary may pass between two calls.
+    let (first_end, renewed_end) = (until(600), until(900));
+    assert_eq!(ledger.acquire_lease(&t, &holder("a"), first_end).await.unwrap(), Lease::Acquired);
     let Lease::HeldBy(by) = ledger.acquire_lease(&t, &holder("b"), until(600)).await.unwrap() else {
         panic!("another deployment is refused")
     };
-    assert_eq!((by.deployment_id.as_str(), by.until), ("a", until(600)));
-    assert_eq!(ledger.acquire_lease(&t, &holder("a"), until(900)).await.unwrap(), Lease::Acquired, "the holder renews");
-    assert_eq!(ledger.lease_holder(&t).await.unwrap().map(|h| h.until), Some(until(900)));
+    assert_eq!((by.deployment_id.as_str(), by.until), ("a", first_end));
+    assert_eq!(
+        ledger.acquire_lease(&t, &holder("a"), renewed_end).await.unwrap(),
+        Lease::Acquired,
+        "the holder renews"
+    );
+    assert_eq!(ledger.lease_holder(&t).await.unwrap().map(|h| h.until), Some(renewed_end));
     ledger.release_lease(&t, "b").await.unwrap();
     assert!(
         matches!(ledger.acquire_lease(&t, &holder("b"), until(600)).await.unwrap(), Lease::HeldBy(_)),
@@ -489,6 +495,12 @@ async fn a_jobs_last_writes_are_one_transaction_all_or_nothing() {
     assert_eq!(ledger.acquire_lease(&target(), &holder("a"), until(600)).await.unwrap(), Lease::Acquired);
     assert!(end(&done(a.clone()), "a", "run-a").await);
     assert_eq!(ledger.deployment(&a).await.unwrap().map(|r| r.status), Some(DeploymentStatus::Succeeded));
+    // The end writes what changes; what its start wrote (the index keys) stays.
+    let in_account = ledger.deployments_in_account("222222222222", "us-east-1", 0).await.unwrap();
+    assert_eq!(
+        in_account.iter().map(|r| (r.deployment_id.as_str(), r.status)).collect::<Vec<_>>(),
+        [("a", DeploymentStatus::Succeeded)]
+    );
     assert_eq!(ledger.lease_holder(&target()).await.unwrap(), None, "the lease was given back");
     let answer = ledger.job_state("a").await.unwrap().and_then(|s| s.answer).expect("the answer is recorded");
     assert_eq!((answer.label.as_str(), answer.data.as_str()), ("Succeeded", "{\"answer\":1}"));

@@ -120,8 +120,11 @@ fn ledger(transactions: bool) -> (Ledger, Rule, Rule) {
     (ledger, transact, update)
 }
 
+/// The transactions a ledger was sent, each as its writes.
+type Sent = Arc<Mutex<Vec<Vec<TransactWriteItem>>>>;
+
 /// As [`ledger`], keeping each transaction it was sent.
-fn ledger_seeing(transactions: bool) -> (Ledger, Rule, Rule, Arc<Mutex<Vec<Vec<TransactWriteItem>>>>) {
+fn ledger_seeing(transactions: bool) -> (Ledger, Rule, Rule, Sent) {
     use aws_sdk_dynamodb::operation::{
         delete_item::DeleteItemOutput, get_item::GetItemOutput, put_item::PutItemOutput,
         transact_write_items::TransactWriteItemsOutput, update_item::UpdateItemOutput,

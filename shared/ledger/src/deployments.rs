@@ -78,10 +78,16 @@ impl Ledger {
         }
     }
 
-    /// The write that records how a deployment ended (every attribute of its item but its
-    /// key, and its rollback's, which stay), under `condition` (which may name `#st` and
-    /// `:in_progress`).
-    pub(crate) fn finish_update(&self, record: &DeploymentRecord, condition: &str) -> Result<Update, LedgerError> {
+    /// The write that records how a deployment ended, under `condition` (which may name `#st`
+    /// and `:in_progress`): every attribute of its item but its key and its rollback's (which
+    /// stay), or with `started`, only those a deployment's end changes (its status, record and
+    /// expiry: the index keys were written when it started, from the same pipeline and target).
+    pub(crate) fn finish_update(
+        &self,
+        record: &DeploymentRecord,
+        condition: &str,
+        started: bool,
+    ) -> Result<Update, LedgerError> {
         let (pk, sk) = record.key();
         let mut update = Update::builder()
             .table_name(&self.table)
@@ -91,7 +97,9 @@ impl Ledger {
             .expression_attribute_names("#st", "status")
             .expression_attribute_values(":in_progress", s(DeploymentStatus::InProgress.as_str()));
         let mut sets = Vec::new();
-        for (i, (k, v)) in record.item().into_iter().filter(|(k, _)| k != "pk" && k != "sk").enumerate() {
+        let ends = |k: &str| matches!(k, "status" | "data" | "expires_at");
+        let attributes = record.item().into_iter().filter(|(k, _)| k != "pk" && k != "sk" && (!started || ends(k)));
+        for (i, (k, v)) in attributes.enumerate() {
             update =
                 update.expression_attribute_names(format!("#a{i}"), k).expression_attribute_values(format!(":v{i}"), v);
             sets.push(format!("#a{i} = :v{i}"));
@@ -107,7 +115,7 @@ impl Ledger {
     /// deployment was condemned while it ran.
     pub async fn finish_deployment(&self, record: &DeploymentRecord) -> Result<Finished, LedgerError> {
         let (pk, sk) = record.key();
-        let update = self.finish_update(record, "attribute_not_exists(pk) OR #st = :in_progress")?;
+        let update = self.finish_update(record, "attribute_not_exists(pk) OR #st = :in_progress", false)?;
         let result = self
             .send("record how a deployment ended", || {
                 self.update_item(&update).return_values(ReturnValue::AllNew).send()

@@ -185,7 +185,8 @@ impl Ledger {
     /// already; go one write at a time, which tells these apart).
     pub async fn end(&self, e: &End<'_>) -> Result<bool, LedgerError> {
         const WHAT: &str = "record a deployment's end and its job's answer";
-        let finish = self.finish_update(e.record, "#st = :in_progress AND attribute_not_exists(rollback_status)")?;
+        let finish =
+            self.finish_update(e.record, "#st = :in_progress AND attribute_not_exists(rollback_status)", true)?;
         let release = self.lease_release(&e.record.target, &e.record.deployment_id)?;
         let answer = self.answer_update(e.job_id, e.owner, e.label, e.data, "#owner = :me AND #status = :claimed")?;
         let items = vec![
