@@ -408,8 +408,14 @@ async fn a_jobs_first_writes_are_one_transaction_all_or_nothing() {
     );
     assert_eq!(ledger.lease_holder(&target()).await.unwrap().and_then(|h| h.request).as_deref(), Some("req-a1"));
     assert_eq!(ledger.deployment(&a).await.unwrap().map(|r| r.status), Some(DeploymentStatus::InProgress));
-    // The same transaction sent again (its answer lost): its own work, found by the lease.
-    assert_eq!(begin("a", &vouching("a", "req-a1"), &a, false).await, Begun::Written);
+    // The same job delivered twice, to another run that sends the very same request (both
+    // started in the same millisecond): not its work; it writes nothing. (The soak's scenario
+    // 90, seed 20261201, found both runs deploying when the lease alone told.)
+    assert!(matches!(
+        begin_as(&ledger, true, "a", "run-twin", &vouching("a", "req-a1"), &a, false).await,
+        Begun::OneByOne(_)
+    ));
+    assert_eq!(ledger.job_state("a").await.unwrap().map(|j| j.owner).as_deref(), Some("run-a"));
     // Another job for the busy target: nothing written, not even its claim.
     let b = in_progress("b", 200);
     assert!(matches!(begin("b", &vouching("b", "req-b1"), &b, false).await, Begun::OneByOne(_)));

@@ -7,13 +7,13 @@
 //! conditions sort each case out: a retry of the run, a busy target, a condemned deployment.
 //!
 //! A transaction whose answer was lost is found by its retry: on real DynamoDB by its client
-//! request token (the retry succeeds without writing again); anywhere, because the lease it
-//! wrote vouches for the very updater request this attempt is about to send (its deadline
-//! makes it this attempt's alone).
+//! request token (the retry succeeds without writing again); anywhere, by the token it wrote on
+//! the job's claim (or, for a job this run had claimed already, by the lease vouching for the
+//! very updater request this attempt is about to send).
 
 use crate::jobs::CLAIMED;
 use crate::{
-    n, now_secs, s, DeploymentRecord, DeploymentStatus, LeaseHolder, Ledger, LedgerError, TargetKey, RETENTION,
+    get_s, n, now_secs, s, DeploymentRecord, DeploymentStatus, LeaseHolder, Ledger, LedgerError, TargetKey, RETENTION,
 };
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{ConditionCheck, Put, TransactWriteItem};
@@ -117,6 +117,8 @@ impl Ledger {
                 ("claimed_until".to_owned(), n(now + b.hold.as_secs())),
                 ("first_claimed_ms".to_owned(), n(b.claimed_ms)),
                 ("expires_at".to_owned(), n(now + RETENTION.as_secs())),
+                // This attempt's mark: its retry knows its own claim by it.
+                ("tx".to_owned(), s(&token)),
             ])))
             .condition_expression("attribute_not_exists(pk)")
             .build()
@@ -165,17 +167,26 @@ impl Ledger {
             .await;
         let Err(e) = result else { return Ok(Begun::Written) };
         // Cancelled by its own earlier attempt (its answer lost, the SDK retried), or failed
-        // after it was applied? Then the lease vouches for this attempt's very request.
-        let holder = self.lease_holder(b.target).await;
-        let ours = holder.as_ref().is_ok_and(|h| {
-            h.as_ref().is_some_and(|h| {
-                h.deployment_id == b.holder.deployment_id && h.request.is_some() && h.request == b.holder.request
-            })
-        });
+        // after it was applied? Then the job's claim carries this attempt's token. (Not the
+        // lease's fingerprint: two deliveries of one job, started in the same millisecond, send
+        // the same request.) A job claimed before by this run is this run's alone: then the
+        // lease vouching for this attempt's request tells.
+        let ours = match b.claim {
+            true => self
+                .get(&format!("JOB#{}", b.job_id), "JOB", "read a job claim")
+                .await
+                .map(|job| job.as_ref().and_then(|j| get_s(j, "tx")) == Some(token.as_str())),
+            false => self.lease_holder(b.target).await.map(|h| {
+                h.is_some_and(|h| {
+                    h.deployment_id == b.holder.deployment_id && h.request.is_some() && h.request == b.holder.request
+                })
+            }),
+        };
         match (ours, cancelled(&e)) {
-            (true, _) => Ok(Begun::Written),
-            (false, Some(why)) => holder.map(|_| Begun::OneByOne(why)),
-            (false, None) => Err(self.error(WHAT, &e)),
+            (Ok(true), _) => Ok(Begun::Written),
+            (Ok(false), Some(why)) => Ok(Begun::OneByOne(why)),
+            (Err(read), Some(_)) => Err(read),
+            (_, None) => Err(self.error(WHAT, &e)),
         }
     }
 
@@ -213,6 +224,97 @@ impl Ledger {
                 }
                 None => Err(self.error(WHAT, &err)),
             },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{DeploymentRecord, DeploymentStatus, LeaseHolder, TargetKey};
+    use aws_sdk_dynamodb::operation::get_item::GetItemOutput;
+    use aws_sdk_dynamodb::types::AttributeValue;
+    use aws_sdk_dynamodb::Client;
+    use aws_smithy_mocks::{mock, mock_client, RuleMode};
+    use std::sync::{Arc, Mutex};
+
+    fn record(target: &TargetKey) -> DeploymentRecord {
+        DeploymentRecord {
+            deployment_id: "job-1".into(),
+            target: target.clone(),
+            role_arn: "arn:aws:iam::222222222222:role/crossdeploy-target".into(),
+            pipeline: Default::default(),
+            started_at: 100,
+            finished_at: None,
+            status: DeploymentStatus::InProgress,
+            previous: None,
+            deployed: None,
+            serving: None,
+            outputs: Default::default(),
+            message: None,
+            alarm_names: vec![],
+            rollback: None,
+        }
+    }
+
+    fn status(code: u16, body: &'static str) -> aws_smithy_runtime_api::http::Response {
+        aws_smithy_runtime_api::http::Response::new(
+            aws_smithy_runtime_api::http::StatusCode::try_from(code).unwrap(),
+            aws_smithy_types::body::SdkBody::from(body),
+        )
+    }
+
+    /// The transaction is applied but its answer lost (a 500); the SDK's retry is cancelled by
+    /// the claim it wrote itself, which carries its token: written, not someone else's job.
+    /// A claim carrying another attempt's token is someone else's.
+    #[tokio::test(start_paused = true)]
+    async fn a_transaction_whose_answer_was_lost_finds_its_own_claim_and_no_one_elses() {
+        for own in [true, false] {
+            let written = Arc::new(Mutex::new(String::new()));
+            let keep = written.clone();
+            let transact = mock!(Client::transact_write_items)
+                .match_requests(move |r| {
+                    let tx = r.transact_items().first().and_then(|i| i.put()).and_then(|p| p.item().get("tx").cloned());
+                    if let Some(AttributeValue::S(tx)) = tx {
+                        *keep.lock().unwrap() = tx;
+                    }
+                    true
+                })
+                .sequence()
+                .http_response(|| status(500, r#"{"__type":"com.amazonaws.dynamodb.v20120810#InternalServerError"}"#))
+                .http_response(|| {
+                    status(
+                        400,
+                        r#"{"__type":"com.amazonaws.dynamodb.v20120810#TransactionCanceledException","Message":"Transaction cancelled","CancellationReasons":[{"Code":"ConditionalCheckFailed"},{"Code":"None"},{"Code":"None"}]}"#,
+                    )
+                })
+                .build();
+            let read = written.clone();
+            let get = mock!(Client::get_item).then_output(move || {
+                let tx = if own { read.lock().unwrap().clone() } else { "another-attempt".to_owned() };
+                GetItemOutput::builder().item("tx", AttributeValue::S(tx)).build()
+            });
+            let ledger = Ledger::new(mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, [&transact, &get]), "ledger");
+            let target = TargetKey::lambda("222222222222", "us-east-1", "orders-api", "live");
+            let holder = LeaseHolder { deployment_id: "job-1".into(), request: Some("r".into()), ..Default::default() };
+            let record = record(&target);
+            let b = Begin {
+                claim: true,
+                job_id: "job-1",
+                owner: "run-1",
+                hold: Duration::from_secs(600),
+                claimed_ms: 100,
+                target: &target,
+                holder: &holder,
+                lease_until: now_secs() + 600,
+                deployment: Deployment::Start(&record),
+            };
+            let begun = ledger.begin(&b).await.unwrap();
+            assert_eq!(transact.num_calls(), 2);
+            match own {
+                true => assert_eq!(begun, Begun::Written),
+                false => assert!(matches!(begun, Begun::OneByOne(_)), "{begun:?}"),
+            }
         }
     }
 }
