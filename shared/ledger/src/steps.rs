@@ -100,6 +100,24 @@ fn token(owner: &str, job_id: &str, what: &str) -> String {
 }
 
 impl Ledger {
+    /// One transaction, its transient faults retried under the same client request token.
+    async fn transact(
+        &self,
+        what: &'static str,
+        items: Vec<TransactWriteItem>,
+        token: &str,
+    ) -> Result<(), SdkError<TransactWriteItemsError, HttpResponse>> {
+        self.send(what, || {
+            self.client
+                .transact_write_items()
+                .set_transact_items(Some(items.clone()))
+                .client_request_token(token)
+                .send()
+        })
+        .await
+        .map(|_| ())
+    }
+
     /// Claims a job delivered for the first time, takes its target's lease and records its
     /// deployment, in one transaction: all of it, or nothing (then [`Begun::OneByOne`]).
     pub async fn begin(&self, b: &Begin<'_>) -> Result<Begun, LedgerError> {
@@ -156,16 +174,7 @@ impl Ledger {
         if b.claim {
             items.insert(0, TransactWriteItem::builder().put(claim).build());
         }
-        let result = self
-            .send(WHAT, || {
-                self.client
-                    .transact_write_items()
-                    .set_transact_items(Some(items.clone()))
-                    .client_request_token(&token)
-                    .send()
-            })
-            .await;
-        let Err(e) = result else { return Ok(Begun::Written) };
+        let Err(e) = self.transact(WHAT, items, &token).await else { return Ok(Begun::Written) };
         // Cancelled by its own earlier attempt (its answer lost, the SDK retried), or failed
         // after it was applied? Then the job's claim carries this attempt's token. (Not the
         // lease's fingerprint: two deliveries of one job, started in the same millisecond, send
@@ -206,16 +215,7 @@ impl Ledger {
             TransactWriteItem::builder().update(answer).build(),
         ];
         let token = token(e.owner, e.job_id, "end");
-        let result = self
-            .send(WHAT, || {
-                self.client
-                    .transact_write_items()
-                    .set_transact_items(Some(items.clone()))
-                    .client_request_token(&token)
-                    .send()
-            })
-            .await;
-        match result {
+        match self.transact(WHAT, items, &token).await {
             Ok(_) => Ok(true),
             Err(err) => match cancelled(&err) {
                 Some(why) => {

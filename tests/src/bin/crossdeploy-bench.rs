@@ -315,10 +315,7 @@ async fn deploy_comparison(bin_dir: &Path, runs: usize) -> Result<()> {
     for f in ["orders-api", "orders-boto3", "orders-floor", "orders-cli"] {
         accounts::create_function(&local.target, f, "live", lambda_package("v0")).await?;
     }
-    // As the functions run in the shared services account (template.yaml logs at info).
-    let mut common = local.function_env().await?;
-    common.retain(|(k, _)| k != "RUST_LOG");
-    common.push(("RUST_LOG".into(), "info".into()));
+    let common = common_env(&local).await?;
     let boto3_bootstrap = crossdeploy_local::workspace_root().join("tests/localaws/boto3_deploy/bootstrap");
     let python = crossdeploy_local::venv_bin("python")?;
 
@@ -339,15 +336,7 @@ async fn deploy_comparison(bin_dir: &Path, runs: usize) -> Result<()> {
         // A fresh host: every function starts a fresh process at its first invocation, as a
         // cold Lambda does; the second job finds it warm.
         let host = LambdaHost::start().await?;
-        let mut worker_env = common.clone();
-        worker_env.push(("AWS_ENDPOINT_URL_LAMBDA".into(), host.endpoint.clone()));
-        worker_env.push(("AWS_ENDPOINT_URL_CODEPIPELINE".into(), local.emulator.endpoint.clone()));
-        worker_env.push(("CROSSDEPLOY_LAMBDA_UPDATER".into(), "lambda-alias-updater".into()));
-        worker_env.push(("CROSSDEPLOY_LEDGER_TABLE".into(), local.ledger_table.clone()));
-        let mut updater_env = common.clone();
-        updater_env.push(("CROSSDEPLOY_ALLOWED_TARGET_ROLES".into(), accounts::target_role(TARGET_ACCOUNT)));
-        updater_env.push(("CROSSDEPLOY_EXTERNAL_ID".into(), EXTERNAL_ID.into()));
-        updater_env.push(("CROSSDEPLOY_LEDGER_TABLE".into(), local.ledger_table.clone()));
+        let (worker_env, updater_env) = envs(&local, &common, &host);
         let mut boto3_env = common.clone();
         boto3_env.push(("AWS_DEFAULT_REGION".into(), accounts::REGION.into()));
         boto3_env.push(("AWS_ENDPOINT_URL_CODEPIPELINE".into(), local.emulator.endpoint.clone()));
@@ -475,20 +464,10 @@ async fn scale(bin_dir: &Path, jobs: usize, updaters: usize) -> Result<()> {
             execution_id: None,
         })
     };
-    let mut common = local.function_env().await?;
-    common.retain(|(k, _)| k != "RUST_LOG");
-    common.push(("RUST_LOG".into(), "info".into()));
+    let common = common_env(&local).await?;
     let host = LambdaHost::start().await?;
-    let mut worker_env = common.clone();
-    worker_env.push(("AWS_ENDPOINT_URL_LAMBDA".into(), host.endpoint.clone()));
-    worker_env.push(("AWS_ENDPOINT_URL_CODEPIPELINE".into(), local.emulator.endpoint.clone()));
-    worker_env.push(("CROSSDEPLOY_LAMBDA_UPDATER".into(), "lambda-alias-updater".into()));
-    worker_env.push(("CROSSDEPLOY_LEDGER_TABLE".into(), local.ledger_table.clone()));
+    let (mut worker_env, updater_env) = envs(&local, &common, &host);
     worker_env.push(("CROSSDEPLOY_JOBS_PER_RUN".into(), jobs.to_string()));
-    let mut updater_env = common.clone();
-    updater_env.push(("CROSSDEPLOY_ALLOWED_TARGET_ROLES".into(), accounts::target_role(TARGET_ACCOUNT)));
-    updater_env.push(("CROSSDEPLOY_EXTERNAL_ID".into(), EXTERNAL_ID.into()));
-    updater_env.push(("CROSSDEPLOY_LEDGER_TABLE".into(), local.ledger_table.clone()));
     for (name, env, instances) in
         [("pipeline-job-worker", &worker_env, 1), ("lambda-alias-updater", &updater_env, updaters.max(1))]
     {
@@ -587,6 +566,33 @@ fn cpu_secs(pids: &[u32]) -> f64 {
     };
     // Linux counts in clock ticks of 1/100 s.
     pids.iter().filter_map(ticks).sum::<f64>() / 100.0
+}
+
+/// The environment every function gets, as in the shared services account (template.yaml
+/// logs at info).
+async fn common_env(local: &LocalAws) -> Result<Vec<(String, String)>> {
+    let mut common = local.function_env().await?;
+    common.retain(|(k, _)| k != "RUST_LOG");
+    common.push(("RUST_LOG".into(), "info".into()));
+    Ok(common)
+}
+
+/// The worker's and the Lambda updater's environments, under `host`.
+fn envs(
+    local: &LocalAws,
+    common: &[(String, String)],
+    host: &LambdaHost,
+) -> (Vec<(String, String)>, Vec<(String, String)>) {
+    let mut worker = common.to_vec();
+    worker.push(("AWS_ENDPOINT_URL_LAMBDA".into(), host.endpoint.clone()));
+    worker.push(("AWS_ENDPOINT_URL_CODEPIPELINE".into(), local.emulator.endpoint.clone()));
+    worker.push(("CROSSDEPLOY_LAMBDA_UPDATER".into(), "lambda-alias-updater".into()));
+    worker.push(("CROSSDEPLOY_LEDGER_TABLE".into(), local.ledger_table.clone()));
+    let mut updater = common.to_vec();
+    updater.push(("CROSSDEPLOY_ALLOWED_TARGET_ROLES".into(), accounts::target_role(TARGET_ACCOUNT)));
+    updater.push(("CROSSDEPLOY_EXTERNAL_ID".into(), EXTERNAL_ID.into()));
+    updater.push(("CROSSDEPLOY_LEDGER_TABLE".into(), local.ledger_table.clone()));
+    (worker, updater)
 }
 
 fn job_id_of(event: &serde_json::Value) -> &str {
