@@ -568,9 +568,12 @@ fn cpu_secs(pids: &[u32]) -> f64 {
     pids.iter().filter_map(ticks).sum::<f64>() / 100.0
 }
 
+/// A function's environment.
+type Env = Vec<(String, String)>;
+
 /// The environment every function gets, as in the shared services account (template.yaml
 /// logs at info).
-async fn common_env(local: &LocalAws) -> Result<Vec<(String, String)>> {
+async fn common_env(local: &LocalAws) -> Result<Env> {
     let mut common = local.function_env().await?;
     common.retain(|(k, _)| k != "RUST_LOG");
     common.push(("RUST_LOG".into(), "info".into()));
@@ -578,11 +581,7 @@ async fn common_env(local: &LocalAws) -> Result<Vec<(String, String)>> {
 }
 
 /// The worker's and the Lambda updater's environments, under `host`.
-fn envs(
-    local: &LocalAws,
-    common: &[(String, String)],
-    host: &LambdaHost,
-) -> (Vec<(String, String)>, Vec<(String, String)>) {
+fn envs(local: &LocalAws, common: &[(String, String)], host: &LambdaHost) -> (Env, Env) {
     let mut worker = common.to_vec();
     worker.push(("AWS_ENDPOINT_URL_LAMBDA".into(), host.endpoint.clone()));
     worker.push(("AWS_ENDPOINT_URL_CODEPIPELINE".into(), local.emulator.endpoint.clone()));
