@@ -1,6 +1,8 @@
-//! crossdeploy's benchmark (`./scripts/bench`): sizes, init time and peak RSS of each function,
-//! and the Lambda deploy job's time event -> answer next to the seed's AWS CLI sequence, measured
-//! side by side (interleaved runs) against the same local AWS.
+//! crossdeploy's benchmark (`./scripts/bench`): sizes, init time and peak RSS of each function;
+//! the Lambda deploy job's time event -> answer, crossdeploy cold and warm next to the API-call
+//! floor, a boto3 handler cold and warm and the seed's AWS CLI sequence, in interleaved runs
+//! against one local AWS, with the calls each makes; one poll of 100 custom-action jobs; and
+//! each updater's peak RSS by input size. See README.md, "Benchmark".
 //!
 //! Usage: crossdeploy-bench --bin-dir <host release binaries> --zip-dir <cargo lambda output> [--runs N]
 //!        [--scale-jobs N] [--deploy-only | --scale-only | --memory-only]
