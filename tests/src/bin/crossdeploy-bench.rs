@@ -5,7 +5,7 @@
 //! each updater's peak RSS by input size. See README.md, "Benchmark".
 //!
 //! Usage: crossdeploy-bench --bin-dir <host release binaries> --zip-dir <cargo lambda output> [--runs N]
-//!        [--scale-jobs N] [--deploy-only | --scale-only | --memory-only]
+//!        [--scale-jobs N] [--scale-updaters N] [--deploy-only | --scale-only | --memory-only]
 
 use crossdeploy_local::accounts::{self, EXTERNAL_ID, TARGET_ACCOUNT};
 use crossdeploy_local::bench::{calls_between, describe, per_service, Call, Floor, FLOOR_CALLS};
