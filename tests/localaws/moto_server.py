@@ -110,19 +110,26 @@ if _access_log:
     _access_lock = threading.Lock()
     _signed_by = re.compile(r"Credential=([A-Za-z0-9]+)/")
 
-    def _form_action(environ):
-        """The Action of a query-protocol request (STS, IAM...), from its form body, which is
-        put back for moto to read."""
-        if "x-www-form-urlencoded" not in environ.get("CONTENT_TYPE", ""):
-            return None
+    def _body(environ, limit):
+        """The request's body, up to `limit` bytes (None beyond, or without one), put back for
+        moto to read."""
         try:
             length = int(environ.get("CONTENT_LENGTH") or 0)
         except ValueError:
             return None
-        if not 0 < length <= 65536:
+        if not 0 < length <= limit:
             return None
         body = environ["wsgi.input"].read(length)
         environ["wsgi.input"] = io.BytesIO(body)
+        return body
+
+    def _form_action(environ):
+        """The Action of a query-protocol request (STS, IAM...), from its form body."""
+        if "x-www-form-urlencoded" not in environ.get("CONTENT_TYPE", ""):
+            return None
+        body = _body(environ, 65536)
+        if body is None:
+            return None
         found = urllib.parse.parse_qs(body.decode("utf-8", "replace")).get("Action")
         return found[0] if found else None
 
@@ -130,18 +137,11 @@ if _access_log:
 
     def _ledger_items(environ):
         """The kinds of ledger item (JOB, LEASE, TARGET...) a DynamoDB request names, from its
-        body's keys, which is put back for moto to read."""
+        body's keys."""
         if not environ.get("HTTP_X_AMZ_TARGET", "").startswith("DynamoDB_"):
             return None
-        try:
-            length = int(environ.get("CONTENT_LENGTH") or 0)
-        except ValueError:
-            return None
-        if not 0 < length <= 1048576:
-            return None
-        body = environ["wsgi.input"].read(length)
-        environ["wsgi.input"] = io.BytesIO(body)
-        return [k.decode() for k in _item_kind.findall(body)] or None
+        body = _body(environ, 1048576)
+        return ([k.decode() for k in _item_kind.findall(body)] or None) if body is not None else None
 
     def _logged(self, environ, start_response):
         signed = _signed_by.search(environ.get("HTTP_AUTHORIZATION", ""))
