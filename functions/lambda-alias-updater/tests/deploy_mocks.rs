@@ -132,6 +132,47 @@ async fn an_update_in_progress_is_waited_for_then_published_and_the_alias_moved(
     assert_eq!((update.num_calls(), publish.num_calls(), move_alias.num_calls()), (1, 1, 1));
 }
 
+/// An update whose own answer says it is done (moto's does; Lambda's usually says InProgress)
+/// is not waited for: the version is published at once, guarded by the revision and code that
+/// answer gave.
+#[tokio::test(start_paused = true)]
+async fn an_update_whose_answer_says_it_is_done_is_published_without_waiting() {
+    let pkg = package();
+    let sha = pkg.sha256.clone();
+    let latest_rule = mock!(Client::get_function_configuration)
+        .match_requests(|r| r.qualifier().is_none())
+        .then_output(|| latest(LastUpdateStatus::Successful, "old-sha", "rev-0"));
+    let sha2 = sha.clone();
+    let update = mock!(Client::update_function_code).match_requests(|r| r.revision_id() == Some("rev-0")).then_output(
+        move || {
+            UpdateFunctionCodeOutput::builder()
+                .last_update_status(LastUpdateStatus::Successful)
+                .code_sha256(&sha2)
+                .revision_id("rev-2")
+                .build()
+        },
+    );
+    let (alias, v1, publish, move_alias) =
+        (alias_at_v1(), version_1_has_old_code(), publish_v2(sha.clone()), alias_to_v2());
+    let client =
+        mock_client!(aws_sdk_lambda, RuleMode::MatchAny, [&alias, &v1, &latest_rule, &update, &publish, &move_alias]);
+
+    let outcome = deploy_package(
+        &target(&client),
+        &plain(&unused_cloudwatch()),
+        &pkg,
+        &ctx(),
+        Deadline::after(Duration::from_secs(60)),
+    )
+    .await
+    .unwrap();
+
+    let Outcome::Succeeded { outputs, .. } = outcome else { panic!("{outcome:?}") };
+    assert_eq!(outputs["FunctionVersion"], "2");
+    assert_eq!(latest_rule.num_calls(), 1, "$LATEST read once, before the update: no wait after it");
+    assert_eq!((update.num_calls(), publish.num_calls(), move_alias.num_calls()), (1, 1, 1));
+}
+
 #[tokio::test(start_paused = true)]
 async fn an_update_that_fails_fails_the_job_with_lambdas_reason_and_publishes_nothing() {
     let pkg = package();
