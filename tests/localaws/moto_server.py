@@ -1,12 +1,13 @@
-"""moto's server, with ECS rollouts and atomic DynamoDB writes.
+"""moto's server, with ECS service deployments and atomic DynamoDB writes.
 
-moto (pinned in scripts/requirements.txt) never rolls an ECS service out: UpdateService changes
-the service's task definition but leaves its deployments as they were, so the service looks as if
-its new deployment had vanished. crossdeploy follows rollouts through the deployments, as ECS
-reports them, so the local AWS needs what ECS does on a successful rollout: UpdateService with a
-new task definition starts a new PRIMARY deployment for it, which is COMPLETED (and the old one
-gone) once the service's running count reaches its desired count (moto's own rule at
-CreateService, driven by MOTO_ECS_SERVICE_RUNNING), else IN_PROGRESS beside the old one.
+moto (pinned in scripts/requirements.txt) never rolls an ECS service out, and has none of ECS's
+service deployment API. crossdeploy follows its deployments through that API, so the local AWS
+needs what ECS does after UpdateService: ecs_deployments.py (beside this file) creates service
+revisions and service deployments, moves them through their states (rolling, blue/green, canary
+and linear; the circuit breaker, deployment alarms, StopServiceDeployment), answers
+ListServiceDeployments, DescribeServiceDeployments, StopServiceDeployment and
+DescribeServiceRevisions, and keeps DescribeServices' deployments list as ECS does beside them.
+Its docstring says what it models and how its time runs.
 
 DynamoDB documents a conditional write as atomic: its condition is checked and the item written
 as one step. moto's threaded server checks and writes in separate steps with no lock, so two
@@ -21,8 +22,7 @@ arrived and how long moto took to answer it; never a secret), so a test can tell
 principal read which bucket and how many bytes it asked for: the trail S3's server access logs
 or CloudTrail data events would give. The benchmark reads it for the calls of each job.
 
-Everything else is moto as released. Failed rollouts and circuit-breaker rollbacks are tested
-with aws-smithy-mocks, not here.
+Everything else is moto as released.
 """
 
 import functools
@@ -35,44 +35,10 @@ import threading
 import time
 import urllib.parse
 
-from moto.core.utils import utcnow
-from moto.ecs import models
-from moto.moto_api._internal import mock_random
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import ecs_deployments  # noqa: E402  (beside this file: ECS service deployments)
 
-_update_service = models.EC2ContainerServiceBackend.update_service
-
-
-def _update_service_with_rollout(self, service_properties):
-    asked_for = service_properties.get("task_definition")
-    service = _update_service(self, service_properties)
-    if not asked_for or not service.deployments:
-        return service
-    arn = self.describe_task_definition(asked_for).arn
-    primary = service.deployments[0]
-    if primary.get("taskDefinition") in (arn, asked_for):
-        return service
-    deployment_id = f"ecs-svc/{mock_random.randint(0, 32**12)}"
-    completed = service.running_count >= service.desired_count
-    now = utcnow()
-    new = dict(primary)
-    new.update(
-        {
-            "id": deployment_id,
-            "status": "PRIMARY",
-            "taskDefinition": arn,
-            "createdAt": now,
-            "updatedAt": now,
-            "rolloutState": "COMPLETED" if completed else "IN_PROGRESS",
-            "rolloutStateReason": f"ECS deployment {deployment_id} {'completed' if completed else 'in progress'}.",
-        }
-    )
-    old = dict(primary, status="ACTIVE", updatedAt=now)
-    service.deployments = [new] if completed else [new, old]
-    service.task_definition = arn
-    return service
-
-
-models.EC2ContainerServiceBackend.update_service = _update_service_with_rollout
+ecs_deployments.install()
 
 _dynamodb_lock = threading.RLock()
 

@@ -497,6 +497,26 @@ async fn serve(req: Request<Incoming>, state: &Mutex<State>) -> Response<Full<By
             else {
                 return error("ValidationException", "inputArtifactDetails and outputArtifactDetails are required");
             };
+            // CodePipeline's quotas: at most 10 configuration properties per custom action type,
+            // each description at most 160 characters.
+            let properties = input["configurationProperties"].as_array().map(Vec::len).unwrap_or(0);
+            if properties > 10 {
+                return error(
+                    "ValidationException",
+                    &format!("configurationProperties has {properties} members; at most 10 are allowed"),
+                );
+            }
+            if let Some(long) = input["configurationProperties"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|p| p["description"].as_str().is_some_and(|d| d.chars().count() > 160))
+            {
+                return error(
+                    "ValidationException",
+                    &format!("the description of configuration property {} is longer than 160 characters", long["name"]),
+                );
+            }
             let action_type = json!({
                 "id": id,
                 "settings": input["settings"],

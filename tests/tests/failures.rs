@@ -620,6 +620,7 @@ impl Invoke for FailsHalfShifted {
                         deployed: "2".into(),
                         serving: Serving::Shifting,
                         detail: "alias live points at version 1 with 10% on version 2".into(),
+                        service_deployment_arn: None,
                     }),
                 })
             }

@@ -1,10 +1,14 @@
-//! The ECS deployment: image file -> new revision -> UpdateService -> the rollout to its end.
+//! The ECS deployment: image file -> new revision -> UpdateService -> the service deployment it
+//! started, followed to its end (or, where ECS has no service deployments, the rollout read from
+//! the service's deployments list).
 
 use crate::images::ImageChange;
 use crate::service::{assess, check_controller, describe_service, update_service, Rollout, ServiceRef};
+use crate::service_deployment::{self as sd, is_ongoing, short_id, Lookup, Stop, View};
+use crate::strategy::{self, Asked};
 use crate::taskdef::{clone_into, replace_images, runs_images, DEPLOYMENT_TAG, PREVIOUS_TAG};
 use crate::EcsError;
-use aws_sdk_ecs::types::{SortOrder, Tag, TaskDefinition, TaskDefinitionField};
+use aws_sdk_ecs::types::{ServiceDeploymentStatus, SortOrder, Tag, TaskDefinition, TaskDefinitionField};
 use crossdeploy_alarms::firing_alarm;
 use crossdeploy_aws::{is_transient, retry, Backoff, Deadline, ErrorInfo};
 use crossdeploy_protocol::{outputs, Outcome, Serving, Stands};
@@ -19,12 +23,18 @@ pub struct Alarms<'a> {
     pub cloudwatch: &'a aws_sdk_cloudwatch::Client,
 }
 
-/// Time between two reads of the rollout.
+/// The longest time between two reads of a rollout.
 pub const POLL: Duration = Duration::from_secs(10);
+/// The first wait between two reads; each next wait doubles, up to [`POLL`].
+pub const FIRST_POLL: Duration = Duration::from_secs(1);
 /// Time kept before the deadline to put the service back when a rollout fails.
 pub const RESTORE_RESERVE: Duration = Duration::from_secs(10);
 /// A change of the service starts only with this long (besides [`RESTORE_RESERVE`]) before the deadline.
 pub const MUTATION_MARGIN: Duration = Duration::from_secs(5);
+/// How long a rollback ECS is doing (its own, or one crossdeploy asked for) is followed before
+/// the deployment fails with the service's state unknown. The same 10 minutes a pipeline action
+/// keeps for the deployment's end (crossdeploy_pipeline_job's DEPLOYMENT_RESERVE_MINUTES).
+pub const ROLLBACK_LIMIT: Duration = Duration::from_secs(10 * 60);
 
 fn time_to_change(deadline: Deadline) -> bool {
     deadline.remaining() >= MUTATION_MARGIN + RESTORE_RESERVE
@@ -46,6 +56,25 @@ pub enum EcsState {
         /// The ECS deployment followed, once known (a forced new deployment replaces it).
         #[serde(rename = "DeploymentId", default, skip_serializing_if = "Option::is_none")]
         deployment_id: Option<String>,
+        /// The service deployment followed, once known.
+        #[serde(rename = "ServiceDeploymentArn", default, skip_serializing_if = "Option::is_none")]
+        service_deployment_arn: Option<String>,
+    },
+    /// crossdeploy failed the deployment (an alarm, TimeoutMinutes) and stopped its service
+    /// deployment with rollback: ECS rolls it back, and the failure is reported at its end.
+    RollingBack {
+        #[serde(rename = "TaskDefinitionArn")]
+        task_definition_arn: String,
+        #[serde(rename = "PreviousTaskDefinitionArn")]
+        previous_task_definition_arn: String,
+        #[serde(rename = "ServiceDeploymentArn")]
+        service_deployment_arn: String,
+        /// When it was stopped (seconds since the epoch): [`ROLLBACK_LIMIT`] counts from here.
+        #[serde(rename = "StoppedAt")]
+        stopped_at: u64,
+        /// Why crossdeploy failed the deployment: the job's failure message.
+        #[serde(rename = "Reason")]
+        reason: String,
     },
 }
 
@@ -53,17 +82,60 @@ fn now_secs() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
-/// Moves the service to its current task definition with `changes` applied, then follows the
-/// rollout. Registers nothing when the service already runs exactly these images.
+/// The two sides of a deployment, and the service deployment moving the service between them.
+#[derive(Debug, Clone)]
+struct Sides {
+    new: String,
+    previous: String,
+    service_deployment_arn: Option<String>,
+}
+
+impl Sides {
+    fn stands(&self, serving: Serving, detail: String) -> Stands {
+        Stands {
+            previous: self.previous.clone(),
+            deployed: self.new.clone(),
+            serving,
+            detail,
+            service_deployment_arn: self.service_deployment_arn.clone(),
+        }
+    }
+
+    fn with_arn(&self, arn: &str) -> Sides {
+        Sides { service_deployment_arn: Some(arn.to_owned()), ..self.clone() }
+    }
+}
+
+/// Waits between two reads: 1 s, then doubling up to [`POLL`], never into the last `room`.
+struct Pace(Duration);
+
+impl Pace {
+    fn new() -> Self {
+        Pace(FIRST_POLL)
+    }
+
+    async fn wait(&mut self, room: Duration) {
+        tokio::time::sleep(self.0.min(room)).await;
+        self.0 = (self.0 * 2).min(POLL);
+    }
+}
+
+/// Moves the service to its current task definition with `changes` applied (and its deployment
+/// configuration to what is `asked`), then follows the deployment. Registers nothing when the
+/// service already runs exactly these images.
 pub async fn deploy_images(
     s: &ServiceRef<'_>,
     changes: &[ImageChange],
+    asked: &Asked<'_>,
     timeout: Duration,
     alarms: &Alarms<'_>,
     deadline: Deadline,
 ) -> Result<Outcome, EcsError> {
     let service = describe_service(s, deadline).await?;
     check_controller(s, &service)?;
+    // Before anything changes: can the service deploy the way asked?
+    strategy::check(s, &service, asked)?;
+    let configuration = strategy::configuration(&service, asked)?;
     if let Some(firing) = firing_alarm(alarms.cloudwatch, alarms.names, s.account, deadline).await? {
         return Err(EcsError::Rollout(format!(
             "alarm {} in account {} is in ALARM already ({}); nothing was deployed to {}. Deploy once it is OK",
@@ -96,6 +168,7 @@ pub async fn deploy_images(
             previous_task_definition_arn: previous,
             started_at: now_secs(),
             deployment_id: None,
+            service_deployment_arn: None,
         };
         return Ok(match follow_from(s, state, Some(service), timeout, alarms, deadline).await? {
             Outcome::Succeeded { outputs, .. } => Outcome::Succeeded {
@@ -120,29 +193,32 @@ pub async fn deploy_images(
         });
     }
     let new_arn = register(s, &td, &tags, containers, &current, deadline).await?;
-    tracing::info!(service = s.service, task_definition = %new_arn, previous = %current, "registered; updating the service");
-    let stands =
-        |serving, detail: String| Stands { previous: current.clone(), deployed: new_arn.clone(), serving, detail };
-    let deployment_id = match update_service(s, &new_arn, deadline).await {
-        Ok(id) => id,
+    tracing::info!(service = s.service, task_definition = %new_arn, previous = %current, strategy = ?asked.strategy, "registered; updating the service");
+    let sides = Sides { new: new_arn.clone(), previous: current.clone(), service_deployment_arn: None };
+    let updated = match update_service(s, &new_arn, configuration.as_ref(), deadline).await {
+        Ok(updated) => updated,
+        // ECS refused the update: nothing of it stands (the revision registered is unused).
+        Err(e @ EcsError::Configuration(_)) => return Err(e),
         // Sent, perhaps applied, its answer lost: what the service runs now is unknown.
         Err(e) => {
             let detail = format!("{} may have been updated to {new_arn}: check it", s.describe());
-            return Err(EcsError::left(e, stands(Serving::Unknown, detail)));
+            return Err(EcsError::left(e, sides.stands(Serving::Unknown, detail)));
         }
     };
     let state = EcsState::FollowingRollout {
         task_definition_arn: new_arn.clone(),
         previous_task_definition_arn: current.clone(),
         started_at: now_secs(),
-        deployment_id,
+        deployment_id: updated.deployment_id,
+        service_deployment_arn: updated.service_deployment_arn,
     };
     follow(s, state, timeout, alarms, deadline).await
 }
 
-/// Follows the rollout of `state` until it completes (success), fails or is rolled back (an
-/// error with ECS's reason and the service's latest events), outlives `timeout` (an error), or
-/// the deadline comes near (InProgress, with the state to resume from).
+/// Follows the deployment of `state` until it succeeds, fails or is rolled back (an error with
+/// ECS's reasons and the service's latest events), outlives `timeout` or trips an alarm (stopped
+/// with rollback, and that rollback followed), or the deadline comes near (InProgress, with the
+/// state to resume from).
 pub async fn follow(
     s: &ServiceRef<'_>,
     state: EcsState,
@@ -153,25 +229,420 @@ pub async fn follow(
     follow_from(s, state, None, timeout, alarms, deadline).await
 }
 
-/// [`follow`], starting from a service just described (`None`: describe it first). A failure
-/// once the service was updated says what it runs: a rollout that failed or outlived
-/// `TimeoutMinutes` is put back on the previous task definition, unless ECS's circuit breaker
-/// did it already.
+/// [`follow`], starting from a service just described (`None`: describe it when needed).
 async fn follow_from(
     s: &ServiceRef<'_>,
     state: EcsState,
+    described: Option<aws_sdk_ecs::types::Service>,
+    timeout: Duration,
+    alarms: &Alarms<'_>,
+    deadline: Deadline,
+) -> Result<Outcome, EcsError> {
+    match state {
+        EcsState::RollingBack {
+            task_definition_arn,
+            previous_task_definition_arn,
+            service_deployment_arn,
+            stopped_at,
+            reason,
+        } => {
+            let sides = Sides {
+                new: task_definition_arn,
+                previous: previous_task_definition_arn,
+                service_deployment_arn: Some(service_deployment_arn.clone()),
+            };
+            follow_rollback(s, &sides, &service_deployment_arn, stopped_at, &reason, deadline).await
+        }
+        EcsState::FollowingRollout {
+            task_definition_arn,
+            previous_task_definition_arn,
+            started_at,
+            deployment_id,
+            service_deployment_arn,
+        } => {
+            let sides = Sides {
+                new: task_definition_arn,
+                previous: previous_task_definition_arn,
+                service_deployment_arn: service_deployment_arn.clone(),
+            };
+            let arn = match service_deployment_arn {
+                Some(arn) => Some(arn),
+                // ECS did not name it (a retry that found the service updated already, or an
+                // UpdateService answer without it): the newest deploying this revision.
+                None => match sd::find(s, &sides.new, None, deadline.less(RESTORE_RESERVE)).await {
+                    Ok(Lookup::Found(found)) => found,
+                    Ok(Lookup::Absent(code)) => {
+                        sd::note_absent(s, &code);
+                        None
+                    }
+                    Err(e) => {
+                        let detail = format!("the deployment of {} to {} could not be read", sides.new, s.describe());
+                        return Err(EcsError::left(e, sides.stands(Serving::Unknown, detail)));
+                    }
+                },
+            };
+            let followed = Followed { sides, started_at, deployment_id };
+            match arn {
+                Some(arn) => follow_service_deployment(s, followed, arn, timeout, alarms, deadline).await,
+                None => follow_deployments_list(s, followed, described, timeout, alarms, deadline).await,
+            }
+        }
+    }
+}
+
+/// A deployment being followed.
+struct Followed {
+    sides: Sides,
+    started_at: u64,
+    /// The id in the service's deployments list, once known.
+    deployment_id: Option<String>,
+}
+
+/// The service's latest events, in a few words for a failure message.
+async fn latest_events(s: &ServiceRef<'_>, deadline: Deadline) -> String {
+    match describe_service(s, deadline).await {
+        Ok(service) => events_of(&service),
+        Err(e) => format!("the service's events could not be read: {e}"),
+    }
+}
+
+fn events_of(service: &aws_sdk_ecs::types::Service) -> String {
+    let events: Vec<&str> = service.events().iter().take(3).filter_map(|e| e.message()).collect();
+    if events.is_empty() {
+        "no service events".to_owned()
+    } else {
+        events.join(" | ")
+    }
+}
+
+/// Follows the service deployment `arn`.
+async fn follow_service_deployment(
+    s: &ServiceRef<'_>,
+    followed: Followed,
+    arn: String,
+    timeout: Duration,
+    alarms: &Alarms<'_>,
+    deadline: Deadline,
+) -> Result<Outcome, EcsError> {
+    let work = deadline.less(RESTORE_RESERVE);
+    let mut arn = arn;
+    let mut pace = Pace::new();
+    loop {
+        let sides = followed.sides.with_arn(&arn);
+        let (new, previous) = (sides.new.as_str(), sides.previous.as_str());
+        let d = match sd::describe(s, &arn, work).await {
+            Ok(Lookup::Found(d)) => d,
+            Ok(Lookup::Absent(code)) => {
+                sd::note_absent(s, &code);
+                return follow_deployments_list(s, followed, None, timeout, alarms, deadline).await;
+            }
+            Err(e) => {
+                let detail = format!("the service deployment {arn} of {new} to {} could not be read", s.describe());
+                return Err(EcsError::left(e, sides.stands(Serving::Unknown, detail)));
+            }
+        };
+        let view = View::of(&d);
+        match &view.status {
+            ServiceDeploymentStatus::Successful => {
+                return Ok(succeeded(s, &sides, &view, followed.deployment_id.clone(), work).await);
+            }
+            ServiceDeploymentStatus::RollbackSuccessful => {
+                let error = EcsError::Rollout(format!(
+                    "the deployment of {new} to {} was rolled back by ECS: {} (service events: {})",
+                    s.describe(),
+                    view.failure(),
+                    latest_events(s, work).await
+                ));
+                let detail = format!("{} runs {previous} again: ECS rolled service deployment {} back", s.describe(), view.id());
+                return Err(EcsError::left(error, sides.stands(Serving::Previous, detail)));
+            }
+            ServiceDeploymentStatus::RollbackFailed => {
+                let error = EcsError::Rollout(format!(
+                    "the deployment of {new} to {} failed and ECS could not roll it back: {} (service events: {})",
+                    s.describe(),
+                    view.failure(),
+                    latest_events(s, work).await
+                ));
+                let detail = format!("ECS's rollback of service deployment {} failed: check {}", view.id(), s.describe());
+                return Err(EcsError::left(error, sides.stands(Serving::Unknown, detail)));
+            }
+            ServiceDeploymentStatus::Stopped => {
+                let service = match describe_service(s, work).await {
+                    Ok(service) => service,
+                    Err(e) => {
+                        let detail = format!("service deployment {} was stopped; {} could not be read", view.id(), s.describe());
+                        return Err(EcsError::left(e, sides.stands(Serving::Unknown, detail)));
+                    }
+                };
+                // Replaced by a newer deployment of this very revision (a forced new deployment): follow that one.
+                if let Some(current) = service.current_service_deployment().filter(|c| *c != arn) {
+                    if service.task_definition() == Some(new) {
+                        tracing::info!(service = s.service, stopped = %arn, current, "replaced by a newer deployment of the same revision; following it");
+                        arn = current.to_owned();
+                        continue;
+                    }
+                }
+                let error = EcsError::Rollout(format!(
+                    "the deployment of {new} to {} was stopped: {} (service events: {})",
+                    s.describe(),
+                    view.failure(),
+                    events_of(&service)
+                ));
+                let runs = service.task_definition().unwrap_or("another task definition");
+                let serving = if runs == previous { Serving::Previous } else { Serving::Unknown };
+                let detail = format!("{} runs {runs}", s.describe());
+                return Err(EcsError::left(error, sides.stands(serving, detail)));
+            }
+            status if is_ongoing(status) && !matches!(status, ServiceDeploymentStatus::Pending | ServiceDeploymentStatus::InProgress) => {
+                // ECS is stopping or rolling it back by itself (its circuit breaker, its alarms,
+                // or someone's stop): follow that to its end, for a bounded time.
+                let since = view.rollback_started.map(|t| t.secs().max(0) as u64).unwrap_or(followed.started_at);
+                if now_secs().saturating_sub(since) > ROLLBACK_LIMIT.as_secs() {
+                    let error = EcsError::Rollout(format!(
+                        "the deployment of {new} to {} is still {} after {} minutes: {}",
+                        s.describe(),
+                        status.as_str(),
+                        ROLLBACK_LIMIT.as_secs() / 60,
+                        view.failure()
+                    ));
+                    let detail = format!("ECS is still rolling {} back: check it", s.describe());
+                    return Err(EcsError::left(error, sides.stands(Serving::Shifting, detail)));
+                }
+            }
+            _ => {
+                // Pending or in progress: crossdeploy's own checks.
+                let firing = match firing_alarm(alarms.cloudwatch, alarms.names, s.account, work).await {
+                    Ok(f) => f,
+                    Err(e) => return stop_and_follow(s, &sides, &arn, e.into(), deadline).await,
+                };
+                if let Some(firing) = firing {
+                    tracing::error!(service = s.service, alarm = %firing.name, service_deployment = %arn, "alarm in ALARM: stopping the deployment with rollback");
+                    let error = EcsError::Rollout(format!(
+                        "alarm {} in account {} is in ALARM ({}) during service deployment {} of {new} to {}",
+                        firing.name,
+                        s.account,
+                        firing.reason,
+                        view.id(),
+                        s.describe()
+                    ));
+                    return stop_and_follow(s, &sides, &arn, error, deadline).await;
+                }
+                let waited = now_secs().saturating_sub(followed.started_at);
+                if waited >= timeout.as_secs() {
+                    let error = EcsError::Rollout(format!(
+                        "service deployment {} of {new} to {} did not complete within {} minutes (TimeoutMinutes): {}",
+                        view.id(),
+                        s.describe(),
+                        timeout.as_secs() / 60,
+                        view.progress(new, previous)
+                    ));
+                    return stop_and_follow(s, &sides, &arn, error, deadline).await;
+                }
+            }
+        }
+        // Follow until the deadline leaves only the time to act (and put back).
+        let room = deadline.remaining().saturating_sub(MUTATION_MARGIN + RESTORE_RESERVE);
+        if room < Duration::from_secs(1) {
+            let state = EcsState::FollowingRollout {
+                task_definition_arn: new.to_owned(),
+                previous_task_definition_arn: previous.to_owned(),
+                started_at: followed.started_at,
+                deployment_id: followed.deployment_id.clone(),
+                service_deployment_arn: Some(arn.clone()),
+            };
+            let detail = format!("{}: {}", s.describe(), view.progress(new, previous));
+            return Ok(Outcome::InProgress {
+                summary: detail.clone(),
+                percent_complete: view.percent_complete(),
+                state: serde_json::to_value(&state).unwrap_or_default(),
+                stands: Some(sides.stands(Serving::Shifting, detail)),
+            });
+        }
+        tracing::info!(service = s.service, service_deployment = %arn, status = view.status.as_str(), stage = ?view.stage, weight = ?view.weight, "deployment in progress");
+        pace.wait(room).await;
+    }
+}
+
+/// A successful deployment's outcome: its outputs, with the id ECS's deployment events use.
+async fn succeeded(
+    s: &ServiceRef<'_>,
+    sides: &Sides,
+    view: &View,
+    deployment_id: Option<String>,
+    deadline: Deadline,
+) -> Outcome {
+    let deployment_id = match deployment_id {
+        Some(id) => Some(id),
+        None => describe_service(s, deadline).await.ok().and_then(|service| {
+            service
+                .deployments()
+                .iter()
+                .find(|d| d.task_definition() == Some(sides.new.as_str()) && d.status() == Some("PRIMARY"))
+                .and_then(|d| d.id().map(str::to_owned))
+        }),
+    };
+    tracing::info!(service = s.service, service_deployment = %view.arn, "deployment succeeded");
+    let mut outputs = BTreeMap::from([
+        (outputs::TASK_DEFINITION_ARN.to_owned(), sides.new.clone()),
+        (outputs::PREVIOUS_TASK_DEFINITION_ARN.to_owned(), sides.previous.clone()),
+        (outputs::SERVICE_DEPLOYMENT_ARN.to_owned(), view.arn.clone()),
+    ]);
+    if let Some(id) = deployment_id {
+        outputs.insert(outputs::DEPLOYMENT_ID.to_owned(), id);
+    }
+    let strategy = view.strategy.as_deref().map(|s| format!(" ({s})")).unwrap_or_default();
+    let summary = format!(
+        "{}: {} -> {}, service deployment {}{strategy} SUCCESSFUL",
+        s.describe(),
+        sides.previous,
+        sides.new,
+        view.id()
+    );
+    Outcome::Succeeded { summary, outputs }
+}
+
+/// crossdeploy fails the deployment (`error`): stop its service deployment with rollback and
+/// follow ECS's rollback. A deployment that finished before the stop reached it (or that ECS no
+/// longer knows) is put back with UpdateService instead.
+async fn stop_and_follow(
+    s: &ServiceRef<'_>,
+    sides: &Sides,
+    arn: &str,
+    error: EcsError,
+    deadline: Deadline,
+) -> Result<Outcome, EcsError> {
+    let work = deadline.less(RESTORE_RESERVE);
+    match sd::stop_with_rollback(s, arn, work).await {
+        Ok(Stop::Stopping) => {
+            tracing::warn!(service = s.service, service_deployment = %arn, error = %error, "stopped the service deployment with rollback; following the rollback");
+            follow_rollback(s, sides, arn, now_secs(), &error.to_string(), deadline).await
+        }
+        Ok(stop @ (Stop::Finished | Stop::NotFound)) => {
+            tracing::warn!(service = s.service, service_deployment = %arn, ?stop, "the service deployment could not be stopped; updating the service back");
+            Err(put_back_now(s, error, sides, deadline).await)
+        }
+        Err(e) => {
+            let error = EcsError::Rollout(format!("{error}; stopping service deployment {} failed ({e})", short_id(arn)));
+            Err(put_back_now(s, error, sides, deadline).await)
+        }
+    }
+}
+
+/// Follows the rollback ECS does of the service deployment crossdeploy stopped for `reason`, to
+/// its end: the job fails with `reason` either way, saying what the service runs.
+async fn follow_rollback(
+    s: &ServiceRef<'_>,
+    sides: &Sides,
+    arn: &str,
+    stopped_at: u64,
+    reason: &str,
+    deadline: Deadline,
+) -> Result<Outcome, EcsError> {
+    let work = deadline.less(RESTORE_RESERVE);
+    let mut pace = Pace::new();
+    loop {
+        let d = match sd::describe(s, arn, work).await {
+            Ok(Lookup::Found(d)) => d,
+            Ok(Lookup::Absent(code)) => {
+                // The API answered the stop, then went away: unlikely; say what is known.
+                let e = EcsError::Rollout(format!("{reason}; the rollback of service deployment {} could not be followed ({code})", short_id(arn)));
+                return Err(put_back_now(s, e, sides, deadline).await);
+            }
+            Err(e) => {
+                let detail = format!("the rollback of service deployment {} could not be read ({e})", short_id(arn));
+                return Err(EcsError::left(EcsError::Rollout(reason.to_owned()), sides.stands(Serving::Unknown, detail)));
+            }
+        };
+        let view = View::of(&d);
+        match &view.status {
+            ServiceDeploymentStatus::RollbackSuccessful => {
+                let detail = format!(
+                    "ECS rolled {} back to {} (service deployment {} ROLLBACK_SUCCESSFUL)",
+                    s.describe(),
+                    sides.previous,
+                    view.id()
+                );
+                return Err(EcsError::left(EcsError::Rollout(reason.to_owned()), sides.stands(Serving::Previous, detail)));
+            }
+            // It finished before the stop took: put the service back the way ECS allows.
+            ServiceDeploymentStatus::Successful => {
+                return Err(put_back_now(s, EcsError::Rollout(reason.to_owned()), sides, deadline).await);
+            }
+            status if !is_ongoing(status) => {
+                let detail = format!(
+                    "ECS's rollback of service deployment {} ended {}: {}; check {}",
+                    view.id(),
+                    status.as_str(),
+                    view.failure(),
+                    s.describe()
+                );
+                return Err(EcsError::left(EcsError::Rollout(reason.to_owned()), sides.stands(Serving::Unknown, detail)));
+            }
+            _ => {}
+        }
+        if now_secs().saturating_sub(stopped_at) > ROLLBACK_LIMIT.as_secs() {
+            let detail = format!(
+                "ECS is still rolling {} back after {} minutes ({}): check it",
+                s.describe(),
+                ROLLBACK_LIMIT.as_secs() / 60,
+                view.failure()
+            );
+            return Err(EcsError::left(EcsError::Rollout(reason.to_owned()), sides.stands(Serving::Shifting, detail)));
+        }
+        let room = deadline.remaining().saturating_sub(MUTATION_MARGIN + RESTORE_RESERVE);
+        if room < Duration::from_secs(1) {
+            let state = EcsState::RollingBack {
+                task_definition_arn: sides.new.clone(),
+                previous_task_definition_arn: sides.previous.clone(),
+                service_deployment_arn: arn.to_owned(),
+                stopped_at,
+                reason: reason.to_owned(),
+            };
+            let detail = format!("{}: rolling back ({reason}): {}", s.describe(), view.progress(&sides.new, &sides.previous));
+            return Ok(Outcome::InProgress {
+                summary: detail.clone(),
+                percent_complete: 95,
+                state: serde_json::to_value(&state).unwrap_or_default(),
+                stands: Some(sides.stands(Serving::Shifting, detail)),
+            });
+        }
+        tracing::info!(service = s.service, service_deployment = %arn, status = view.status.as_str(), "rollback in progress");
+        pace.wait(room).await;
+    }
+}
+
+/// Reads the service and puts it back ([`put_back`]).
+async fn put_back_now(s: &ServiceRef<'_>, error: EcsError, sides: &Sides, deadline: Deadline) -> EcsError {
+    match describe_service(s, deadline).await {
+        Ok(service) => {
+            let runs_new = service.task_definition() == Some(sides.new.as_str());
+            put_back(s, error, runs_new, sides, deadline).await
+        }
+        Err(e) => {
+            let detail = format!("{} could not be read to put it back ({e})", s.describe());
+            EcsError::left(error, sides.stands(Serving::Unknown, detail))
+        }
+    }
+}
+
+/// Where ECS keeps no service deployments: follows the rollout through DescribeServices'
+/// deployments list until it completes, fails or is rolled back, outlives `timeout` or trips an
+/// alarm (put back with UpdateService), or the deadline comes near. A rollout that failed or
+/// outlived `TimeoutMinutes` is put back on the previous task definition, unless ECS's circuit
+/// breaker did it already.
+async fn follow_deployments_list(
+    s: &ServiceRef<'_>,
+    followed: Followed,
     mut described: Option<aws_sdk_ecs::types::Service>,
     timeout: Duration,
     alarms: &Alarms<'_>,
     deadline: Deadline,
 ) -> Result<Outcome, EcsError> {
-    let EcsState::FollowingRollout { task_definition_arn, previous_task_definition_arn, started_at, deployment_id } =
-        &state;
-    let (new, previous) = (task_definition_arn.clone(), previous_task_definition_arn.clone());
-    let stands =
-        |serving, detail: String| Stands { previous: previous.clone(), deployed: new.clone(), serving, detail };
+    let sides = &followed.sides;
+    let (new, previous) = (sides.new.clone(), sides.previous.clone());
     let work = deadline.less(RESTORE_RESERVE);
-    let mut followed = deployment_id.clone();
+    let mut followed_id = followed.deployment_id.clone();
+    let mut pace = Pace::new();
     loop {
         let service = match described.take() {
             Some(service) => service,
@@ -179,12 +650,12 @@ async fn follow_from(
                 Ok(service) => service,
                 Err(e) => {
                     let detail = format!("the rollout of {new} to {} could not be read", s.describe());
-                    return Err(EcsError::left(e, stands(Serving::Unknown, detail)));
+                    return Err(EcsError::left(e, sides.stands(Serving::Unknown, detail)));
                 }
             },
         };
         let runs_new = service.task_definition() == Some(new.as_str());
-        match assess(&service, &new, followed.as_deref()) {
+        match assess(&service, &new, followed_id.as_deref()) {
             Rollout::Completed { deployment_id } => {
                 tracing::info!(service = s.service, %deployment_id, "rollout completed");
                 let outputs = BTreeMap::from([
@@ -197,7 +668,7 @@ async fn follow_from(
             }
             Rollout::Failed { reason, .. } => {
                 let error = EcsError::Rollout(format!("the deployment of {new} to {} failed: {reason}", s.describe()));
-                return Err(put_back(s, error, runs_new, &stands, deadline).await);
+                return Err(put_back(s, error, runs_new, sides, deadline).await);
             }
             Rollout::RolledBack { reason } => {
                 let error = EcsError::Rollout(format!(
@@ -209,13 +680,13 @@ async fn follow_from(
                     s.describe(),
                     service.task_definition().unwrap_or("another task definition")
                 );
-                return Err(EcsError::left(error, stands(Serving::Previous, detail)));
+                return Err(EcsError::left(error, sides.stands(Serving::Previous, detail)));
             }
             Rollout::InProgress { deployment_id } => {
-                followed = Some(deployment_id.clone());
+                followed_id = Some(deployment_id.clone());
                 let firing = match firing_alarm(alarms.cloudwatch, alarms.names, s.account, work).await {
                     Ok(f) => f,
-                    Err(e) => return Err(put_back(s, e.into(), runs_new, &stands, deadline).await),
+                    Err(e) => return Err(put_back(s, e.into(), runs_new, sides, deadline).await),
                 };
                 if let Some(firing) = firing {
                     tracing::error!(service = s.service, alarm = %firing.name, "alarm in ALARM: restoring the service");
@@ -223,16 +694,16 @@ async fn follow_from(
                         "alarm {} in account {} is in ALARM ({}) during deployment {deployment_id} of {new}",
                         firing.name, s.account, firing.reason,
                     ));
-                    return Err(put_back(s, error, runs_new, &stands, deadline).await);
+                    return Err(put_back(s, error, runs_new, sides, deadline).await);
                 }
-                let waited = now_secs().saturating_sub(*started_at);
+                let waited = now_secs().saturating_sub(followed.started_at);
                 if waited >= timeout.as_secs() {
                     let error = EcsError::Rollout(format!(
                         "deployment {deployment_id} of {new} to {} did not complete within {} minutes (TimeoutMinutes)",
                         s.describe(),
                         timeout.as_secs() / 60
                     ));
-                    return Err(put_back(s, error, runs_new, &stands, deadline).await);
+                    return Err(put_back(s, error, runs_new, sides, deadline).await);
                 }
                 // Follow until the deadline leaves only the time to act (and put back).
                 let room = deadline.remaining().saturating_sub(MUTATION_MARGIN + RESTORE_RESERVE);
@@ -241,19 +712,20 @@ async fn follow_from(
                     let state = EcsState::FollowingRollout {
                         task_definition_arn: new.clone(),
                         previous_task_definition_arn: previous.clone(),
-                        started_at: *started_at,
-                        deployment_id: followed.clone(),
+                        started_at: followed.started_at,
+                        deployment_id: followed_id.clone(),
+                        service_deployment_arn: None,
                     };
                     let detail = format!("deployment {deployment_id} of {new} to {} in progress", s.describe());
                     return Ok(Outcome::InProgress {
                         summary: detail.clone(),
                         percent_complete: percent.max(10),
                         state: serde_json::to_value(&state).unwrap_or_default(),
-                        stands: Some(stands(Serving::Shifting, detail)),
+                        stands: Some(sides.stands(Serving::Shifting, detail)),
                     });
                 }
                 tracing::info!(service = s.service, %deployment_id, waited, "rollout in progress");
-                tokio::time::sleep(POLL.min(room)).await;
+                pace.wait(room).await;
             }
         }
     }
@@ -261,39 +733,34 @@ async fn follow_from(
 
 /// A rollout failed: put the service back on the previous task definition if it still runs the
 /// new one (ECS rolls that back out), and say what it runs either way.
-async fn put_back(
-    s: &ServiceRef<'_>,
-    error: EcsError,
-    runs_new: bool,
-    stands: &(dyn Fn(Serving, String) -> Stands + Sync),
-    deadline: Deadline,
-) -> EcsError {
-    let probe = stands(Serving::Unknown, String::new());
+async fn put_back(s: &ServiceRef<'_>, error: EcsError, runs_new: bool, sides: &Sides, deadline: Deadline) -> EcsError {
     if !runs_new {
-        let detail = format!("{} no longer runs {}", s.describe(), probe.deployed);
-        return EcsError::left(error, stands(Serving::Previous, detail));
+        let detail = format!("{} no longer runs {}", s.describe(), sides.new);
+        return EcsError::left(error, sides.stands(Serving::Previous, detail));
     }
-    match update_service(s, &probe.previous, deadline).await {
-        Ok(id) => {
+    match update_service(s, &sides.previous, None, deadline).await {
+        Ok(updated) => {
             let detail = format!(
                 "{} was updated back to {} (deployment {}); ECS rolls it out",
                 s.describe(),
-                probe.previous,
-                id.as_deref().unwrap_or("unknown")
+                sides.previous,
+                updated.deployment_id.as_deref().unwrap_or("unknown")
             );
-            EcsError::left(error, stands(Serving::Previous, detail))
+            let sides = Sides { service_deployment_arn: updated.service_deployment_arn, ..sides.clone() };
+            EcsError::left(error, sides.stands(Serving::Previous, detail))
         }
         Err(e) => {
             let detail = format!(
                 "{} runs {}, and updating it back to {} failed ({e})",
                 s.describe(),
-                probe.deployed,
-                probe.previous
+                sides.new,
+                sides.previous
             );
-            EcsError::left(error, stands(Serving::Shifting, detail))
+            EcsError::left(error, sides.stands(Serving::Shifting, detail))
         }
     }
 }
+
 
 pub(crate) async fn describe_task_definition(
     s: &ServiceRef<'_>,
@@ -440,7 +907,18 @@ pub fn needed_calls(
         Needed::new("ecs:DescribeTaskDefinition", "*"),
         Needed::new("ecs:RegisterTaskDefinition", "*"),
         Needed::new("ecs:ListTaskDefinitions", "*"),
+        // Following the service deployment the update starts, and stopping it with rollback.
+        Needed::new("ecs:ListServiceDeployments", service_arn),
     ];
+    let cluster = service.cluster_arn().and_then(|c| c.rsplit('/').next()).unwrap_or("*");
+    let name = service.service_name().unwrap_or("*");
+    let deployments = format!("arn:{partition}:ecs:{region}:{account}:service-deployment/{cluster}/{name}/*");
+    needed.push(Needed::new("ecs:DescribeServiceDeployments", deployments.clone()));
+    needed.push(Needed::new("ecs:StopServiceDeployment", deployments));
+    needed.push(Needed::new(
+        "ecs:DescribeServiceRevisions",
+        format!("arn:{partition}:ecs:{region}:{account}:service-revision/{cluster}/{name}/*"),
+    ));
     if let Some(family) = td.family() {
         // The revision about to be registered is tagged as it is registered.
         let next = format!("arn:{partition}:ecs:{region}:{account}:task-definition/{family}:{}", td.revision() + 1);

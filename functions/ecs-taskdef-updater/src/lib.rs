@@ -3,7 +3,10 @@
 //! Reads the image file from the input artifact (with this function's own credentials), assumes
 //! the target role (allow-list first), clones the service's current task definition with the
 //! new images (every field kept but the read-only ones, tags too), registers it, updates the
-//! service, and follows the rollout to COMPLETED, or to FAILED / a circuit-breaker rollback.
+//! service (with the deployment strategy asked for), and follows the service deployment that
+//! starts to its end: SUCCESSFUL, or ECS's rollback; crossdeploy's own alarms and TimeoutMinutes
+//! stop it with rollback. Where ECS keeps no service deployments, the rollout is read from the
+//! service's deployments list instead.
 //! Waiting never outlives the deadline: the state to resume from is handed back instead.
 //! Old revisions are never deregistered (rollback needs them).
 
@@ -12,12 +15,15 @@ mod error;
 pub mod images;
 mod rollback;
 mod service;
+pub mod service_deployment;
+pub mod strategy;
 pub mod taskdef;
 
-pub use deploy::{deploy_images, follow, needed_calls, Alarms, EcsState, POLL};
+pub use deploy::{deploy_images, follow, needed_calls, Alarms, EcsState, FIRST_POLL, POLL, ROLLBACK_LIMIT};
 pub use error::EcsError;
 pub use rollback::{guard, rollback_service, Guard};
-pub use service::{assess, describe_service, Rollout, ServiceRef};
+pub use service::{assess, describe_service, Rollout, ServiceRef, Updated};
+pub use strategy::Asked;
 
 use aws_config::SdkConfig;
 use crossdeploy_artifact::read_file;
@@ -127,7 +133,10 @@ pub async fn deploy(request: &DeployRequest, deps: &Deps, deadline: Deadline) ->
     let alarms = Alarms { names: &request.alarm_names, cloudwatch: &cloudwatch };
     match resume {
         Some(state) => follow(&s, state, timeout, &alarms, deadline).await,
-        None => deploy_images(&s, &changes, timeout, &alarms, deadline).await,
+        None => {
+            let asked = Asked::of(spec, &request.alarm_names);
+            deploy_images(&s, &changes, &asked, timeout, &alarms, deadline).await
+        }
     }
 }
 

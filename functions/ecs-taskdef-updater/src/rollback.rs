@@ -3,10 +3,12 @@
 
 use crate::deploy::describe_task_definition;
 use crate::service::{describe_service, update_service};
+use crate::service_deployment::{self as sd, is_ongoing, short_id, Lookup, Stop};
+use aws_sdk_ecs::types::ServiceDeploymentStatus;
 use crate::taskdef::{DEPLOYMENT_TAG, PREVIOUS_TAG};
 use crate::{EcsError, ServiceRef};
 use crossdeploy_aws::Deadline;
-use crossdeploy_protocol::{EcsRollback, Outcome, RollbackResult};
+use crossdeploy_protocol::{outputs, EcsRollback, Outcome, RollbackResult};
 
 /// What a rollback does to a service running `current`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,17 +92,80 @@ pub async fn rollback_service(
             tracing::warn!(%request_id, %summary, "rollback: left alone");
             Ok(RollbackResult::LeftAlone.outcome(summary, &current))
         }
-        Guard::Restore => {
-            let deployment = update_service(s, &spec.restore_task_definition, deadline).await?;
-            let summary = format!(
-                "{name} updated back to {} (was {}), deployment {}: {reason}",
-                spec.restore_task_definition,
-                spec.deployed_task_definition,
-                deployment.as_deref().unwrap_or("unknown")
-            );
-            tracing::info!(%request_id, %summary, "rollback: restored");
-            Ok(RollbackResult::Restored.outcome(summary, &spec.restore_task_definition))
+        Guard::Restore => restore(s, &service, spec, request_id, reason, deadline).await,
+    }
+}
+
+/// Puts the service back on `spec.restore_task_definition`. While the service deployment that
+/// brought the deployed task definition is still going on, it is stopped with rollback (ECS puts
+/// the previous revision back); otherwise the service is updated back, which starts a service
+/// deployment of its own. The outcome names the service deployment either way
+/// (`ServiceDeploymentArn`), and deploy-rollback records it in the ledger.
+async fn restore(
+    s: &ServiceRef<'_>,
+    service: &aws_sdk_ecs::types::Service,
+    spec: &EcsRollback,
+    request_id: &str,
+    reason: &str,
+    deadline: Deadline,
+) -> Result<Outcome, EcsError> {
+    let name = s.describe();
+    if let Some(current) = service.current_service_deployment() {
+        // Any trouble reading or stopping it: update the service back, which restores as well.
+        match sd::describe(s, current, deadline).await {
+            Ok(Lookup::Found(d)) if d.status().is_some_and(is_ongoing) => {
+                let status = d.status().map(|x| x.as_str()).unwrap_or("?");
+                let rolling_back = matches!(
+                    d.status(),
+                    Some(ServiceDeploymentStatus::RollbackRequested | ServiceDeploymentStatus::RollbackInProgress)
+                );
+                let stop = if rolling_back { Ok(Stop::Stopping) } else { sd::stop_with_rollback(s, current, deadline).await };
+                if let Err(e) = &stop {
+                    tracing::warn!(%request_id, error = %e, "rollback: the service deployment could not be stopped; updating the service back");
+                }
+                if matches!(stop, Ok(Stop::Stopping)) {
+                    let summary = format!(
+                        "{name}: service deployment {} of {} ({status}) stopped with rollback; ECS puts {} back (service deployment {current}): {reason}",
+                        short_id(current),
+                        spec.deployed_task_definition,
+                        spec.restore_task_definition
+                    );
+                    tracing::info!(%request_id, %summary, "rollback: stopped the service deployment with rollback");
+                    return Ok(with_service_deployment(
+                        RollbackResult::Restored.outcome(summary, &spec.restore_task_definition),
+                        current,
+                    ));
+                }
+                // It finished in the meantime: update the service back, below.
+            }
+            Ok(Lookup::Found(_)) => {}
+            Ok(Lookup::Absent(code)) => sd::note_absent(s, &code),
+            Err(e) => tracing::warn!(%request_id, error = %e, "rollback: the service deployment could not be read; updating the service back"),
         }
+    }
+    let updated = update_service(s, &spec.restore_task_definition, None, deadline).await?;
+    let summary = format!(
+        "{name} updated back to {} (was {}), deployment {}{}: {reason}",
+        spec.restore_task_definition,
+        spec.deployed_task_definition,
+        updated.deployment_id.as_deref().unwrap_or("unknown"),
+        updated.service_deployment_arn.as_deref().map(|a| format!(", service deployment {a}")).unwrap_or_default()
+    );
+    tracing::info!(%request_id, %summary, "rollback: restored");
+    let outcome = RollbackResult::Restored.outcome(summary, &spec.restore_task_definition);
+    Ok(match &updated.service_deployment_arn {
+        Some(arn) => with_service_deployment(outcome, arn),
+        None => outcome,
+    })
+}
+
+fn with_service_deployment(outcome: Outcome, arn: &str) -> Outcome {
+    match outcome {
+        Outcome::Succeeded { summary, mut outputs } => {
+            outputs.insert(outputs::SERVICE_DEPLOYMENT_ARN.to_owned(), arn.to_owned());
+            Outcome::Succeeded { summary, outputs }
+        }
+        other => other,
     }
 }
 

@@ -1,7 +1,7 @@
 //! The service: what it runs, moving it to a new revision, and following the rollout.
 
 use crate::EcsError;
-use aws_sdk_ecs::types::{DeploymentControllerType, DeploymentRolloutState, Service};
+use aws_sdk_ecs::types::{DeploymentConfiguration, DeploymentControllerType, DeploymentRolloutState, Service};
 use crossdeploy_aws::{is_transient, retry, Backoff, Deadline, ErrorInfo};
 
 /// The ECS service deployed to, with the client of its account, and the deployment acting on it
@@ -76,25 +76,54 @@ pub fn check_controller(s: &ServiceRef<'_>, service: &Service) -> Result<(), Ecs
     }
 }
 
-/// `UpdateService` to `task_definition`; returns the id of the new deployment. Sending it again
-/// (a retry whose first answer was lost) changes nothing more: the service runs that task
-/// definition already, and no new deployment starts without `forceNewDeployment`.
+/// What UpdateService's answer says of the deployment it started.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Updated {
+    /// The id (`ecs-svc/...`) in the service's deployments list: ECS's deployment events name it.
+    pub deployment_id: Option<String>,
+    /// The service deployment (`currentServiceDeployment`); `None` where ECS does not say.
+    pub service_deployment_arn: Option<String>,
+}
+
+/// `UpdateService` to `task_definition`, with `configuration` as the service's
+/// deploymentConfiguration when given. Sending it again (a retry whose first answer was lost)
+/// changes nothing more: the service runs that task definition already, and no new deployment
+/// starts without `forceNewDeployment`. ECS refusing the update (InvalidParameterException) is a
+/// ConfigurationError: nothing was changed.
 pub async fn update_service(
     s: &ServiceRef<'_>,
     task_definition: &str,
+    configuration: Option<&DeploymentConfiguration>,
     deadline: Deadline,
-) -> Result<Option<String>, EcsError> {
+) -> Result<Updated, EcsError> {
     let out = retry("UpdateService", Backoff::CONTROL_PLANE, deadline, is_transient, || {
-        s.ecs.update_service().cluster(s.cluster).service(s.service).task_definition(task_definition).send()
+        s.ecs
+            .update_service()
+            .cluster(s.cluster)
+            .service(s.service)
+            .task_definition(task_definition)
+            .set_deployment_configuration(configuration.cloned())
+            .send()
     })
     .await
-    .map_err(|e| EcsError::Aws { action: "update", resource: s.describe(), error: ErrorInfo::from_sdk(&e) })?;
-    Ok(out
-        .service
-        .and_then(|svc| {
-            svc.deployments.unwrap_or_default().into_iter().find(|d| d.task_definition() == Some(task_definition))
-        })
-        .and_then(|d| d.id))
+    .map_err(|e| {
+        if e.as_service_error().is_some_and(|x| x.is_invalid_parameter_exception()) {
+            return EcsError::Configuration(format!(
+                "ECS refused to update {} to {task_definition}: {}; nothing was changed",
+                s.describe(),
+                ErrorInfo::from_sdk(&e)
+            ));
+        }
+        EcsError::Aws { action: "update", resource: s.describe(), error: ErrorInfo::from_sdk(&e) }
+    })?;
+    let service = out.service;
+    Ok(Updated {
+        deployment_id: service
+            .as_ref()
+            .and_then(|svc| svc.deployments().iter().find(|d| d.task_definition() == Some(task_definition)))
+            .and_then(|d| d.id.clone()),
+        service_deployment_arn: service.and_then(|svc| svc.current_service_deployment),
+    })
 }
 
 /// Where a rollout to a task definition stands.

@@ -2,10 +2,17 @@
 
 use aws_sdk_ecs::operation::describe_services::DescribeServicesOutput;
 use aws_sdk_ecs::operation::describe_task_definition::DescribeTaskDefinitionOutput;
+use aws_sdk_ecs::operation::describe_service_deployments::DescribeServiceDeploymentsOutput;
+use aws_sdk_ecs::operation::describe_service_revisions::DescribeServiceRevisionsOutput;
+use aws_sdk_ecs::operation::list_service_deployments::{ListServiceDeploymentsError, ListServiceDeploymentsOutput};
+use aws_sdk_ecs::operation::stop_service_deployment::{StopServiceDeploymentError, StopServiceDeploymentOutput};
+use aws_sdk_ecs::operation::update_service::UpdateServiceError;
 use aws_sdk_ecs::operation::register_task_definition::{RegisterTaskDefinitionError, RegisterTaskDefinitionOutput};
 use aws_sdk_ecs::operation::update_service::UpdateServiceOutput;
 use aws_sdk_ecs::types::{
-    ContainerDefinition, Deployment, DeploymentRolloutState, Service, ServiceEvent, Tag, TaskDefinition,
+    ContainerDefinition, Deployment, DeploymentRolloutState, Service, ServiceDeployment, ServiceDeploymentBrief,
+    ServiceDeploymentStatus, ServiceEvent, ServiceRevision, ServiceRevisionSummary, StopServiceDeploymentStopType, Tag,
+    TaskDefinition,
 };
 use aws_sdk_ecs::Client;
 use aws_smithy_mocks::{mock, mock_client, Rule, RuleMode};
@@ -13,7 +20,7 @@ use aws_smithy_types::error::ErrorMetadata;
 use crossdeploy_aws::{Deadline, UpdaterFailure};
 use crossdeploy_protocol::{FailureType, Outcome, Serving};
 use ecs_taskdef_updater::images::ImageChange;
-use ecs_taskdef_updater::{deploy_images, follow, Alarms, EcsState, ServiceRef};
+use ecs_taskdef_updater::{deploy_images, follow, Alarms, Asked, EcsState, ServiceRef};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 const OLD: &str = "arn:aws:ecs:us-east-1:333333333333:task-definition/web:7";
@@ -140,6 +147,24 @@ fn no_alarms(cw: &aws_sdk_cloudwatch::Client) -> Alarms<'_> {
     Alarms { names: &[], cloudwatch: cw }
 }
 
+/// The action leaves the service's deployment configuration as it is.
+fn keep() -> Asked<'static> {
+    Asked { strategy: None, bake_time_minutes: None, ecs_alarms: &[] }
+}
+
+/// An ECS without the service deployment API (a partition or region that lacks it): the rollout
+/// is read from DescribeServices' deployments list, as before service deployments.
+fn legacy_ecs(rules: &[&Rule]) -> Client {
+    let absent: &'static Rule = Box::leak(Box::new(mock!(Client::list_service_deployments).then_error(|| {
+        ListServiceDeploymentsError::generic(
+            ErrorMetadata::builder().code("UnknownOperationException").message("unknown operation").build(),
+        )
+    })));
+    let mut rules = rules.to_vec();
+    rules.push(absent);
+    mock_client!(aws_sdk_ecs, RuleMode::MatchAny, rules)
+}
+
 fn minute() -> Deadline {
     Deadline::after(Duration::from_secs(600))
 }
@@ -165,9 +190,9 @@ async fn a_rollout_in_progress_then_completed_succeeds_with_the_three_outputs() 
         })
         .build();
     let (td, register, update) = (describe_td("web:old"), register_ok(), update_ok());
-    let ecs = mock_client!(aws_sdk_ecs, RuleMode::MatchAny, [&describe, &td, &register, &update]);
+    let ecs = legacy_ecs(&[&describe, &td, &register, &update]);
 
-    let outcome = deploy_images(&target(&ecs), &web_new(), TIMEOUT, &no_alarms(&cw()), minute()).await.unwrap();
+    let outcome = deploy_images(&target(&ecs), &web_new(), &keep(), TIMEOUT, &no_alarms(&cw()), minute()).await.unwrap();
 
     let Outcome::Succeeded { outputs, .. } = outcome else { panic!("{outcome:?}") };
     assert_eq!(outputs["TaskDefinitionArn"], NEW);
@@ -190,9 +215,9 @@ async fn a_failed_rollout_puts_the_service_back_and_fails_the_job_with_the_reaso
         })
         .build();
     let (td, register, update, restore) = (describe_td("web:old"), register_ok(), update_ok(), restore_ok());
-    let ecs = mock_client!(aws_sdk_ecs, RuleMode::MatchAny, [&describe, &td, &register, &update, &restore]);
+    let ecs = legacy_ecs(&[&describe, &td, &register, &update, &restore]);
 
-    let err = deploy_images(&target(&ecs), &web_new(), TIMEOUT, &no_alarms(&cw()), minute()).await.unwrap_err();
+    let err = deploy_images(&target(&ecs), &web_new(), &keep(), TIMEOUT, &no_alarms(&cw()), minute()).await.unwrap_err();
 
     assert_eq!(err.failure_type(), FailureType::JobFailed);
     let msg = err.to_string();
@@ -221,9 +246,9 @@ async fn a_circuit_breaker_rollback_fails_the_job() {
         })
         .build();
     let (td, register, update) = (describe_td("web:old"), register_ok(), update_ok());
-    let ecs = mock_client!(aws_sdk_ecs, RuleMode::MatchAny, [&describe, &td, &register, &update]);
+    let ecs = legacy_ecs(&[&describe, &td, &register, &update]);
 
-    let err = deploy_images(&target(&ecs), &web_new(), TIMEOUT, &no_alarms(&cw()), minute()).await.unwrap_err();
+    let err = deploy_images(&target(&ecs), &web_new(), &keep(), TIMEOUT, &no_alarms(&cw()), minute()).await.unwrap_err();
 
     let msg = err.to_string();
     assert!(
@@ -236,13 +261,14 @@ async fn a_circuit_breaker_rollback_fails_the_job() {
 async fn a_rollout_that_outlives_timeout_minutes_puts_the_service_back_and_fails() {
     let describe = mock!(Client::describe_services).then_output(new_in_progress);
     let restore = restore_ok();
-    let ecs = mock_client!(aws_sdk_ecs, RuleMode::MatchAny, [&describe, &restore]);
+    let ecs = legacy_ecs(&[&describe, &restore]);
     let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
     let state = EcsState::FollowingRollout {
         task_definition_arn: NEW.into(),
         previous_task_definition_arn: OLD.into(),
         started_at: now - 31 * 60,
         deployment_id: None,
+        service_deployment_arn: None,
     };
 
     let err = follow(&target(&ecs), state, TIMEOUT, &no_alarms(&cw()), minute()).await.unwrap_err();
@@ -275,9 +301,9 @@ async fn a_throttled_register_is_retried() {
         })
         .build();
     let (td, update) = (describe_td("web:old"), update_ok());
-    let ecs = mock_client!(aws_sdk_ecs, RuleMode::MatchAny, [&describe, &td, &register, &update]);
+    let ecs = legacy_ecs(&[&describe, &td, &register, &update]);
 
-    let outcome = deploy_images(&target(&ecs), &web_new(), TIMEOUT, &no_alarms(&cw()), minute()).await.unwrap();
+    let outcome = deploy_images(&target(&ecs), &web_new(), &keep(), TIMEOUT, &no_alarms(&cw()), minute()).await.unwrap();
 
     assert!(matches!(outcome, Outcome::Succeeded { .. }), "{outcome:?}");
     assert_eq!(register.num_calls(), 4);
@@ -289,14 +315,15 @@ async fn a_wait_near_the_deadline_hands_back_its_state_and_the_next_call_resumes
         .sequence()
         .output(settled_on_old)
         .output(new_in_progress)
-        .times(3)
+        // Reads 1, 2, 4 then 3 s apart (the last 15 s are kept back): five in the first call.
+        .times(6)
         .output(|| service(NEW, vec![deployment(NEW, "PRIMARY", DeploymentRolloutState::Completed, "done")], &[]))
         .build();
     let (td, register, update) = (describe_td("web:old"), register_ok(), update_ok());
-    let ecs = mock_client!(aws_sdk_ecs, RuleMode::MatchAny, [&describe, &td, &register, &update]);
+    let ecs = legacy_ecs(&[&describe, &td, &register, &update]);
 
     let first =
-        deploy_images(&target(&ecs), &web_new(), TIMEOUT, &no_alarms(&cw()), Deadline::after(Duration::from_secs(25)))
+        deploy_images(&target(&ecs), &web_new(), &keep(), TIMEOUT, &no_alarms(&cw()), Deadline::after(Duration::from_secs(25)))
             .await
             .unwrap();
     let Outcome::InProgress { state, .. } = first else { panic!("{first:?}") };
@@ -313,9 +340,9 @@ async fn a_wait_near_the_deadline_hands_back_its_state_and_the_next_call_resumes
 async fn a_service_that_already_runs_the_images_registers_nothing() {
     let describe = mock!(Client::describe_services).then_output(settled_on_old);
     let (td, register, update) = (describe_td("web:new"), register_ok(), update_ok());
-    let ecs = mock_client!(aws_sdk_ecs, RuleMode::MatchAny, [&describe, &td, &register, &update]);
+    let ecs = legacy_ecs(&[&describe, &td, &register, &update]);
 
-    let outcome = deploy_images(&target(&ecs), &web_new(), TIMEOUT, &no_alarms(&cw()), minute()).await.unwrap();
+    let outcome = deploy_images(&target(&ecs), &web_new(), &keep(), TIMEOUT, &no_alarms(&cw()), minute()).await.unwrap();
 
     let Outcome::Succeeded { outputs, summary } = outcome else { panic!("{outcome:?}") };
     assert_eq!(outputs["TaskDefinitionArn"], OLD);
@@ -328,11 +355,12 @@ async fn a_service_that_already_runs_the_images_registers_nothing() {
 async fn an_unknown_container_is_a_configuration_error_listing_the_containers() {
     let describe = mock!(Client::describe_services).then_output(settled_on_old);
     let (td, register, update) = (describe_td("web:old"), register_ok(), update_ok());
-    let ecs = mock_client!(aws_sdk_ecs, RuleMode::MatchAny, [&describe, &td, &register, &update]);
+    let ecs = legacy_ecs(&[&describe, &td, &register, &update]);
 
     let err = deploy_images(
         &target(&ecs),
         &[ImageChange { container: "api".into(), image: "api:1".into() }],
+        &keep(),
         TIMEOUT,
         &no_alarms(&cw()),
         minute(),
@@ -351,7 +379,7 @@ async fn an_alarm_during_the_rollout_puts_the_service_back_and_fails_naming_it()
     let restore = mock!(Client::update_service)
         .match_requests(|r| r.task_definition() == Some(OLD))
         .then_output(|| UpdateServiceOutput::builder().build());
-    let ecs = mock_client!(aws_sdk_ecs, RuleMode::MatchAny, [&describe, &restore]);
+    let ecs = legacy_ecs(&[&describe, &restore]);
     let cw = cw();
     let names = vec!["web-5xx".to_owned()];
     let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
@@ -360,6 +388,7 @@ async fn an_alarm_during_the_rollout_puts_the_service_back_and_fails_naming_it()
         previous_task_definition_arn: OLD.into(),
         started_at: now,
         deployment_id: None,
+        service_deployment_arn: None,
     };
 
     let err =
@@ -378,11 +407,11 @@ async fn an_alarm_during_the_rollout_puts_the_service_back_and_fails_naming_it()
 async fn an_alarm_already_in_alarm_stops_the_deployment_before_anything_is_registered() {
     let describe = mock!(Client::describe_services).then_output(settled_on_old);
     let (td, register, update) = (describe_td("web:old"), register_ok(), update_ok());
-    let ecs = mock_client!(aws_sdk_ecs, RuleMode::MatchAny, [&describe, &td, &register, &update]);
+    let ecs = legacy_ecs(&[&describe, &td, &register, &update]);
     let cw = cw();
     let names = vec!["web-5xx".to_owned()];
 
-    let err = deploy_images(&target(&ecs), &web_new(), TIMEOUT, &Alarms { names: &names, cloudwatch: &cw }, minute())
+    let err = deploy_images(&target(&ecs), &web_new(), &keep(), TIMEOUT, &Alarms { names: &names, cloudwatch: &cw }, minute())
         .await
         .unwrap_err();
 
@@ -417,7 +446,7 @@ async fn a_rollback_updates_the_service_back_to_the_recorded_task_definition() {
                 )
                 .build()
         });
-    let ecs = mock_client!(aws_sdk_ecs, RuleMode::MatchAny, [&describe, &back]);
+    let ecs = legacy_ecs(&[&describe, &back]);
     let outcome = ecs_taskdef_updater::rollback_service(
         &target(&ecs),
         &rollback_spec(),
@@ -439,7 +468,7 @@ async fn a_rollback_updates_the_service_back_to_the_recorded_task_definition() {
 async fn a_rollback_of_a_service_ecs_rolled_back_already_changes_nothing() {
     let describe = mock!(Client::describe_services).then_output(settled_on_old);
     let update = mock!(Client::update_service).then_output(|| UpdateServiceOutput::builder().build());
-    let ecs = mock_client!(aws_sdk_ecs, RuleMode::MatchAny, [&describe, &update]);
+    let ecs = legacy_ecs(&[&describe, &update]);
     let outcome =
         ecs_taskdef_updater::rollback_service(&target(&ecs), &rollback_spec(), None, "rollback-1", "x", minute())
             .await
@@ -482,7 +511,7 @@ async fn a_rollback_by_mark_restores_what_the_deployments_own_revision_names_and
             .build()
     });
     let (ours, theirs) = (tagged_new("job-1", OLD), tagged_new("job-2", OLD));
-    let ecs = mock_client!(aws_sdk_ecs, RuleMode::MatchAny, [&describe, &ours, &back]);
+    let ecs = legacy_ecs(&[&describe, &ours, &back]);
     let outcome = ecs_taskdef_updater::rollback_service(&target(&ecs), &by_mark(), Some("job-1"), "r-1", "x", minute())
         .await
         .unwrap();
@@ -492,7 +521,7 @@ async fn a_rollback_by_mark_restores_what_the_deployments_own_revision_names_and
 
     // Another deployment's revision: nothing of job-1 stands, nothing changes.
     let update = mock!(Client::update_service).then_output(|| UpdateServiceOutput::builder().build());
-    let ecs = mock_client!(aws_sdk_ecs, RuleMode::MatchAny, [&describe, &theirs, &update]);
+    let ecs = legacy_ecs(&[&describe, &theirs, &update]);
     let outcome = ecs_taskdef_updater::rollback_service(&target(&ecs), &by_mark(), Some("job-1"), "r-2", "x", minute())
         .await
         .unwrap();
@@ -513,6 +542,8 @@ async fn a_rollback_by_mark_restores_what_the_deployments_own_revision_names_and
 fn the_preflight_asks_for_every_call_of_the_deployment_on_its_resources() {
     let service = aws_sdk_ecs::types::Service::builder()
         .service_arn("arn:aws:ecs:eu-west-1:333333333333:service/prod/app-web")
+        .service_name("app-web")
+        .cluster_arn("arn:aws:ecs:eu-west-1:333333333333:cluster/prod")
         .build();
     let td = aws_sdk_ecs::types::TaskDefinition::builder()
         .family("app-web")
@@ -531,4 +562,265 @@ fn the_preflight_asks_for_every_call_of_the_deployment_on_its_resources() {
         assert_eq!(pass.context, vec![("iam:PassedToService", "ecs-tasks.amazonaws.com".to_owned())]);
     }
     assert!(!needed.iter().any(|n| n.action == "cloudwatch:DescribeAlarms"), "no alarms, no DescribeAlarms");
+    // Following the service deployment, and stopping it with rollback.
+    assert!(find("ecs:ListServiceDeployments", "arn:aws:ecs:eu-west-1:333333333333:service/prod/app-web").is_some());
+    let deployments = "arn:aws:ecs:eu-west-1:333333333333:service-deployment/prod/app-web/*";
+    assert!(find("ecs:DescribeServiceDeployments", deployments).is_some());
+    assert!(find("ecs:StopServiceDeployment", deployments).is_some());
+    assert!(find("ecs:DescribeServiceRevisions", "arn:aws:ecs:eu-west-1:333333333333:service-revision/prod/app-web/*").is_some());
+}
+
+// ---- Service deployments: the paths the local AWS does not take ------------------------------
+
+const SD: &str = "arn:aws:ecs:us-east-1:333333333333:service-deployment/prod/web/sd-new";
+const SD_LATER: &str = "arn:aws:ecs:us-east-1:333333333333:service-deployment/prod/web/sd-later";
+
+fn sd(arn: &str, status: ServiceDeploymentStatus, reason: Option<&str>) -> DescribeServiceDeploymentsOutput {
+    DescribeServiceDeploymentsOutput::builder()
+        .service_deployments(
+            ServiceDeployment::builder()
+                .service_deployment_arn(arn)
+                .status(status)
+                .set_status_reason(reason.map(str::to_owned))
+                .target_service_revision(
+                    ServiceRevisionSummary::builder().arn("rev-new").requested_task_count(1).running_task_count(0).build(),
+                )
+                .build(),
+        )
+        .build()
+}
+
+fn describe_sd(arn: &'static str, statuses: Vec<(ServiceDeploymentStatus, Option<&'static str>)>) -> Rule {
+    let mut rule = mock!(Client::describe_service_deployments)
+        .match_requests(move |r| r.service_deployment_arns() == [arn])
+        .sequence();
+    for (status, reason) in statuses {
+        rule = rule.output(move || sd(arn, status.clone(), reason));
+    }
+    rule.build()
+}
+
+/// UpdateService to the new revision, answering with the service deployment it started.
+fn update_with_sd() -> Rule {
+    mock!(Client::update_service).match_requests(|r| r.task_definition() == Some(NEW)).then_output(|| {
+        UpdateServiceOutput::builder()
+            .service(
+                Service::builder()
+                    .task_definition(NEW)
+                    .current_service_deployment(SD)
+                    .deployments(deployment(NEW, "PRIMARY", DeploymentRolloutState::InProgress, "in progress"))
+                    .build(),
+            )
+            .build()
+    })
+}
+
+fn following(started_at: u64) -> EcsState {
+    EcsState::FollowingRollout {
+        task_definition_arn: NEW.into(),
+        previous_task_definition_arn: OLD.into(),
+        started_at,
+        deployment_id: Some("ecs-svc/new".into()),
+        service_deployment_arn: Some(SD.into()),
+    }
+}
+
+fn now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_service_deployment_the_update_started_is_followed_to_successful() {
+    use ServiceDeploymentStatus as S;
+    let describe = mock!(Client::describe_services).then_output(settled_on_old);
+    let follow_sd = describe_sd(SD, vec![(S::Pending, None), (S::InProgress, None), (S::Successful, None)]);
+    let (td, register, update) = (describe_td("web:old"), register_ok(), update_with_sd());
+    let ecs = mock_client!(aws_sdk_ecs, RuleMode::MatchAny, [&describe, &td, &register, &update, &follow_sd]);
+
+    let outcome = deploy_images(&target(&ecs), &web_new(), &keep(), TIMEOUT, &no_alarms(&cw()), minute()).await.unwrap();
+
+    let Outcome::Succeeded { outputs, summary } = outcome else { panic!("{outcome:?}") };
+    assert_eq!(outputs["ServiceDeploymentArn"], SD);
+    assert_eq!((outputs["TaskDefinitionArn"].as_str(), outputs["DeploymentId"].as_str()), (NEW, "ecs-svc/new"));
+    assert!(summary.contains("service deployment sd-new SUCCESSFUL"), "{summary}");
+    assert_eq!(follow_sd.num_calls(), 3);
+    assert_eq!(describe.num_calls(), 1, "the deployments list is not read");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_rollback_ecs_could_not_finish_leaves_the_service_unknown_with_ecs_reason() {
+    use ServiceDeploymentStatus as S;
+    let follow_sd = describe_sd(
+        SD,
+        vec![(S::RollbackInProgress, Some("ECS deployment circuit breaker: tasks failed to start.")), (S::RollbackFailed, Some("ECS deployment circuit breaker: tasks failed to start."))],
+    );
+    let describe = mock!(Client::describe_services).then_output(new_in_progress);
+    let ecs = mock_client!(aws_sdk_ecs, RuleMode::MatchAny, [&follow_sd, &describe]);
+
+    let err = follow(&target(&ecs), following(now()), TIMEOUT, &no_alarms(&cw()), minute()).await.unwrap_err();
+
+    let msg = err.to_string();
+    assert!(msg.contains("ECS could not roll it back: service deployment sd-new ROLLBACK_FAILED; ECS deployment circuit breaker"), "{msg}");
+    let stands = err.stands().unwrap();
+    assert_eq!((stands.serving, stands.service_deployment_arn.as_deref()), (Serving::Unknown, Some(SD)));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_deployment_replaced_by_one_of_the_same_revision_is_followed_through_it() {
+    use ServiceDeploymentStatus as S;
+    let stopped = describe_sd(SD, vec![(S::Stopped, Some("a newer service deployment started"))]);
+    let later = describe_sd(SD_LATER, vec![(S::Successful, None)]);
+    let describe = mock!(Client::describe_services).then_output(|| {
+        DescribeServicesOutput::builder()
+            .services(
+                Service::builder()
+                    .service_name("web")
+                    .status("ACTIVE")
+                    .task_definition(NEW)
+                    .current_service_deployment(SD_LATER)
+                    .build(),
+            )
+            .build()
+    });
+    let ecs = mock_client!(aws_sdk_ecs, RuleMode::MatchAny, [&stopped, &later, &describe]);
+
+    let outcome = follow(&target(&ecs), following(now()), TIMEOUT, &no_alarms(&cw()), minute()).await.unwrap();
+
+    let Outcome::Succeeded { outputs, .. } = outcome else { panic!("{outcome:?}") };
+    assert_eq!(outputs["ServiceDeploymentArn"], SD_LATER);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_alarm_stops_the_deployment_with_rollback_and_no_second_update() {
+    use ServiceDeploymentStatus as S;
+    let follow_sd = describe_sd(
+        SD,
+        vec![(S::InProgress, None), (S::RollbackRequested, None), (S::RollbackInProgress, None), (S::RollbackSuccessful, None)],
+    );
+    let stop = mock!(Client::stop_service_deployment)
+        .match_requests(|r| r.service_deployment_arn() == Some(SD) && r.stop_type() == Some(&StopServiceDeploymentStopType::Rollback))
+        .then_output(|| StopServiceDeploymentOutput::builder().service_deployment_arn(SD).build());
+    let restore = restore_ok();
+    let ecs = mock_client!(aws_sdk_ecs, RuleMode::MatchAny, [&follow_sd, &stop, &restore]);
+    let (cw, names) = (cw(), vec!["web-5xx".to_owned()]);
+
+    let err = follow(&target(&ecs), following(now()), TIMEOUT, &Alarms { names: &names, cloudwatch: &cw }, minute())
+        .await
+        .unwrap_err();
+
+    let msg = err.to_string();
+    assert!(msg.contains("alarm web-5xx in account 333333333333 is in ALARM (Threshold Crossed: 5xx above 1%) during service deployment sd-new"), "{msg}");
+    assert!(msg.contains("ECS rolled service web in cluster prod of account 333333333333 back to"), "{msg}");
+    assert_eq!((stop.num_calls(), restore.num_calls()), (1, 0), "stopped once, never updated back");
+    assert_eq!(err.stands().map(|s| s.serving), Some(Serving::Previous));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stop_that_comes_after_the_deployment_finished_updates_the_service_back() {
+    use ServiceDeploymentStatus as S;
+    let follow_sd = describe_sd(SD, vec![(S::InProgress, None)]);
+    let stop = mock!(Client::stop_service_deployment).then_error(|| {
+        StopServiceDeploymentError::ConflictException(
+            aws_sdk_ecs::types::error::ConflictException::builder().message("The service deployment is SUCCESSFUL").build(),
+        )
+    });
+    let describe = mock!(Client::describe_services).then_output(|| service(NEW, vec![], &[]));
+    let restore = restore_ok();
+    let ecs = mock_client!(aws_sdk_ecs, RuleMode::MatchAny, [&follow_sd, &stop, &describe, &restore]);
+
+    let err = follow(&target(&ecs), following(now() - 31 * 60), TIMEOUT, &no_alarms(&cw()), minute()).await.unwrap_err();
+
+    assert!(err.to_string().contains("did not complete within 30 minutes (TimeoutMinutes)"), "{err}");
+    assert_eq!((stop.num_calls(), restore.num_calls()), (1, 1));
+    assert_eq!(err.stands().map(|s| s.serving), Some(Serving::Previous));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_rollback_that_outlives_the_invocation_hands_back_its_state_and_the_failure_comes_at_its_end() {
+    use ServiceDeploymentStatus as S;
+    let mut statuses = vec![(S::InProgress, None)];
+    statuses.extend(std::iter::repeat_n((S::RollbackInProgress, None), 12));
+    statuses.push((S::RollbackSuccessful, None));
+    let follow_sd = describe_sd(SD, statuses);
+    let stop = mock!(Client::stop_service_deployment)
+        .then_output(|| StopServiceDeploymentOutput::builder().service_deployment_arn(SD).build());
+    let ecs = mock_client!(aws_sdk_ecs, RuleMode::MatchAny, [&follow_sd, &stop]);
+
+    let first = follow(&target(&ecs), following(now() - 31 * 60), TIMEOUT, &no_alarms(&cw()), Deadline::after(Duration::from_secs(30)))
+        .await
+        .unwrap();
+    let Outcome::InProgress { state, stands, .. } = first else { panic!("{first:?}") };
+    let state: EcsState = serde_json::from_value(state).unwrap();
+    assert!(matches!(&state, EcsState::RollingBack { reason, .. } if reason.contains("TimeoutMinutes")), "{state:?}");
+    assert_eq!(stands.map(|s| s.serving), Some(Serving::Shifting));
+
+    let err = follow(&target(&ecs), state, TIMEOUT, &no_alarms(&cw()), minute()).await.unwrap_err();
+    assert!(err.to_string().contains("did not complete within 30 minutes (TimeoutMinutes)"), "{err}");
+    assert_eq!(stop.num_calls(), 1, "stopped once, its rollback followed across invocations");
+    assert_eq!(err.stands().map(|s| s.serving), Some(Serving::Previous));
+}
+
+#[tokio::test(start_paused = true)]
+async fn without_the_answer_naming_it_the_deployment_is_found_by_the_revision_it_deploys() {
+    use ServiceDeploymentStatus as S;
+    let list = mock!(Client::list_service_deployments)
+        .match_requests(|r| r.cluster() == Some("prod") && r.service() == Some("web"))
+        .then_output(|| {
+            let brief = |arn: &str, rev: &str, secs: i64| {
+                ServiceDeploymentBrief::builder()
+                    .service_deployment_arn(arn)
+                    .target_service_revision_arn(rev)
+                    .created_at(aws_smithy_types::DateTime::from_secs(secs))
+                    .build()
+            };
+            // Oldest first: crossdeploy does not rely on ECS's order.
+            ListServiceDeploymentsOutput::builder()
+                .service_deployments(brief("sd-old", "rev-old", 100))
+                .service_deployments(brief(SD, "rev-new", 200))
+                .service_deployments(brief("sd-other", "rev-other", 300))
+                .build()
+        });
+    let revisions = mock!(Client::describe_service_revisions).then_output(|| {
+        let rev = |arn: &str, td: &str| ServiceRevision::builder().service_revision_arn(arn).task_definition(td).build();
+        DescribeServiceRevisionsOutput::builder()
+            .service_revisions(rev("rev-old", OLD))
+            .service_revisions(rev("rev-new", NEW))
+            .service_revisions(rev("rev-other", "arn:aws:ecs:us-east-1:333333333333:task-definition/web:9"))
+            .build()
+    });
+    let follow_sd = describe_sd(SD, vec![(S::Successful, None)]);
+    let ecs = mock_client!(aws_sdk_ecs, RuleMode::MatchAny, [&list, &revisions, &follow_sd]);
+    let state = EcsState::FollowingRollout {
+        task_definition_arn: NEW.into(),
+        previous_task_definition_arn: OLD.into(),
+        started_at: now(),
+        deployment_id: Some("ecs-svc/new".into()),
+        service_deployment_arn: None,
+    };
+
+    let outcome = follow(&target(&ecs), state, TIMEOUT, &no_alarms(&cw()), minute()).await.unwrap();
+
+    let Outcome::Succeeded { outputs, .. } = outcome else { panic!("{outcome:?}") };
+    assert_eq!(outputs["ServiceDeploymentArn"], SD);
+}
+
+#[tokio::test(start_paused = true)]
+async fn ecs_refusing_the_strategy_is_a_configuration_error_and_nothing_stands() {
+    let describe = mock!(Client::describe_services).then_output(settled_on_old);
+    let refused = mock!(Client::update_service).then_error(|| {
+        UpdateServiceError::InvalidParameterException(
+            aws_sdk_ecs::types::error::InvalidParameterException::builder()
+                .message("Canary deployments are not supported with a Network Load Balancer.")
+                .build(),
+        )
+    });
+    let (td, register) = (describe_td("web:old"), register_ok());
+    let ecs = mock_client!(aws_sdk_ecs, RuleMode::MatchAny, [&describe, &td, &register, &refused]);
+
+    let err = deploy_images(&target(&ecs), &web_new(), &keep(), TIMEOUT, &no_alarms(&cw()), minute()).await.unwrap_err();
+
+    assert_eq!(err.failure_type(), FailureType::ConfigurationError, "{err}");
+    assert!(err.to_string().contains("ECS refused to update service web in cluster prod of account 333333333333"), "{err}");
+    assert!(err.to_string().contains("not supported with a Network Load Balancer"), "{err}");
+    assert!(err.stands().is_none(), "nothing of the deployment stands");
 }

@@ -559,6 +559,7 @@ async fn shift(
                     "alias {} points at version {previous_version} with {percent}% on version {new_version}",
                     f.alias
                 ),
+                service_deployment_arn: None,
             };
             return Ok(in_progress(summary, progress, Some(&LambdaState::Shifting(s.clone())), Some(stands)));
         }
@@ -583,6 +584,7 @@ async fn put_back(
         deployed: new_version.to_owned(),
         serving,
         detail,
+        service_deployment_arn: None,
     };
     let alias = match read_alias(f, deadline).await {
         Ok(a) => a,

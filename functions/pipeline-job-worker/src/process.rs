@@ -527,6 +527,7 @@ fn unknown_after(stands: Option<Stands>) -> Stands {
             deployed: String::new(),
             serving: Serving::Unknown,
             detail: "what it serves is unknown: the updater gave no word of what it did; the deployment's mark on the target tells".to_owned(),
+            service_deployment_arn: None,
         },
     }
 }
@@ -746,6 +747,7 @@ async fn execute<I: Invoke>(
                     deployed: outputs::deployed_of(&outputs).unwrap_or_default(),
                     serving: Serving::Deployed,
                     detail: summary.clone(),
+                    service_deployment_arn: outputs.get(outputs::SERVICE_DEPLOYMENT_ARN).cloned(),
                 };
                 progress.set_stands(Some(deployed.clone()));
                 let answer = JobAnswer::Success(Success {
@@ -1078,11 +1080,21 @@ fn record(
             .or_else(|| stands.map(|s| s.deployed.clone()))
             .filter(|v| !v.is_empty()),
         serving: stands.map(|s| s.serving),
-        outputs: outputs.cloned().unwrap_or_default(),
+        outputs: recorded_outputs(outputs, stands),
         message: message.map(str::to_owned),
         alarm_names: p.request.alarm_names.clone(),
         rollback: None,
     }
+}
+
+/// The outputs a record keeps: the job's, and the ECS service deployment moving the target when
+/// the updater named one (a deployment in progress or failed has no outputs of its own).
+fn recorded_outputs(outputs: Option<&BTreeMap<String, String>>, stands: Option<&Stands>) -> BTreeMap<String, String> {
+    let mut recorded = outputs.cloned().unwrap_or_default();
+    if let Some(arn) = stands.and_then(|s| s.service_deployment_arn.as_ref()) {
+        recorded.entry(outputs::SERVICE_DEPLOYMENT_ARN.to_owned()).or_insert_with(|| arn.clone());
+    }
+    recorded
 }
 
 /// Records how the deployment ended and gives the target back. Ledger trouble here is logged:

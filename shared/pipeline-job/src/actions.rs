@@ -74,6 +74,17 @@ pub fn properties(provider: &str) -> &'static [Property] {
         },
         p("AlarmNames", false, "Comma-separated alarms in the target account that gate the deployment"),
         p("Region", false, "Target region; default the pipeline's"),
+        p(
+            "DeploymentStrategy",
+            false,
+            "Rolling, BlueGreen, Canary<N>Percent<M>Minutes or Linear<N>PercentEvery<M>Minute(s); empty keeps the service's own",
+        ),
+        Property {
+            name: "BakeTimeMinutes",
+            required: false,
+            description: "Blue/green, canary, linear - minutes both revisions run after all traffic moved; empty keeps the service's own",
+            kind: "Number",
+        },
     ];
     match provider {
         LAMBDA_PROVIDER => LAMBDA,

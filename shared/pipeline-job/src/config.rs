@@ -1,4 +1,6 @@
-use crossdeploy_protocol::{DeploySpec, DeploymentStrategy, EcsSpec, LambdaSpec, RoleArn, Target};
+use crossdeploy_protocol::{
+    DeploySpec, DeploymentStrategy, EcsSpec, EcsStrategy, LambdaSpec, RoleArn, Target, ECS_MAX_BAKE_MINUTES,
+};
 use serde_json::Value;
 use std::collections::BTreeMap;
 
@@ -50,6 +52,9 @@ const ECS_KEYS: &[&str] = &[
     "TimeoutMinutes",
     "AlarmNames",
     "Region",
+    "DeploymentStrategy",
+    "BakeTimeMinutes",
+    "EcsAlarms",
 ];
 
 /// Parses an Invoke action's `UserParameters`: a JSON object with `"Kind"` and the contract's keys.
@@ -231,7 +236,52 @@ pub fn parse_configuration(kind: Kind, map: &BTreeMap<String, Value>) -> Result<
                     ConfigError::new("TimeoutMinutes", format!("`{t}` is not a whole number of minutes from 1 to 1440"))
                 })?,
             };
-            DeploySpec::Ecs(EcsSpec { cluster_name, service_name, file_name, container_name, timeout_minutes })
+            let strategy = match keys.optional("DeploymentStrategy")? {
+                None => None,
+                Some(s) => Some(s.parse::<EcsStrategy>().map_err(|e| ConfigError::new("DeploymentStrategy", e.to_string()))?),
+            };
+            let bake_time_minutes = match keys.optional("BakeTimeMinutes")? {
+                None => None,
+                Some(b) => Some(b.parse::<u32>().ok().filter(|m| *m <= ECS_MAX_BAKE_MINUTES).ok_or_else(|| {
+                    ConfigError::new("BakeTimeMinutes", format!("`{b}` is not a whole number of minutes from 0 to 1440"))
+                })?),
+            };
+            if bake_time_minutes.is_some() && strategy == Some(EcsStrategy::Rolling) {
+                return Err(ConfigError::new(
+                    "BakeTimeMinutes",
+                    "given with the Rolling strategy; ECS bakes BlueGreen, Canary and Linear deployments only",
+                ));
+            }
+            let ecs_alarms = match keys.optional("EcsAlarms")?.as_deref() {
+                None | Some("false") => false,
+                Some("true") => true,
+                Some(other) => {
+                    return Err(ConfigError::new("EcsAlarms", format!("`{other}` is neither true nor false")))
+                }
+            };
+            if ecs_alarms && alarm_names.is_empty() {
+                return Err(ConfigError::new("EcsAlarms", "true, but AlarmNames names no alarm to hand to ECS"));
+            }
+            // The rollout is followed for TimeoutMinutes: it must outlast the bakes ECS takes.
+            let bakes = strategy.map(|s| s.shift_minutes()).unwrap_or(0) + bake_time_minutes.unwrap_or(0);
+            if bakes >= timeout_minutes {
+                return Err(ConfigError::new(
+                    "TimeoutMinutes",
+                    format!(
+                        "{timeout_minutes} minutes, but the deployment bakes for {bakes} minutes (DeploymentStrategy and BakeTimeMinutes): make TimeoutMinutes longer than that, or crossdeploy stops the deployment during its bake"
+                    ),
+                ));
+            }
+            DeploySpec::Ecs(EcsSpec {
+                cluster_name,
+                service_name,
+                file_name,
+                container_name,
+                timeout_minutes,
+                strategy,
+                bake_time_minutes,
+                ecs_alarms,
+            })
         }
     };
     Ok(DeployConfig { target: Target { role_arn, region }, spec, alarm_names })

@@ -12,7 +12,7 @@ pub mod policy;
 mod strategy;
 
 pub use arn::{RoleArn, RoleArnError};
-pub use strategy::{DeploymentStrategy, StrategyError};
+pub use strategy::{DeploymentStrategy, EcsStrategy, EcsStrategyError, StrategyError, ECS_MAX_BAKE_MINUTES};
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -280,6 +280,18 @@ pub struct EcsSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub container_name: Option<String>,
     pub timeout_minutes: u32,
+    /// The deployment strategy set on the service for this update; `None`: the service's own
+    /// deploymentConfiguration is left as it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strategy: Option<EcsStrategy>,
+    /// ECS's `bakeTimeInMinutes` (blue/green, canary, linear): both revisions run this long after
+    /// all production traffic moved; `None`: the service's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bake_time_minutes: Option<u32>,
+    /// Whether the request's alarms are also set as the service's deployment alarms (ECS then
+    /// rolls back on them by itself).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ecs_alarms: bool,
 }
 
 /// An updater's answer.
@@ -335,6 +347,9 @@ pub struct Stands {
     pub serving: Serving,
     /// In words, e.g. "alias live points at version 3 with 10% on version 4".
     pub detail: String,
+    /// ECS: the service deployment that moves the service (recorded in the ledger's outputs).
+    #[serde(rename = "ServiceDeploymentArn", default, skip_serializing_if = "Option::is_none")]
+    pub service_deployment_arn: Option<String>,
 }
 
 /// Which side of a deployment a target serves.
@@ -395,6 +410,8 @@ pub mod outputs {
     pub const TASK_DEFINITION_ARN: &str = "TaskDefinitionArn";
     pub const PREVIOUS_TASK_DEFINITION_ARN: &str = "PreviousTaskDefinitionArn";
     pub const DEPLOYMENT_ID: &str = "DeploymentId";
+    /// ECS: the service deployment that moved the service (or, for a rollback, moved it back).
+    pub const SERVICE_DEPLOYMENT_ARN: &str = "ServiceDeploymentArn";
     /// A rollback's result: `Restored`, `AlreadyRestored` or `LeftAlone`.
     pub const ROLLBACK_RESULT: &str = "RollbackResult";
     /// What the target runs after a rollback: version or task definition.
@@ -510,6 +527,7 @@ mod tests {
                     deployed: "4".into(),
                     serving: Serving::Shifting,
                     detail: "alias live points at version 3 with 10% on version 4".into(),
+                    service_deployment_arn: None,
                 }),
             },
         ] {
