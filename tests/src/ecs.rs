@@ -34,12 +34,147 @@ pub async fn aws_cli(endpoint: &str, account: &SdkConfig, args: &[&str]) -> Resu
 /// The cluster `prod` with the Fargate service `web` (desired count 1) on its first revision;
 /// returns that revision's ARN.
 pub async fn create_fargate_service(endpoint: &str, target: &SdkConfig) -> Result<String> {
+    create_fargate_service_with(endpoint, target, &Fargate::default()).await
+}
+
+/// How [`create_fargate_service_with`] makes the service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fargate {
+    pub desired: i32,
+    /// ECS's deployment circuit breaker, with rollback.
+    pub circuit_breaker: bool,
+    /// An Application Load Balancer in front of it (listener, rule, blue and green target groups).
+    pub load_balancer: Option<LoadBalancing>,
+}
+
+impl Default for Fargate {
+    fn default() -> Self {
+        Fargate { desired: 1, circuit_breaker: false, load_balancer: None }
+    }
+}
+
+/// How the service's load balancer is set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoadBalancing {
+    /// With advancedConfiguration (alternate target group, production listener rule, role):
+    /// ready for blue/green, canary and linear deployments.
+    BlueGreenReady,
+    /// The blue target group only, as a service that has only ever deployed rolling.
+    TargetGroupOnly,
+}
+
+/// An ALB with a listener, a production rule and two target groups (blue, green) in `vpc`;
+/// returns (blue, green, rule).
+async fn create_load_balancer(
+    endpoint: &str,
+    target: &SdkConfig,
+    vpc: &str,
+    subnets: [&str; 2],
+    sg: &str,
+) -> Result<(String, String, String)> {
+    let cli = |args: Vec<&str>| {
+        let args: Vec<String> = args.into_iter().map(str::to_owned).collect();
+        async move {
+            let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+            aws_cli(endpoint, target, &refs).await
+        }
+    };
+    let lb = cli(vec![
+        "elbv2",
+        "create-load-balancer",
+        "--name",
+        "web",
+        "--type",
+        "application",
+        "--subnets",
+        subnets[0],
+        subnets[1],
+        "--security-groups",
+        sg,
+        "--query",
+        "LoadBalancers[0].LoadBalancerArn",
+    ])
+    .await?;
+    let group = |name: &'static str| {
+        cli(vec![
+            "elbv2",
+            "create-target-group",
+            "--name",
+            name,
+            "--protocol",
+            "HTTP",
+            "--port",
+            "8080",
+            "--vpc-id",
+            vpc,
+            "--target-type",
+            "ip",
+            "--query",
+            "TargetGroups[0].TargetGroupArn",
+        ])
+    };
+    let blue = group("web-blue").await?;
+    let green = group("web-green").await?;
+    let forward = format!("Type=forward,TargetGroupArn={blue}");
+    let listener = cli(vec![
+        "elbv2",
+        "create-listener",
+        "--load-balancer-arn",
+        &lb,
+        "--protocol",
+        "HTTP",
+        "--port",
+        "80",
+        "--default-actions",
+        &forward,
+        "--query",
+        "Listeners[0].ListenerArn",
+    ])
+    .await?;
+    let rule = cli(vec![
+        "elbv2",
+        "create-rule",
+        "--listener-arn",
+        &listener,
+        "--priority",
+        "10",
+        "--conditions",
+        "Field=path-pattern,Values=/*",
+        "--actions",
+        &forward,
+        "--query",
+        "Rules[0].RuleArn",
+    ])
+    .await?;
+    Ok((blue, green, rule))
+}
+
+/// The cluster `prod` with the Fargate service `web` made as `how` says, on its first revision;
+/// returns that revision's ARN.
+pub async fn create_fargate_service_with(endpoint: &str, target: &SdkConfig, how: &Fargate) -> Result<String> {
     let vpc = aws_cli(endpoint, target, &["ec2", "create-vpc", "--cidr-block", "10.20.0.0/16", "--query", "Vpc.VpcId"])
         .await?;
     let subnet = aws_cli(
         endpoint,
         target,
         &["ec2", "create-subnet", "--vpc-id", &vpc, "--cidr-block", "10.20.1.0/24", "--query", "Subnet.SubnetId"],
+    )
+    .await?;
+    let subnet_b = aws_cli(
+        endpoint,
+        target,
+        &[
+            "ec2",
+            "create-subnet",
+            "--vpc-id",
+            &vpc,
+            "--cidr-block",
+            "10.20.2.0/24",
+            "--availability-zone",
+            "us-east-1b",
+            "--query",
+            "Subnet.SubnetId",
+        ],
     )
     .await?;
     let sg = aws_cli(
@@ -119,11 +254,37 @@ pub async fn create_fargate_service(endpoint: &str, target: &SdkConfig) -> Resul
         .send()
         .await?;
     let arn = registered.task_definition.and_then(|t| t.task_definition_arn).ok_or("no task definition ARN")?;
+    let load_balancers = match how.load_balancer {
+        None => None,
+        Some(kind) => {
+            let (blue, green, rule) = create_load_balancer(endpoint, target, &vpc, [&subnet, &subnet_b], &sg).await?;
+            let advanced = (kind == LoadBalancing::BlueGreenReady).then(|| {
+                AdvancedConfiguration::builder()
+                    .alternate_target_group_arn(green)
+                    .production_listener_rule(rule)
+                    .role_arn(format!("arn:aws:iam::{account}:role/web-ecs-infrastructure"))
+                    .build()
+            });
+            Some(vec![LoadBalancer::builder()
+                .target_group_arn(blue)
+                .container_name("web")
+                .container_port(8080)
+                .set_advanced_configuration(advanced)
+                .build()])
+        }
+    };
+    let configuration = how.circuit_breaker.then(|| {
+        DeploymentConfiguration::builder()
+            .deployment_circuit_breaker(DeploymentCircuitBreaker::builder().enable(true).rollback(true).build())
+            .build()
+    });
     ecs.create_service()
         .cluster(CLUSTER)
         .service_name(SERVICE)
         .task_definition(&arn)
-        .desired_count(1)
+        .desired_count(how.desired)
+        .set_load_balancers(load_balancers)
+        .set_deployment_configuration(configuration)
         .launch_type(LaunchType::Fargate)
         .network_configuration(
             NetworkConfiguration::builder()
@@ -205,4 +366,20 @@ pub async fn create_plain_service(target: &SdkConfig, cluster: &str, service: &s
 pub async fn running_task_definition(target: &SdkConfig, cluster: &str, service: &str) -> Result<String> {
     let out = aws_sdk_ecs::Client::new(target).describe_services().cluster(cluster).services(service).send().await?;
     Ok(out.services().first().and_then(|s| s.task_definition()).unwrap_or_default().to_owned())
+}
+
+/// The service's service deployments, newest first, as DescribeServiceDeployments gives them.
+pub async fn service_deployments(target: &SdkConfig, cluster: &str, service: &str) -> Result<Vec<ServiceDeployment>> {
+    let ecs = aws_sdk_ecs::Client::new(target);
+    let listed = ecs.list_service_deployments().cluster(cluster).service(service).send().await?;
+    let mut briefs = listed.service_deployments.unwrap_or_default();
+    briefs.sort_by_key(|b| std::cmp::Reverse(b.created_at().map(|t| (t.secs(), t.subsec_nanos()))));
+    let arns: Vec<String> = briefs.iter().filter_map(|b| b.service_deployment_arn().map(str::to_owned)).collect();
+    if arns.is_empty() {
+        return Ok(Vec::new());
+    }
+    let out = ecs.describe_service_deployments().set_service_deployment_arns(Some(arns.clone())).send().await?;
+    let mut found = out.service_deployments.unwrap_or_default();
+    found.sort_by_key(|d| arns.iter().position(|a| Some(a.as_str()) == d.service_deployment_arn()));
+    Ok(found)
 }

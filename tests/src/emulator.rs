@@ -514,7 +514,10 @@ async fn serve(req: Request<Incoming>, state: &Mutex<State>) -> Response<Full<By
             {
                 return error(
                     "ValidationException",
-                    &format!("the description of configuration property {} is longer than 160 characters", long["name"]),
+                    &format!(
+                        "the description of configuration property {} is longer than 160 characters",
+                        long["name"]
+                    ),
                 );
             }
             let action_type = json!({

@@ -162,7 +162,7 @@ async fn two_custom_action_jobs_are_polled_acknowledged_deployed_and_answered() 
     assert_eq!(answers.len(), 2, "{answers:?}");
     for (job, keys) in [
         (&lambda_job, vec!["AliasArn", "CodeSha256", "FunctionVersion", "PreviousVersion"]),
-        (&ecs_job, vec!["DeploymentId", "PreviousTaskDefinitionArn", "TaskDefinitionArn"]),
+        (&ecs_job, vec!["DeploymentId", "PreviousTaskDefinitionArn", "ServiceDeploymentArn", "TaskDefinitionArn"]),
     ] {
         let Some(Answer::Success { output_variables, .. }) = answers.iter().find(|a| a.job_id() == job.as_str()) else {
             panic!("{answers:?}")

@@ -78,7 +78,8 @@ async fn a_pipeline_job_rolls_the_service_out_to_a_revision_that_keeps_every_fie
 
     assert_eq!(answers.len(), 1, "{answers:?}");
     let Answer::Success { output_variables: outputs, .. } = &answers[0] else { panic!("{answers:?}") };
-    assert_eq!(outputs.len(), 3, "{outputs:?}");
+    assert_eq!(outputs.len(), 4, "{outputs:?}");
+    assert!(outputs["ServiceDeploymentArn"].contains(":service-deployment/prod/web/"), "{outputs:?}");
     let new = outputs["TaskDefinitionArn"].clone();
     assert_eq!(new, first.replace(":1", ":2"));
     assert_eq!(outputs["PreviousTaskDefinitionArn"], first);

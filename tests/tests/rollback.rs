@@ -328,6 +328,17 @@ async fn a_failed_action_restores_the_ecs_service_and_an_ecs_failure_is_recorded
     assert_eq!(report.rollbacks[0].result, Handled::Restored, "{report:?}");
     let state = ecs::service_state(&local.target).await.unwrap();
     assert_eq!(state.task_definition, first, "the service runs the recorded previous revision");
+    // The deployment's service deployment, and the rollback's, are in the ledger.
+    let sds = ecs::service_deployments(&local.target, ecs::CLUSTER, ecs::SERVICE).await.unwrap();
+    assert_eq!(deployed.outputs["ServiceDeploymentArn"], sds[1].service_deployment_arn().unwrap());
+    let restoring = sds[0].service_deployment_arn().unwrap();
+    assert!(report.rollbacks[0].message.contains(&format!("service deployment {restoring}")), "{report:?}");
+    let target = TargetKey::ecs(TARGET_ACCOUNT, REGION, ecs::CLUSTER, ecs::SERVICE);
+    let recorded = local.ledger().deployments(&target).await.unwrap()[0].rollback.clone().unwrap();
+    assert!(
+        recorded.message.unwrap_or_default().contains(restoring),
+        "the ledger names the rollback's service deployment"
+    );
     assert_eq!(state.revisions.len(), 2, "no revision registered or deregistered");
     // Delivered again: nothing more.
     let report = run(&local, action_failed(&deployed, "event-1")).await.unwrap();

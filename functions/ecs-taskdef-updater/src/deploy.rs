@@ -353,7 +353,8 @@ async fn follow_service_deployment(
                     view.failure(),
                     latest_events(s, work).await
                 ));
-                let detail = format!("{} runs {previous} again: ECS rolled service deployment {} back", s.describe(), view.id());
+                let detail =
+                    format!("{} runs {previous} again: ECS rolled service deployment {} back", s.describe(), view.id());
                 return Err(EcsError::left(error, sides.stands(Serving::Previous, detail)));
             }
             ServiceDeploymentStatus::RollbackFailed => {
@@ -363,14 +364,16 @@ async fn follow_service_deployment(
                     view.failure(),
                     latest_events(s, work).await
                 ));
-                let detail = format!("ECS's rollback of service deployment {} failed: check {}", view.id(), s.describe());
+                let detail =
+                    format!("ECS's rollback of service deployment {} failed: check {}", view.id(), s.describe());
                 return Err(EcsError::left(error, sides.stands(Serving::Unknown, detail)));
             }
             ServiceDeploymentStatus::Stopped => {
                 let service = match describe_service(s, work).await {
                     Ok(service) => service,
                     Err(e) => {
-                        let detail = format!("service deployment {} was stopped; {} could not be read", view.id(), s.describe());
+                        let detail =
+                            format!("service deployment {} was stopped; {} could not be read", view.id(), s.describe());
                         return Err(EcsError::left(e, sides.stands(Serving::Unknown, detail)));
                     }
                 };
@@ -393,7 +396,10 @@ async fn follow_service_deployment(
                 let detail = format!("{} runs {runs}", s.describe());
                 return Err(EcsError::left(error, sides.stands(serving, detail)));
             }
-            status if is_ongoing(status) && !matches!(status, ServiceDeploymentStatus::Pending | ServiceDeploymentStatus::InProgress) => {
+            status
+                if is_ongoing(status)
+                    && !matches!(status, ServiceDeploymentStatus::Pending | ServiceDeploymentStatus::InProgress) =>
+            {
                 // ECS is stopping or rolling it back by itself (its circuit breaker, its alarms,
                 // or someone's stop): follow that to its end, for a bounded time.
                 let since = view.rollback_started.map(|t| t.secs().max(0) as u64).unwrap_or(followed.started_at);
@@ -522,7 +528,8 @@ async fn stop_and_follow(
             Err(put_back_now(s, error, sides, deadline).await)
         }
         Err(e) => {
-            let error = EcsError::Rollout(format!("{error}; stopping service deployment {} failed ({e})", short_id(arn)));
+            let error =
+                EcsError::Rollout(format!("{error}; stopping service deployment {} failed ({e})", short_id(arn)));
             Err(put_back_now(s, error, sides, deadline).await)
         }
     }
@@ -545,12 +552,18 @@ async fn follow_rollback(
             Ok(Lookup::Found(d)) => d,
             Ok(Lookup::Absent(code)) => {
                 // The API answered the stop, then went away: unlikely; say what is known.
-                let e = EcsError::Rollout(format!("{reason}; the rollback of service deployment {} could not be followed ({code})", short_id(arn)));
+                let e = EcsError::Rollout(format!(
+                    "{reason}; the rollback of service deployment {} could not be followed ({code})",
+                    short_id(arn)
+                ));
                 return Err(put_back_now(s, e, sides, deadline).await);
             }
             Err(e) => {
                 let detail = format!("the rollback of service deployment {} could not be read ({e})", short_id(arn));
-                return Err(EcsError::left(EcsError::Rollout(reason.to_owned()), sides.stands(Serving::Unknown, detail)));
+                return Err(EcsError::left(
+                    EcsError::Rollout(reason.to_owned()),
+                    sides.stands(Serving::Unknown, detail),
+                ));
             }
         };
         let view = View::of(&d);
@@ -562,7 +575,10 @@ async fn follow_rollback(
                     sides.previous,
                     view.id()
                 );
-                return Err(EcsError::left(EcsError::Rollout(reason.to_owned()), sides.stands(Serving::Previous, detail)));
+                return Err(EcsError::left(
+                    EcsError::Rollout(reason.to_owned()),
+                    sides.stands(Serving::Previous, detail),
+                ));
             }
             // It finished before the stop took: put the service back the way ECS allows.
             ServiceDeploymentStatus::Successful => {
@@ -576,7 +592,10 @@ async fn follow_rollback(
                     view.failure(),
                     s.describe()
                 );
-                return Err(EcsError::left(EcsError::Rollout(reason.to_owned()), sides.stands(Serving::Unknown, detail)));
+                return Err(EcsError::left(
+                    EcsError::Rollout(reason.to_owned()),
+                    sides.stands(Serving::Unknown, detail),
+                ));
             }
             _ => {}
         }
@@ -598,7 +617,8 @@ async fn follow_rollback(
                 stopped_at,
                 reason: reason.to_owned(),
             };
-            let detail = format!("{}: rolling back ({reason}): {}", s.describe(), view.progress(&sides.new, &sides.previous));
+            let detail =
+                format!("{}: rolling back ({reason}): {}", s.describe(), view.progress(&sides.new, &sides.previous));
             return Ok(Outcome::InProgress {
                 summary: detail.clone(),
                 percent_complete: 95,
@@ -750,17 +770,12 @@ async fn put_back(s: &ServiceRef<'_>, error: EcsError, runs_new: bool, sides: &S
             EcsError::left(error, sides.stands(Serving::Previous, detail))
         }
         Err(e) => {
-            let detail = format!(
-                "{} runs {}, and updating it back to {} failed ({e})",
-                s.describe(),
-                sides.new,
-                sides.previous
-            );
+            let detail =
+                format!("{} runs {}, and updating it back to {} failed ({e})", s.describe(), sides.new, sides.previous);
             EcsError::left(error, sides.stands(Serving::Shifting, detail))
         }
     }
 }
-
 
 pub(crate) async fn describe_task_definition(
     s: &ServiceRef<'_>,

@@ -4,9 +4,9 @@
 use crate::deploy::describe_task_definition;
 use crate::service::{describe_service, update_service};
 use crate::service_deployment::{self as sd, is_ongoing, short_id, Lookup, Stop};
-use aws_sdk_ecs::types::ServiceDeploymentStatus;
 use crate::taskdef::{DEPLOYMENT_TAG, PREVIOUS_TAG};
 use crate::{EcsError, ServiceRef};
+use aws_sdk_ecs::types::ServiceDeploymentStatus;
 use crossdeploy_aws::Deadline;
 use crossdeploy_protocol::{outputs, EcsRollback, Outcome, RollbackResult};
 
@@ -119,7 +119,8 @@ async fn restore(
                     d.status(),
                     Some(ServiceDeploymentStatus::RollbackRequested | ServiceDeploymentStatus::RollbackInProgress)
                 );
-                let stop = if rolling_back { Ok(Stop::Stopping) } else { sd::stop_with_rollback(s, current, deadline).await };
+                let stop =
+                    if rolling_back { Ok(Stop::Stopping) } else { sd::stop_with_rollback(s, current, deadline).await };
                 if let Err(e) = &stop {
                     tracing::warn!(%request_id, error = %e, "rollback: the service deployment could not be stopped; updating the service back");
                 }
@@ -140,7 +141,9 @@ async fn restore(
             }
             Ok(Lookup::Found(_)) => {}
             Ok(Lookup::Absent(code)) => sd::note_absent(s, &code),
-            Err(e) => tracing::warn!(%request_id, error = %e, "rollback: the service deployment could not be read; updating the service back"),
+            Err(e) => {
+                tracing::warn!(%request_id, error = %e, "rollback: the service deployment could not be read; updating the service back")
+            }
         }
     }
     let updated = update_service(s, &spec.restore_task_definition, None, deadline).await?;

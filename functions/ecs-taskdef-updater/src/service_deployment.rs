@@ -69,10 +69,13 @@ pub async fn describe(
             return Err(aws_error("describe service deployment", format!("{arn} of {}", s.describe()), info));
         }
     };
-    if let Some(found) = out.service_deployments.unwrap_or_default().into_iter().find(|d| d.service_deployment_arn() == Some(arn)) {
+    if let Some(found) =
+        out.service_deployments.unwrap_or_default().into_iter().find(|d| d.service_deployment_arn() == Some(arn))
+    {
         return Ok(Lookup::Found(found));
     }
-    let reason = out.failures.unwrap_or_default().into_iter().find_map(|f| f.reason).unwrap_or_else(|| "MISSING".into());
+    let reason =
+        out.failures.unwrap_or_default().into_iter().find_map(|f| f.reason).unwrap_or_else(|| "MISSING".into());
     Err(aws_error(
         "describe service deployment",
         format!("{arn} of {}", s.describe()),
@@ -125,7 +128,8 @@ pub async fn find(
     briefs.sort_by_key(|b| std::cmp::Reverse(b.created_at().map(|t| (t.secs(), t.subsec_nanos()))));
     briefs.truncate(20);
     let revisions: Vec<String> = {
-        let mut r: Vec<String> = briefs.iter().filter_map(|b| b.target_service_revision_arn().map(str::to_owned)).collect();
+        let mut r: Vec<String> =
+            briefs.iter().filter_map(|b| b.target_service_revision_arn().map(str::to_owned)).collect();
         r.sort();
         r.dedup();
         r
@@ -165,14 +169,24 @@ pub enum Stop {
 /// deployment rolling back goes on rolling back, and a finished one is a conflict.
 pub async fn stop_with_rollback(s: &ServiceRef<'_>, arn: &str, deadline: Deadline) -> Result<Stop, EcsError> {
     let out = retry("StopServiceDeployment", Backoff::CONTROL_PLANE, deadline, is_transient, || {
-        s.ecs.stop_service_deployment().service_deployment_arn(arn).stop_type(StopServiceDeploymentStopType::Rollback).send()
+        s.ecs
+            .stop_service_deployment()
+            .service_deployment_arn(arn)
+            .stop_type(StopServiceDeploymentStopType::Rollback)
+            .send()
     })
     .await;
     match out {
         Ok(_) => Ok(Stop::Stopping),
         Err(e) if e.as_service_error().is_some_and(|x| x.is_conflict_exception()) => Ok(Stop::Finished),
-        Err(e) if e.as_service_error().is_some_and(|x| x.is_service_deployment_not_found_exception()) => Ok(Stop::NotFound),
-        Err(e) => Err(aws_error("stop (with rollback) service deployment", format!("{arn} of {}", s.describe()), ErrorInfo::from_sdk(&e))),
+        Err(e) if e.as_service_error().is_some_and(|x| x.is_service_deployment_not_found_exception()) => {
+            Ok(Stop::NotFound)
+        }
+        Err(e) => Err(aws_error(
+            "stop (with rollback) service deployment",
+            format!("{arn} of {}", s.describe()),
+            ErrorInfo::from_sdk(&e),
+        )),
     }
 }
 
@@ -219,9 +233,9 @@ pub struct View {
 impl View {
     pub fn of(d: &ServiceDeployment) -> View {
         let target = d.target_service_revision();
-        let breaker = d.deployment_circuit_breaker().filter(|b| {
-            b.status() == Some(&ServiceDeploymentRollbackMonitorsStatus::Triggered)
-        });
+        let breaker = d
+            .deployment_circuit_breaker()
+            .filter(|b| b.status() == Some(&ServiceDeploymentRollbackMonitorsStatus::Triggered));
         let alarms = d.alarms().map(|a| a.triggered_alarm_names().to_vec()).unwrap_or_default();
         View {
             arn: d.service_deployment_arn().unwrap_or_default().to_owned(),

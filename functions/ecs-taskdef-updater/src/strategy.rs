@@ -95,7 +95,8 @@ pub fn check(s: &ServiceRef<'_>, service: &Service, asked: &Asked<'_>) -> Result
 /// has already (UpdateService then leaves it alone). Everything else it has is kept: ECS may
 /// take a deploymentConfiguration as a whole.
 pub fn configuration(service: &Service, asked: &Asked<'_>) -> Result<Option<DeploymentConfiguration>, EcsError> {
-    let current = service.deployment_configuration().cloned().unwrap_or_else(|| DeploymentConfiguration::builder().build());
+    let current =
+        service.deployment_configuration().cloned().unwrap_or_else(|| DeploymentConfiguration::builder().build());
     let mut next = current.clone();
     if let Some(strategy) = asked.strategy {
         next.strategy = Some(DeploymentStrategy::from(strategy.ecs_name()));
@@ -145,7 +146,10 @@ mod tests {
     }
 
     fn client() -> aws_sdk_ecs::Client {
-        let config = aws_sdk_ecs::Config::builder().behavior_version_latest().region(aws_sdk_ecs::config::Region::new("us-east-1")).build();
+        let config = aws_sdk_ecs::Config::builder()
+            .behavior_version_latest()
+            .region(aws_sdk_ecs::config::Region::new("us-east-1"))
+            .build();
         aws_sdk_ecs::Client::from_conf(config)
     }
 
@@ -166,7 +170,9 @@ mod tests {
             .load_balancers(
                 LoadBalancer::builder()
                     .target_group_arn("tg-blue")
-                    .advanced_configuration(AdvancedConfiguration::builder().alternate_target_group_arn("tg-green").build())
+                    .advanced_configuration(
+                        AdvancedConfiguration::builder().alternate_target_group_arn("tg-green").build(),
+                    )
                     .build(),
             )
             .build();
@@ -204,9 +210,16 @@ mod tests {
             .deployment_circuit_breaker(DeploymentCircuitBreaker::builder().enable(true).rollback(true).build())
             .build();
         let service = Service::builder().deployment_configuration(current.clone()).build();
-        assert_eq!(configuration(&service, &Asked { strategy: None, bake_time_minutes: None, ecs_alarms: &[] }).unwrap(), None);
+        assert_eq!(
+            configuration(&service, &Asked { strategy: None, bake_time_minutes: None, ecs_alarms: &[] }).unwrap(),
+            None
+        );
         let alarms = vec!["web-5xx".to_owned()];
-        let asked = Asked { strategy: Some("Canary10Percent5Minutes".parse().unwrap()), bake_time_minutes: Some(3), ecs_alarms: &alarms };
+        let asked = Asked {
+            strategy: Some("Canary10Percent5Minutes".parse().unwrap()),
+            bake_time_minutes: Some(3),
+            ecs_alarms: &alarms,
+        };
         let next = configuration(&service, &asked).unwrap().unwrap();
         assert_eq!((next.maximum_percent, next.minimum_healthy_percent), (Some(150), Some(50)));
         assert_eq!(next.deployment_circuit_breaker, current.deployment_circuit_breaker);
@@ -217,7 +230,8 @@ mod tests {
         let a = next.alarms.unwrap();
         assert_eq!((a.alarm_names, a.enable, a.rollback), (alarms.clone(), true, true));
         // Asked again of a service that has it: nothing to change.
-        let service = Service::builder().deployment_configuration(configuration(&service, &asked).unwrap().unwrap()).build();
+        let service =
+            Service::builder().deployment_configuration(configuration(&service, &asked).unwrap().unwrap()).build();
         assert_eq!(configuration(&service, &asked).unwrap(), None);
     }
 }

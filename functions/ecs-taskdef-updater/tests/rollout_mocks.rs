@@ -1,13 +1,13 @@
 //! ECS call sequences and the rollouts moto cannot produce, with aws-smithy-mocks.
 
-use aws_sdk_ecs::operation::describe_services::DescribeServicesOutput;
-use aws_sdk_ecs::operation::describe_task_definition::DescribeTaskDefinitionOutput;
 use aws_sdk_ecs::operation::describe_service_deployments::DescribeServiceDeploymentsOutput;
 use aws_sdk_ecs::operation::describe_service_revisions::DescribeServiceRevisionsOutput;
+use aws_sdk_ecs::operation::describe_services::DescribeServicesOutput;
+use aws_sdk_ecs::operation::describe_task_definition::DescribeTaskDefinitionOutput;
 use aws_sdk_ecs::operation::list_service_deployments::{ListServiceDeploymentsError, ListServiceDeploymentsOutput};
+use aws_sdk_ecs::operation::register_task_definition::{RegisterTaskDefinitionError, RegisterTaskDefinitionOutput};
 use aws_sdk_ecs::operation::stop_service_deployment::{StopServiceDeploymentError, StopServiceDeploymentOutput};
 use aws_sdk_ecs::operation::update_service::UpdateServiceError;
-use aws_sdk_ecs::operation::register_task_definition::{RegisterTaskDefinitionError, RegisterTaskDefinitionOutput};
 use aws_sdk_ecs::operation::update_service::UpdateServiceOutput;
 use aws_sdk_ecs::types::{
     ContainerDefinition, Deployment, DeploymentRolloutState, Service, ServiceDeployment, ServiceDeploymentBrief,
@@ -192,7 +192,8 @@ async fn a_rollout_in_progress_then_completed_succeeds_with_the_three_outputs() 
     let (td, register, update) = (describe_td("web:old"), register_ok(), update_ok());
     let ecs = legacy_ecs(&[&describe, &td, &register, &update]);
 
-    let outcome = deploy_images(&target(&ecs), &web_new(), &keep(), TIMEOUT, &no_alarms(&cw()), minute()).await.unwrap();
+    let outcome =
+        deploy_images(&target(&ecs), &web_new(), &keep(), TIMEOUT, &no_alarms(&cw()), minute()).await.unwrap();
 
     let Outcome::Succeeded { outputs, .. } = outcome else { panic!("{outcome:?}") };
     assert_eq!(outputs["TaskDefinitionArn"], NEW);
@@ -217,7 +218,8 @@ async fn a_failed_rollout_puts_the_service_back_and_fails_the_job_with_the_reaso
     let (td, register, update, restore) = (describe_td("web:old"), register_ok(), update_ok(), restore_ok());
     let ecs = legacy_ecs(&[&describe, &td, &register, &update, &restore]);
 
-    let err = deploy_images(&target(&ecs), &web_new(), &keep(), TIMEOUT, &no_alarms(&cw()), minute()).await.unwrap_err();
+    let err =
+        deploy_images(&target(&ecs), &web_new(), &keep(), TIMEOUT, &no_alarms(&cw()), minute()).await.unwrap_err();
 
     assert_eq!(err.failure_type(), FailureType::JobFailed);
     let msg = err.to_string();
@@ -248,7 +250,8 @@ async fn a_circuit_breaker_rollback_fails_the_job() {
     let (td, register, update) = (describe_td("web:old"), register_ok(), update_ok());
     let ecs = legacy_ecs(&[&describe, &td, &register, &update]);
 
-    let err = deploy_images(&target(&ecs), &web_new(), &keep(), TIMEOUT, &no_alarms(&cw()), minute()).await.unwrap_err();
+    let err =
+        deploy_images(&target(&ecs), &web_new(), &keep(), TIMEOUT, &no_alarms(&cw()), minute()).await.unwrap_err();
 
     let msg = err.to_string();
     assert!(
@@ -303,7 +306,8 @@ async fn a_throttled_register_is_retried() {
     let (td, update) = (describe_td("web:old"), update_ok());
     let ecs = legacy_ecs(&[&describe, &td, &register, &update]);
 
-    let outcome = deploy_images(&target(&ecs), &web_new(), &keep(), TIMEOUT, &no_alarms(&cw()), minute()).await.unwrap();
+    let outcome =
+        deploy_images(&target(&ecs), &web_new(), &keep(), TIMEOUT, &no_alarms(&cw()), minute()).await.unwrap();
 
     assert!(matches!(outcome, Outcome::Succeeded { .. }), "{outcome:?}");
     assert_eq!(register.num_calls(), 4);
@@ -322,10 +326,16 @@ async fn a_wait_near_the_deadline_hands_back_its_state_and_the_next_call_resumes
     let (td, register, update) = (describe_td("web:old"), register_ok(), update_ok());
     let ecs = legacy_ecs(&[&describe, &td, &register, &update]);
 
-    let first =
-        deploy_images(&target(&ecs), &web_new(), &keep(), TIMEOUT, &no_alarms(&cw()), Deadline::after(Duration::from_secs(25)))
-            .await
-            .unwrap();
+    let first = deploy_images(
+        &target(&ecs),
+        &web_new(),
+        &keep(),
+        TIMEOUT,
+        &no_alarms(&cw()),
+        Deadline::after(Duration::from_secs(25)),
+    )
+    .await
+    .unwrap();
     let Outcome::InProgress { state, .. } = first else { panic!("{first:?}") };
     assert!(state.to_string().len() < 2048);
     let state: EcsState = serde_json::from_value(state).unwrap();
@@ -342,7 +352,8 @@ async fn a_service_that_already_runs_the_images_registers_nothing() {
     let (td, register, update) = (describe_td("web:new"), register_ok(), update_ok());
     let ecs = legacy_ecs(&[&describe, &td, &register, &update]);
 
-    let outcome = deploy_images(&target(&ecs), &web_new(), &keep(), TIMEOUT, &no_alarms(&cw()), minute()).await.unwrap();
+    let outcome =
+        deploy_images(&target(&ecs), &web_new(), &keep(), TIMEOUT, &no_alarms(&cw()), minute()).await.unwrap();
 
     let Outcome::Succeeded { outputs, summary } = outcome else { panic!("{outcome:?}") };
     assert_eq!(outputs["TaskDefinitionArn"], OLD);
@@ -411,9 +422,16 @@ async fn an_alarm_already_in_alarm_stops_the_deployment_before_anything_is_regis
     let cw = cw();
     let names = vec!["web-5xx".to_owned()];
 
-    let err = deploy_images(&target(&ecs), &web_new(), &keep(), TIMEOUT, &Alarms { names: &names, cloudwatch: &cw }, minute())
-        .await
-        .unwrap_err();
+    let err = deploy_images(
+        &target(&ecs),
+        &web_new(),
+        &keep(),
+        TIMEOUT,
+        &Alarms { names: &names, cloudwatch: &cw },
+        minute(),
+    )
+    .await
+    .unwrap_err();
 
     assert!(err.to_string().contains("alarm web-5xx in account 333333333333 is in ALARM already"), "{err}");
     assert_eq!((register.num_calls(), update.num_calls()), (0, 0));
@@ -567,7 +585,8 @@ fn the_preflight_asks_for_every_call_of_the_deployment_on_its_resources() {
     let deployments = "arn:aws:ecs:eu-west-1:333333333333:service-deployment/prod/app-web/*";
     assert!(find("ecs:DescribeServiceDeployments", deployments).is_some());
     assert!(find("ecs:StopServiceDeployment", deployments).is_some());
-    assert!(find("ecs:DescribeServiceRevisions", "arn:aws:ecs:eu-west-1:333333333333:service-revision/prod/app-web/*").is_some());
+    assert!(find("ecs:DescribeServiceRevisions", "arn:aws:ecs:eu-west-1:333333333333:service-revision/prod/app-web/*")
+        .is_some());
 }
 
 // ---- Service deployments: the paths the local AWS does not take ------------------------------
@@ -583,7 +602,11 @@ fn sd(arn: &str, status: ServiceDeploymentStatus, reason: Option<&str>) -> Descr
                 .status(status)
                 .set_status_reason(reason.map(str::to_owned))
                 .target_service_revision(
-                    ServiceRevisionSummary::builder().arn("rev-new").requested_task_count(1).running_task_count(0).build(),
+                    ServiceRevisionSummary::builder()
+                        .arn("rev-new")
+                        .requested_task_count(1)
+                        .running_task_count(0)
+                        .build(),
                 )
                 .build(),
         )
@@ -637,7 +660,8 @@ async fn the_service_deployment_the_update_started_is_followed_to_successful() {
     let (td, register, update) = (describe_td("web:old"), register_ok(), update_with_sd());
     let ecs = mock_client!(aws_sdk_ecs, RuleMode::MatchAny, [&describe, &td, &register, &update, &follow_sd]);
 
-    let outcome = deploy_images(&target(&ecs), &web_new(), &keep(), TIMEOUT, &no_alarms(&cw()), minute()).await.unwrap();
+    let outcome =
+        deploy_images(&target(&ecs), &web_new(), &keep(), TIMEOUT, &no_alarms(&cw()), minute()).await.unwrap();
 
     let Outcome::Succeeded { outputs, summary } = outcome else { panic!("{outcome:?}") };
     assert_eq!(outputs["ServiceDeploymentArn"], SD);
@@ -652,7 +676,10 @@ async fn a_rollback_ecs_could_not_finish_leaves_the_service_unknown_with_ecs_rea
     use ServiceDeploymentStatus as S;
     let follow_sd = describe_sd(
         SD,
-        vec![(S::RollbackInProgress, Some("ECS deployment circuit breaker: tasks failed to start.")), (S::RollbackFailed, Some("ECS deployment circuit breaker: tasks failed to start."))],
+        vec![
+            (S::RollbackInProgress, Some("ECS deployment circuit breaker: tasks failed to start.")),
+            (S::RollbackFailed, Some("ECS deployment circuit breaker: tasks failed to start.")),
+        ],
     );
     let describe = mock!(Client::describe_services).then_output(new_in_progress);
     let ecs = mock_client!(aws_sdk_ecs, RuleMode::MatchAny, [&follow_sd, &describe]);
@@ -660,7 +687,12 @@ async fn a_rollback_ecs_could_not_finish_leaves_the_service_unknown_with_ecs_rea
     let err = follow(&target(&ecs), following(now()), TIMEOUT, &no_alarms(&cw()), minute()).await.unwrap_err();
 
     let msg = err.to_string();
-    assert!(msg.contains("ECS could not roll it back: service deployment sd-new ROLLBACK_FAILED; ECS deployment circuit breaker"), "{msg}");
+    assert!(
+        msg.contains(
+            "ECS could not roll it back: service deployment sd-new ROLLBACK_FAILED; ECS deployment circuit breaker"
+        ),
+        "{msg}"
+    );
     let stands = err.stands().unwrap();
     assert_eq!((stands.serving, stands.service_deployment_arn.as_deref()), (Serving::Unknown, Some(SD)));
 }
@@ -695,10 +727,17 @@ async fn an_alarm_stops_the_deployment_with_rollback_and_no_second_update() {
     use ServiceDeploymentStatus as S;
     let follow_sd = describe_sd(
         SD,
-        vec![(S::InProgress, None), (S::RollbackRequested, None), (S::RollbackInProgress, None), (S::RollbackSuccessful, None)],
+        vec![
+            (S::InProgress, None),
+            (S::RollbackRequested, None),
+            (S::RollbackInProgress, None),
+            (S::RollbackSuccessful, None),
+        ],
     );
     let stop = mock!(Client::stop_service_deployment)
-        .match_requests(|r| r.service_deployment_arn() == Some(SD) && r.stop_type() == Some(&StopServiceDeploymentStopType::Rollback))
+        .match_requests(|r| {
+            r.service_deployment_arn() == Some(SD) && r.stop_type() == Some(&StopServiceDeploymentStopType::Rollback)
+        })
         .then_output(|| StopServiceDeploymentOutput::builder().service_deployment_arn(SD).build());
     let restore = restore_ok();
     let ecs = mock_client!(aws_sdk_ecs, RuleMode::MatchAny, [&follow_sd, &stop, &restore]);
@@ -721,14 +760,17 @@ async fn a_stop_that_comes_after_the_deployment_finished_updates_the_service_bac
     let follow_sd = describe_sd(SD, vec![(S::InProgress, None)]);
     let stop = mock!(Client::stop_service_deployment).then_error(|| {
         StopServiceDeploymentError::ConflictException(
-            aws_sdk_ecs::types::error::ConflictException::builder().message("The service deployment is SUCCESSFUL").build(),
+            aws_sdk_ecs::types::error::ConflictException::builder()
+                .message("The service deployment is SUCCESSFUL")
+                .build(),
         )
     });
     let describe = mock!(Client::describe_services).then_output(|| service(NEW, vec![], &[]));
     let restore = restore_ok();
     let ecs = mock_client!(aws_sdk_ecs, RuleMode::MatchAny, [&follow_sd, &stop, &describe, &restore]);
 
-    let err = follow(&target(&ecs), following(now() - 31 * 60), TIMEOUT, &no_alarms(&cw()), minute()).await.unwrap_err();
+    let err =
+        follow(&target(&ecs), following(now() - 31 * 60), TIMEOUT, &no_alarms(&cw()), minute()).await.unwrap_err();
 
     assert!(err.to_string().contains("did not complete within 30 minutes (TimeoutMinutes)"), "{err}");
     assert_eq!((stop.num_calls(), restore.num_calls()), (1, 1));
@@ -746,9 +788,15 @@ async fn a_rollback_that_outlives_the_invocation_hands_back_its_state_and_the_fa
         .then_output(|| StopServiceDeploymentOutput::builder().service_deployment_arn(SD).build());
     let ecs = mock_client!(aws_sdk_ecs, RuleMode::MatchAny, [&follow_sd, &stop]);
 
-    let first = follow(&target(&ecs), following(now() - 31 * 60), TIMEOUT, &no_alarms(&cw()), Deadline::after(Duration::from_secs(30)))
-        .await
-        .unwrap();
+    let first = follow(
+        &target(&ecs),
+        following(now() - 31 * 60),
+        TIMEOUT,
+        &no_alarms(&cw()),
+        Deadline::after(Duration::from_secs(30)),
+    )
+    .await
+    .unwrap();
     let Outcome::InProgress { state, stands, .. } = first else { panic!("{first:?}") };
     let state: EcsState = serde_json::from_value(state).unwrap();
     assert!(matches!(&state, EcsState::RollingBack { reason, .. } if reason.contains("TimeoutMinutes")), "{state:?}");
@@ -781,7 +829,8 @@ async fn without_the_answer_naming_it_the_deployment_is_found_by_the_revision_it
                 .build()
         });
     let revisions = mock!(Client::describe_service_revisions).then_output(|| {
-        let rev = |arn: &str, td: &str| ServiceRevision::builder().service_revision_arn(arn).task_definition(td).build();
+        let rev =
+            |arn: &str, td: &str| ServiceRevision::builder().service_revision_arn(arn).task_definition(td).build();
         DescribeServiceRevisionsOutput::builder()
             .service_revisions(rev("rev-old", OLD))
             .service_revisions(rev("rev-new", NEW))
@@ -817,10 +866,14 @@ async fn ecs_refusing_the_strategy_is_a_configuration_error_and_nothing_stands()
     let (td, register) = (describe_td("web:old"), register_ok());
     let ecs = mock_client!(aws_sdk_ecs, RuleMode::MatchAny, [&describe, &td, &register, &refused]);
 
-    let err = deploy_images(&target(&ecs), &web_new(), &keep(), TIMEOUT, &no_alarms(&cw()), minute()).await.unwrap_err();
+    let err =
+        deploy_images(&target(&ecs), &web_new(), &keep(), TIMEOUT, &no_alarms(&cw()), minute()).await.unwrap_err();
 
     assert_eq!(err.failure_type(), FailureType::ConfigurationError, "{err}");
-    assert!(err.to_string().contains("ECS refused to update service web in cluster prod of account 333333333333"), "{err}");
+    assert!(
+        err.to_string().contains("ECS refused to update service web in cluster prod of account 333333333333"),
+        "{err}"
+    );
     assert!(err.to_string().contains("not supported with a Network Load Balancer"), "{err}");
     assert!(err.stands().is_none(), "nothing of the deployment stands");
 }

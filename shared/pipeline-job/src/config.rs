@@ -238,12 +238,17 @@ pub fn parse_configuration(kind: Kind, map: &BTreeMap<String, Value>) -> Result<
             };
             let strategy = match keys.optional("DeploymentStrategy")? {
                 None => None,
-                Some(s) => Some(s.parse::<EcsStrategy>().map_err(|e| ConfigError::new("DeploymentStrategy", e.to_string()))?),
+                Some(s) => {
+                    Some(s.parse::<EcsStrategy>().map_err(|e| ConfigError::new("DeploymentStrategy", e.to_string()))?)
+                }
             };
             let bake_time_minutes = match keys.optional("BakeTimeMinutes")? {
                 None => None,
                 Some(b) => Some(b.parse::<u32>().ok().filter(|m| *m <= ECS_MAX_BAKE_MINUTES).ok_or_else(|| {
-                    ConfigError::new("BakeTimeMinutes", format!("`{b}` is not a whole number of minutes from 0 to 1440"))
+                    ConfigError::new(
+                        "BakeTimeMinutes",
+                        format!("`{b}` is not a whole number of minutes from 0 to 1440"),
+                    )
                 })?),
             };
             if bake_time_minutes.is_some() && strategy == Some(EcsStrategy::Rolling) {

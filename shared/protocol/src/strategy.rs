@@ -141,7 +141,9 @@ impl FromStr for EcsStrategy {
         match value {
             "Rolling" => return Ok(EcsStrategy::Rolling),
             "BlueGreen" => return Ok(EcsStrategy::BlueGreen),
-            "AllAtOnce" => return Err(err("AllAtOnce is a Lambda strategy; for ECS, BlueGreen shifts all traffic at once")),
+            "AllAtOnce" => {
+                return Err(err("AllAtOnce is a Lambda strategy; for ECS, BlueGreen shifts all traffic at once"))
+            }
             _ => {}
         }
         let shift: DeploymentStrategy = value.parse().map_err(|e: StrategyError| err(e.why))?;
@@ -183,8 +185,12 @@ impl EcsStrategy {
     pub fn shift_minutes(&self) -> u32 {
         match *self {
             EcsStrategy::Rolling | EcsStrategy::BlueGreen => 0,
-            EcsStrategy::Canary { percent, minutes } => DeploymentStrategy::Canary { percent, minutes }.total_bake_minutes(),
-            EcsStrategy::Linear { percent, minutes } => DeploymentStrategy::Linear { percent, minutes }.total_bake_minutes(),
+            EcsStrategy::Canary { percent, minutes } => {
+                DeploymentStrategy::Canary { percent, minutes }.total_bake_minutes()
+            }
+            EcsStrategy::Linear { percent, minutes } => {
+                DeploymentStrategy::Linear { percent, minutes }.total_bake_minutes()
+            }
         }
     }
 }
