@@ -594,3 +594,43 @@ async fn a_run_polls_no_more_jobs_than_it_can_start_at_once_and_acknowledges_eve
     assert_eq!(statuses.iter().filter(|s| **s == Status::Succeeded).count(), 4, "{statuses:?}");
     assert!(!statuses.contains(&Status::Dispatched), "none is handed out and left unacknowledged: {statuses:?}");
 }
+
+/// CodePipeline's quota: at most 10 configuration properties per custom action type. The
+/// emulator refuses an 11th, as CodePipeline does; template.yaml's ECS action type has 10.
+#[tokio::test]
+async fn a_custom_action_type_with_more_than_ten_properties_is_refused() {
+    use aws_sdk_codepipeline::types::{ActionCategory, ActionConfigurationProperty, ArtifactDetails};
+    let local = LocalAws::start().await.expect("the local AWS starts");
+    let template = templates::template("template.yaml").unwrap();
+    let ecs_props = template["Resources"]["CrossdeployEcsActionType"]["Properties"]["ConfigurationProperties"]
+        .as_array()
+        .map(Vec::len);
+    assert_eq!(ecs_props, Some(10), "the ECS action type is at CodePipeline's limit");
+    let property = |i: usize| {
+        ActionConfigurationProperty::builder()
+            .name(format!("P{i}"))
+            .required(false)
+            .key(false)
+            .secret(false)
+            .build()
+            .unwrap()
+    };
+    let details = || ArtifactDetails::builder().minimum_count(0).maximum_count(1).build();
+    let create = |n: usize| {
+        let mut call = local
+            .codepipeline()
+            .create_custom_action_type()
+            .category(ActionCategory::Deploy)
+            .provider(format!("Probe{n}"))
+            .version("1")
+            .input_artifact_details(details())
+            .output_artifact_details(details());
+        for i in 0..n {
+            call = call.configuration_properties(property(i));
+        }
+        call.send()
+    };
+    assert!(create(10).await.is_ok());
+    let e = create(11).await.unwrap_err();
+    assert_eq!(e.as_service_error().and_then(|e| e.meta().code()), Some("ValidationException"), "{e:?}");
+}

@@ -255,7 +255,9 @@ async fn each_bad_strategy_configuration_is_refused_before_anything_changes() {
     ecs::create_fargate_service_with(&local.moto.endpoint, &local.target, &how).await.unwrap();
     let before = ecs::service_state(&local.target).await.unwrap();
     let deployments = ecs::service_deployments(&local.target, ecs::CLUSTER, ecs::SERVICE).await.unwrap().len();
-    let cases: Vec<(Vec<(&str, &str)>, &str, &str)> = vec![
+    // (the action's extra keys, the failure type, what the message says)
+    type Case<'a> = (Vec<(&'a str, &'a str)>, &'a str, &'a str);
+    let cases: Vec<Case> = vec![
         (vec![("DeploymentStrategy", "BlueGreen")], "ConfigurationError", "has no advancedConfiguration.alternateTargetGroupArn, advancedConfiguration.productionListenerRule, advancedConfiguration.roleArn"),
         (vec![("DeploymentStrategy", "Canary10Percent5Minutes")], "ConfigurationError", "cannot deploy Canary10Percent5Minutes"),
         (vec![("DeploymentStrategy", "Linear2PercentEvery1Minute")], "ConfigurationError", "ECS shifts at least 3 percent in a linear step"),
@@ -299,4 +301,57 @@ async fn each_bad_strategy_configuration_is_refused_before_anything_changes() {
     assert_eq!(failure_type, "ConfigurationError");
     assert!(message.contains("cannot deploy BlueGreen: it has no load balancer and no Service Connect"), "{message}");
     assert_eq!(ecs::service_state(&plain.target).await.unwrap().revisions.len(), 1);
+}
+
+/// deploy-rollback's request to the ECS updater, for a deployment whose service deployment is
+/// still going on: stopped with rollback (ECS puts the previous revision back), not updated back.
+#[tokio::test]
+async fn a_rollback_of_a_deployment_still_going_on_stops_its_service_deployment() {
+    let local = start().await;
+    let how = Fargate { desired: 2, ..Fargate::default() };
+    let first = ecs::create_fargate_service_with(&local.moto.endpoint, &local.target, &how).await.unwrap();
+    let worker = worker(&local, Duration::from_secs(30));
+    let event = local.job("DeployEcs", &params(&[]), artifact(&local, NEW_IMAGE).await);
+    handle_invoke_event(event.clone(), worker, Deadline::after(Duration::from_secs(40)), "test-run").await.unwrap();
+    let deployed = ecs::service_state(&local.target).await.unwrap().task_definition;
+    assert_ne!(deployed, first);
+    let ongoing = ecs::service_deployments(&local.target, ecs::CLUSTER, ecs::SERVICE).await.unwrap();
+    assert_eq!(ongoing[0].status(), Some(&ServiceDeploymentStatus::InProgress));
+
+    let client = aws_sdk_ecs::Client::new(&local.target);
+    let s = ecs_taskdef_updater::ServiceRef {
+        ecs: &client,
+        account: TARGET_ACCOUNT,
+        cluster: ecs::CLUSTER,
+        service: ecs::SERVICE,
+        deployment: "rollback-test",
+        session: None,
+    };
+    let spec = crossdeploy_protocol::EcsRollback {
+        cluster_name: ecs::CLUSTER.into(),
+        service_name: ecs::SERVICE.into(),
+        restore_task_definition: first.clone(),
+        deployed_task_definition: deployed.clone(),
+    };
+    let outcome = ecs_taskdef_updater::rollback_service(
+        &s,
+        &spec,
+        None,
+        "rollback-1",
+        "stage failed",
+        Deadline::after(Duration::from_secs(30)),
+    )
+    .await
+    .unwrap();
+
+    let crossdeploy_protocol::Outcome::Succeeded { summary, outputs } = outcome else { panic!("{outcome:?}") };
+    assert_eq!(outputs["RollbackResult"], "Restored");
+    assert_eq!(outputs["ServiceDeploymentArn"], ongoing[0].service_deployment_arn().unwrap());
+    assert!(summary.contains("stopped with rollback"), "{summary}");
+    // ECS rolls it back; no other service deployment starts.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let after = ecs::service_deployments(&local.target, ecs::CLUSTER, ecs::SERVICE).await.unwrap();
+    assert_eq!(after.len(), ongoing.len());
+    assert_eq!(after[0].status(), Some(&ServiceDeploymentStatus::RollbackSuccessful));
+    assert_eq!(ecs::service_state(&local.target).await.unwrap().task_definition, first);
 }

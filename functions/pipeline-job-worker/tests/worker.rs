@@ -20,7 +20,7 @@ type Cp = aws_sdk_codepipeline::Client;
 
 #[derive(Clone)]
 enum Behaviour {
-    Answer(Outcome),
+    Answer(Box<Outcome>),
     Panic,
     Hang,
 }
@@ -46,7 +46,7 @@ impl Invoke for Fake {
         self.0.seen.lock().unwrap().push(request.clone());
         let b = self.0.behaviour.lock().unwrap().remove(0);
         match b {
-            Behaviour::Answer(o) => Ok(o),
+            Behaviour::Answer(o) => Ok(*o),
             Behaviour::Panic => panic!("updater bug"),
             Behaviour::Hang => {
                 tokio::time::sleep(Duration::from_secs(24 * 3600)).await;
@@ -203,10 +203,10 @@ async fn a_successful_deploy_is_answered_once_with_its_outputs_and_the_pipeline_
         .then_output(|| PutJobSuccessResultOutput::builder().build());
     let fail = failure_rule(CpFailure::JobFailed, "");
     let cp = mock_client!(aws_sdk_codepipeline, RuleMode::MatchAny, [&details, &ok, &fail]);
-    let fake = Arc::new(FakeUpdater::new(vec![Behaviour::Answer(Outcome::Succeeded {
+    let fake = Arc::new(FakeUpdater::new(vec![Behaviour::Answer(Box::new(Outcome::Succeeded {
         summary: "moved".into(),
         outputs: [("FunctionVersion".to_string(), "7".to_string())].into(),
-    })]));
+    }))]));
 
     handle_invoke_event(event(GOOD, None), worker(cp, &fake), Deadline::after(Duration::from_secs(60)), "run-1")
         .await
@@ -228,10 +228,10 @@ async fn a_fresh_job_takes_two_transactions_and_a_cancelled_one_goes_one_write_a
     for transactions in [true, false] {
         let (details, ok, fail) = (job_details(), success_rule(), failure_rule(CpFailure::JobFailed, ""));
         let cp = mock_client!(aws_sdk_codepipeline, RuleMode::MatchAny, [&details, &ok, &fail]);
-        let fake = Arc::new(FakeUpdater::new(vec![Behaviour::Answer(Outcome::Succeeded {
+        let fake = Arc::new(FakeUpdater::new(vec![Behaviour::Answer(Box::new(Outcome::Succeeded {
             summary: "moved".into(),
             outputs: [("FunctionVersion".to_string(), "7".to_string())].into(),
-        })]));
+        }))]));
         let (ledger, transact, update, sent) = ledger_seeing(transactions);
         let handled = handle_invoke_event(
             event(GOOD, None),
@@ -323,10 +323,10 @@ async fn an_updater_that_never_answers_is_waited_out_to_each_deadline_and_the_jo
 async fn every_request_to_an_updater_carries_a_deadline_before_the_workers_own() {
     let (details, ok) = (job_details(), success_rule());
     let cp = mock_client!(aws_sdk_codepipeline, RuleMode::MatchAny, [&details, &ok]);
-    let fake = Arc::new(FakeUpdater::new(vec![Behaviour::Answer(Outcome::Succeeded {
+    let fake = Arc::new(FakeUpdater::new(vec![Behaviour::Answer(Box::new(Outcome::Succeeded {
         summary: "moved".into(),
         outputs: [("FunctionVersion".to_string(), "7".to_string())].into(),
-    })]));
+    }))]));
     let deadline = Deadline::after(Duration::from_secs(300));
 
     handle_invoke_event(event(GOOD, None), worker(cp, &fake), deadline, "run-1").await.unwrap();
@@ -344,10 +344,10 @@ async fn a_failed_outcome_keeps_its_failure_type_and_message() {
     let (details, fail, ok) =
         (job_details(), failure_rule(CpFailure::PermissionError, "not on crossdeploy's allow-list"), success_rule());
     let cp = mock_client!(aws_sdk_codepipeline, RuleMode::MatchAny, [&details, &fail, &ok]);
-    let fake = Arc::new(FakeUpdater::new(vec![Behaviour::Answer(Outcome::failed(
+    let fake = Arc::new(FakeUpdater::new(vec![Behaviour::Answer(Box::new(Outcome::failed(
         FailureType::PermissionError,
         "role arn:aws:iam::222222222222:role/x is not on crossdeploy's allow-list",
-    ))]));
+    )))]));
 
     handle_invoke_event(event(GOOD, None), worker(cp, &fake), Deadline::after(Duration::from_secs(60)), "run-1")
         .await

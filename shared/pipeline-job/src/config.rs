@@ -426,6 +426,51 @@ mod tests {
     }
 
     #[test]
+    fn ecs_strategy_keys_parse_and_bad_ones_are_refused_naming_the_key() {
+        let base = || json!({"Kind": "Ecs", "TargetRoleArn": ROLE, "ClusterName": "prod", "ServiceName": "web"});
+        let c = parse(&base()).unwrap();
+        let DeploySpec::Ecs(e) = c.spec else { panic!() };
+        assert_eq!((e.strategy, e.bake_time_minutes, e.ecs_alarms), (None, None, false), "absent: the service's own");
+        let mut p = base();
+        p["DeploymentStrategy"] = json!("Canary10Percent5Minutes");
+        p["BakeTimeMinutes"] = json!(15);
+        p["AlarmNames"] = json!("web-5xx");
+        p["EcsAlarms"] = json!("true");
+        let DeploySpec::Ecs(e) = parse(&p).unwrap().spec else { panic!() };
+        assert_eq!(e.strategy, Some(EcsStrategy::Canary { percent: 10, minutes: 5 }));
+        assert_eq!((e.bake_time_minutes, e.ecs_alarms), (Some(15), true));
+        for (key, value, said) in [
+            ("DeploymentStrategy", json!("AllAtOnce"), "AllAtOnce is a Lambda strategy"),
+            ("DeploymentStrategy", json!("Linear1PercentEvery1Minute"), "at least 3 percent"),
+            ("BakeTimeMinutes", json!("1441"), "from 0 to 1440"),
+            ("BakeTimeMinutes", json!("soon"), "from 0 to 1440"),
+            ("EcsAlarms", json!("yes"), "neither true nor false"),
+        ] {
+            let mut p = base();
+            p[key] = value;
+            let e = parse(&p).unwrap_err();
+            assert_eq!(e.key, key);
+            assert!(e.problem.contains(said), "{key}: {}", e.problem);
+        }
+        let mut p = base();
+        p["EcsAlarms"] = json!("true");
+        assert_eq!(parse(&p).unwrap_err().key, "EcsAlarms", "no AlarmNames to hand over");
+        let mut p = base();
+        p["DeploymentStrategy"] = json!("Rolling");
+        p["BakeTimeMinutes"] = json!(1);
+        assert!(parse(&p).unwrap_err().problem.contains("given with the Rolling strategy"));
+        // TimeoutMinutes must outlast the bakes: 3 steps of 10 minutes and a 5-minute bake.
+        let mut p = base();
+        p["DeploymentStrategy"] = json!("Linear30PercentEvery10Minutes");
+        p["BakeTimeMinutes"] = json!(5);
+        let e = parse(&p).unwrap_err();
+        assert_eq!(e.key, "TimeoutMinutes");
+        assert!(e.problem.contains("bakes for 35 minutes"), "{}", e.problem);
+        p["TimeoutMinutes"] = json!(40);
+        assert!(parse(&p).is_ok());
+    }
+
+    #[test]
     fn ecs_parameters_parse_with_their_defaults() {
         let c =
             parse(&json!({"Kind": "Ecs", "TargetRoleArn": ROLE, "ClusterName": "prod", "ServiceName": "web"})).unwrap();

@@ -85,6 +85,13 @@ async fn main() -> crossdeploy_local::Result<()> {
                 after.task_definition
             );
             println!("   container web now runs {image}");
+            if let Some(d) = ecs::service_deployments(&local.target, ecs::CLUSTER, ecs::SERVICE).await?.first() {
+                println!(
+                    "   ECS service deployment {}: {}",
+                    d.service_deployment_arn().unwrap_or_default(),
+                    d.status().map(|s| s.as_str()).unwrap_or("?")
+                );
+            }
         }
         for answer in local.answers_for(&event) {
             match answer {
