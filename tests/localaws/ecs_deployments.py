@@ -31,8 +31,9 @@ deployment alarms, blue/green, canary and linear deployments, StopServiceDeploym
 * StopServiceDeployment: ROLLBACK on a PENDING or IN_PROGRESS deployment requests its rollback;
   on one stopping or rolling back already it changes nothing; on a finished one it is a
   ConflictException. ABORT stops it where it is (STOP_REQUESTED -> STOPPED).
-* UpdateService is refused (InvalidParameterException) for a BLUE_GREEN, CANARY or LINEAR
-  strategy on a service without load balancers whose advancedConfiguration names the alternate
+* UpdateService is refused (InvalidParameterException) for BLUE_GREEN without bakeTimeInMinutes
+  (the API reference requires it), for a BLUE_GREEN, CANARY or LINEAR strategy on a service
+  without load balancers whose advancedConfiguration names the alternate
   target group, the production listener rule and the role (target groups and rule existing in
   ELB), or Service Connect; for percentages and bake times out of ECS's ranges; and for a
   strategy on a service whose deployment controller is not ECS. The deploymentConfiguration it
@@ -119,8 +120,6 @@ def _defaults(config):
         linear.setdefault("stepPercent", 10.0)
         linear.setdefault("stepBakeTimeInMinutes", 6)
         config["linearConfiguration"] = linear
-    if config["strategy"] in SHIFTING:
-        config.setdefault("bakeTimeInMinutes", 0)
     return config
 
 
@@ -504,6 +503,9 @@ def _check_strategy(backend, service, config, controller):
             raise InvalidParameterException("stepBakeTimeInMinutes must be between 0 and 1440.")
     if strategy == "ROLLING":
         return
+    # "You must provide this parameter when you use the BLUE_GREEN deployment strategy."
+    if strategy == "BLUE_GREEN" and bake is None:
+        raise InvalidParameterException("bakeTimeInMinutes is required with the BLUE_GREEN deployment strategy.")
     if (controller or {}).get("type", "ECS") != "ECS":
         raise InvalidParameterException(f"The {strategy} deployment strategy requires the ECS deployment controller.")
     if getattr(service, "service_connect_enabled", False):

@@ -161,6 +161,19 @@ async fn a_blue_green_deployment_with_a_bake_is_followed_through_its_stages() {
     // 30 s per updater invocation, 15 s of it following, a 20 s bake: the stages show in
     // continuation jobs.
     let worker = worker(&local, Duration::from_secs(30));
+    // ECS requires a bake time for blue/green: none given, none on the service, refused first.
+    let refused = run_to_the_end(
+        &local,
+        &worker,
+        &params(&[("DeploymentStrategy", "BlueGreen")]),
+        artifact(&local, NEW_IMAGE).await,
+        Duration::from_secs(40),
+    )
+    .await;
+    let [Answer::Failure { failure_type, message, .. }] = &refused[..] else { panic!("{refused:?}") };
+    assert_eq!(failure_type, "ConfigurationError");
+    assert!(message.contains("BlueGreen with no bake time, which ECS requires: set BakeTimeMinutes"), "{message}");
+    assert_eq!(ecs::service_state(&local.target).await.unwrap().revisions.len(), 1, "nothing registered");
 
     let answers = run_to_the_end(
         &local,
@@ -235,7 +248,7 @@ async fn an_alarm_makes_crossdeploy_stop_the_deployment_and_ecs_roll_it_back() {
         message.contains("alarm web-5xx in account 222222222222 is in ALARM (Threshold Crossed: 5xx above 1%) during service deployment"),
         "{message}"
     );
-    assert!(message.contains("ECS rolled service web in cluster prod of account 222222222222 back to"), "{message}");
+    assert!(message.contains(&format!("runs {first} again: ECS rolled it back (service deployment")), "{message}");
     assert_eq!(ecs::service_state(&local.target).await.unwrap().task_definition, first);
     let after = ecs::service_deployments(&local.target, ecs::CLUSTER, ecs::SERVICE).await.unwrap();
     assert_eq!(after.len(), before.len(), "stopped, not updated back: no new service deployment");
@@ -353,5 +366,41 @@ async fn a_rollback_of_a_deployment_still_going_on_stops_its_service_deployment(
     let after = ecs::service_deployments(&local.target, ecs::CLUSTER, ecs::SERVICE).await.unwrap();
     assert_eq!(after.len(), ongoing.len());
     assert_eq!(after[0].status(), Some(&ServiceDeploymentStatus::RollbackSuccessful));
+    assert_eq!(ecs::service_state(&local.target).await.unwrap().task_definition, first);
+}
+
+/// `EcsAlarms`: the alarms are the service's deployment alarms too, and ECS rolls back on them by
+/// itself; crossdeploy follows that rollback and reports the alarm ECS names.
+#[tokio::test]
+async fn alarms_handed_to_ecs_make_ecs_roll_back_and_the_job_reports_them() {
+    let local = start().await;
+    let how = Fargate { desired: 2, ..Fargate::default() };
+    let first = ecs::create_fargate_service_with(&local.moto.endpoint, &local.target, &how).await.unwrap();
+    accounts::create_alarm(&local.target, "web-5xx").await.unwrap();
+    let worker = worker(&local, Duration::from_secs(30));
+    let user_parameters = params(&[("AlarmNames", "web-5xx"), ("EcsAlarms", "true")]);
+    let event = local.job("DeployEcs", &user_parameters, artifact(&local, NEW_IMAGE).await);
+    handle_invoke_event(event.clone(), worker.clone(), Deadline::after(Duration::from_secs(40)), "test-run")
+        .await
+        .unwrap();
+    let sds = ecs::service_deployments(&local.target, ecs::CLUSTER, ecs::SERVICE).await.unwrap();
+    let alarms = sds[0].deployment_configuration().and_then(|c| c.alarms()).expect("deployment alarms set");
+    assert_eq!((alarms.alarm_names(), alarms.enable(), alarms.rollback()), (&["web-5xx".to_owned()][..], true, true));
+
+    // The alarm fires; ECS sees it at its next look, before crossdeploy's own check.
+    accounts::set_alarm_state(&local.target, "web-5xx", StateValue::Alarm, "Threshold Crossed").await.unwrap();
+    let mut answers = Vec::new();
+    let mut next = local.emulator.take_continuations();
+    while let Some(event) = next.pop() {
+        handle_invoke_event(event.clone(), worker.clone(), Deadline::after(Duration::from_secs(40)), "test-run")
+            .await
+            .unwrap();
+        answers.extend(local.answers_for(&event));
+        next = local.emulator.take_continuations();
+    }
+
+    let Some(Answer::Failure { message, .. }) = answers.last() else { panic!("{answers:?}") };
+    assert!(message.contains("was rolled back by ECS"), "{message}");
+    assert!(message.contains("alarms in ALARM: web-5xx"), "{message}");
     assert_eq!(ecs::service_state(&local.target).await.unwrap().task_definition, first);
 }

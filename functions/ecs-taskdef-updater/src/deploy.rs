@@ -59,6 +59,10 @@ pub enum EcsState {
         /// The service deployment followed, once known.
         #[serde(rename = "ServiceDeploymentArn", default, skip_serializing_if = "Option::is_none")]
         service_deployment_arn: Option<String>,
+        /// The service already ran these images, in a revision this deployment did not register:
+        /// it changed nothing, and it never stops or updates back what it follows.
+        #[serde(rename = "NotOurs", default, skip_serializing_if = "std::ops::Not::not")]
+        not_ours: bool,
     },
     /// crossdeploy failed the deployment (an alarm, TimeoutMinutes) and stopped its service
     /// deployment with rollback: ECS rolls it back, and the failure is reported at its end.
@@ -69,13 +73,21 @@ pub enum EcsState {
         previous_task_definition_arn: String,
         #[serde(rename = "ServiceDeploymentArn")]
         service_deployment_arn: String,
-        /// When it was stopped (seconds since the epoch): [`ROLLBACK_LIMIT`] counts from here.
+        /// When crossdeploy failed it (seconds since the epoch): [`ROLLBACK_LIMIT`] counts from here.
         #[serde(rename = "StoppedAt")]
         stopped_at: u64,
+        /// Whether ECS took the stop; `false`: it is sent (again) first. A stop whose answer was
+        /// lost is sent again: stopping a deployment that is rolling back changes nothing.
+        #[serde(rename = "StopTaken", default = "taken")]
+        stop_taken: bool,
         /// Why crossdeploy failed the deployment: the job's failure message.
         #[serde(rename = "Reason")]
         reason: String,
     },
+}
+
+fn taken() -> bool {
+    true
 }
 
 fn now_secs() -> u64 {
@@ -133,9 +145,10 @@ pub async fn deploy_images(
 ) -> Result<Outcome, EcsError> {
     let service = describe_service(s, deadline).await?;
     check_controller(s, &service)?;
-    // Before anything changes: can the service deploy the way asked?
+    // Before anything changes: can the service deploy the way asked, within TimeoutMinutes?
     strategy::check(s, &service, asked)?;
     let configuration = strategy::configuration(&service, asked)?;
+    strategy::check_bakes(s, configuration.as_ref().or(service.deployment_configuration()), timeout)?;
     if let Some(firing) = firing_alarm(alarms.cloudwatch, alarms.names, s.account, deadline).await? {
         return Err(EcsError::Rollout(format!(
             "alarm {} in account {} is in ALARM already ({}); nothing was deployed to {}. Deploy once it is OK",
@@ -158,10 +171,8 @@ pub async fn deploy_images(
         // registered it (an earlier attempt whose answer was lost); otherwise this deployment
         // changed nothing, and what runs stood before it.
         let tag = |key: &str| tags.iter().find(|t| t.key() == Some(key)).and_then(|t| t.value());
-        let previous = match tag(DEPLOYMENT_TAG) {
-            Some(d) if d == s.deployment => tag(PREVIOUS_TAG).unwrap_or(&current).to_owned(),
-            _ => current.clone(),
-        };
+        let ours = tag(DEPLOYMENT_TAG) == Some(s.deployment);
+        let previous = if ours { tag(PREVIOUS_TAG).unwrap_or(&current).to_owned() } else { current.clone() };
         tracing::info!(service = s.service, task_definition = %current, "the service already runs these images; nothing registered");
         let state = EcsState::FollowingRollout {
             task_definition_arn: current.clone(),
@@ -169,6 +180,7 @@ pub async fn deploy_images(
             started_at: now_secs(),
             deployment_id: None,
             service_deployment_arn: None,
+            not_ours: !ours,
         };
         return Ok(match follow_from(s, state, Some(service), timeout, alarms, deadline).await? {
             Outcome::Succeeded { outputs, .. } => Outcome::Succeeded {
@@ -197,8 +209,19 @@ pub async fn deploy_images(
     let sides = Sides { new: new_arn.clone(), previous: current.clone(), service_deployment_arn: None };
     let updated = match update_service(s, &new_arn, configuration.as_ref(), deadline).await {
         Ok(updated) => updated,
-        // ECS refused the update: nothing of it stands (the revision registered is unused).
-        Err(e @ EcsError::Configuration(_)) => return Err(e),
+        // ECS refused the update: nothing of it stands (the revision registered is unused),
+        // unless an earlier attempt of the same call was applied and its answer lost.
+        Err(e @ EcsError::Configuration(_)) => match describe_service(s, deadline).await {
+            Ok(now) if now.task_definition() == Some(new_arn.as_str()) => crate::Updated::default(),
+            Ok(_) => return Err(e),
+            Err(read) => {
+                let detail = format!(
+                    "{} may have been updated to {new_arn} ({e}), and could not be read: check it",
+                    s.describe()
+                );
+                return Err(EcsError::left(read, sides.stands(Serving::Unknown, detail)));
+            }
+        },
         // Sent, perhaps applied, its answer lost: what the service runs now is unknown.
         Err(e) => {
             let detail = format!("{} may have been updated to {new_arn}: check it", s.describe());
@@ -211,6 +234,7 @@ pub async fn deploy_images(
         started_at: now_secs(),
         deployment_id: updated.deployment_id,
         service_deployment_arn: updated.service_deployment_arn,
+        not_ours: false,
     };
     follow(s, state, timeout, alarms, deadline).await
 }
@@ -244,6 +268,7 @@ async fn follow_from(
             previous_task_definition_arn,
             service_deployment_arn,
             stopped_at,
+            stop_taken,
             reason,
         } => {
             let sides = Sides {
@@ -251,7 +276,12 @@ async fn follow_from(
                 previous: previous_task_definition_arn,
                 service_deployment_arn: Some(service_deployment_arn.clone()),
             };
-            follow_rollback(s, &sides, &service_deployment_arn, stopped_at, &reason, deadline).await
+            let stopping = Stopping { arn: &service_deployment_arn, since: stopped_at, reason: &reason };
+            if stop_taken {
+                follow_rollback(s, &sides, &stopping, deadline).await
+            } else {
+                stop_and_follow(s, &sides, &stopping, deadline).await
+            }
         }
         EcsState::FollowingRollout {
             task_definition_arn,
@@ -259,6 +289,7 @@ async fn follow_from(
             started_at,
             deployment_id,
             service_deployment_arn,
+            not_ours,
         } => {
             let sides = Sides {
                 new: task_definition_arn,
@@ -268,20 +299,25 @@ async fn follow_from(
             let arn = match service_deployment_arn {
                 Some(arn) => Some(arn),
                 // ECS did not name it (a retry that found the service updated already, or an
-                // UpdateService answer without it): the newest deploying this revision.
-                None => match sd::find(s, &sides.new, None, deadline.less(RESTORE_RESERVE)).await {
-                    Ok(Lookup::Found(found)) => found,
-                    Ok(Lookup::Absent(code)) => {
-                        sd::note_absent(s, &code);
-                        None
+                // UpdateService answer without it): the newest deploying this revision. A
+                // revision this deployment registered is its own (no one else deploys it) and
+                // is at most a day old: CodePipeline ends an action within 24 hours.
+                None => {
+                    match sd::find(s, &sides.new, since(started_at, not_ours), deadline.less(RESTORE_RESERVE)).await {
+                        Ok(Lookup::Found(found)) => found,
+                        Ok(Lookup::Absent(code)) => {
+                            sd::note_absent(s, &code);
+                            None
+                        }
+                        Err(e) => {
+                            let detail =
+                                format!("the deployment of {} to {} could not be read", sides.new, s.describe());
+                            return Err(EcsError::left(e, sides.stands(Serving::Unknown, detail)));
+                        }
                     }
-                    Err(e) => {
-                        let detail = format!("the deployment of {} to {} could not be read", sides.new, s.describe());
-                        return Err(EcsError::left(e, sides.stands(Serving::Unknown, detail)));
-                    }
-                },
+                }
             };
-            let followed = Followed { sides, started_at, deployment_id };
+            let followed = Followed { sides, started_at, deployment_id, not_ours };
             match arn {
                 Some(arn) => follow_service_deployment(s, followed, arn, timeout, alarms, deadline).await,
                 None => follow_deployments_list(s, followed, described, timeout, alarms, deadline).await,
@@ -296,6 +332,42 @@ struct Followed {
     started_at: u64,
     /// The id in the service's deployments list, once known.
     deployment_id: Option<String>,
+    /// Not this deployment's revision: followed, never stopped or updated back.
+    not_ours: bool,
+}
+
+/// Where to look for a deployment's service deployment from: a day before it started, for a
+/// revision it registered; all of ECS's history (90 days) otherwise.
+fn since(started_at: u64, not_ours: bool) -> Option<aws_smithy_types::DateTime> {
+    (!not_ours).then(|| aws_smithy_types::DateTime::from_secs(started_at.saturating_sub(25 * 3600) as i64))
+}
+
+/// A stop crossdeploy decided: of which service deployment, since when, and why.
+struct Stopping<'a> {
+    arn: &'a str,
+    since: u64,
+    reason: &'a str,
+}
+
+/// What the service runs after a rollback ended: `Previous` only if it runs what stood before
+/// this deployment (ECS rolls back to the last deployment that succeeded, which may be another).
+async fn after_rollback(s: &ServiceRef<'_>, sides: &Sides, what: String, deadline: Deadline) -> (Stands, String) {
+    match describe_service(s, deadline).await {
+        Ok(service) => {
+            let runs = service.task_definition().unwrap_or("no task definition").to_owned();
+            let events = events_of(&service);
+            if runs == sides.previous {
+                (sides.stands(Serving::Previous, format!("{} runs {runs} again: {what}", s.describe())), events)
+            } else {
+                let detail = format!("{} runs {runs}, not {} that stood before: {what}", s.describe(), sides.previous);
+                (sides.stands(Serving::Unknown, detail), events)
+            }
+        }
+        Err(e) => {
+            let detail = format!("{what}; {} could not be read ({e}): check it", s.describe());
+            (sides.stands(Serving::Unknown, detail), "the service's events could not be read".to_owned())
+        }
+    }
 }
 
 /// The service's latest events, in a few words for a failure message.
@@ -347,15 +419,14 @@ async fn follow_service_deployment(
                 return Ok(succeeded(s, &sides, &view, followed.deployment_id.clone(), work).await);
             }
             ServiceDeploymentStatus::RollbackSuccessful => {
+                let what = format!("ECS rolled service deployment {} back", view.id());
+                let (stands, events) = after_rollback(s, &sides, what, work).await;
                 let error = EcsError::Rollout(format!(
-                    "the deployment of {new} to {} was rolled back by ECS: {} (service events: {})",
+                    "the deployment of {new} to {} was rolled back by ECS: {} (service events: {events})",
                     s.describe(),
                     view.failure(),
-                    latest_events(s, work).await
                 ));
-                let detail =
-                    format!("{} runs {previous} again: ECS rolled service deployment {} back", s.describe(), view.id());
-                return Err(EcsError::left(error, sides.stands(Serving::Previous, detail)));
+                return Err(EcsError::left(error, stands));
             }
             ServiceDeploymentStatus::RollbackFailed => {
                 let error = EcsError::Rollout(format!(
@@ -402,8 +473,13 @@ async fn follow_service_deployment(
             {
                 // ECS is stopping or rolling it back by itself (its circuit breaker, its alarms,
                 // or someone's stop): follow that to its end, for a bounded time.
-                let since = view.rollback_started.map(|t| t.secs().max(0) as u64).unwrap_or(followed.started_at);
-                if now_secs().saturating_sub(since) > ROLLBACK_LIMIT.as_secs() {
+                // From when ECS says it started; at most TimeoutMinutes and the limit in all.
+                let since =
+                    view.rollback_started.or(view.stopped_at).or(view.updated_at).map(|t| t.secs().max(0) as u64);
+                let now = now_secs();
+                let past = since.is_some_and(|t| now.saturating_sub(t) > ROLLBACK_LIMIT.as_secs())
+                    || now.saturating_sub(followed.started_at) > timeout.as_secs() + ROLLBACK_LIMIT.as_secs();
+                if past {
                     let error = EcsError::Rollout(format!(
                         "the deployment of {new} to {} is still {} after {} minutes: {}",
                         s.describe(),
@@ -416,10 +492,29 @@ async fn follow_service_deployment(
                 }
             }
             _ => {
-                // Pending or in progress: crossdeploy's own checks.
+                // Pending or in progress: crossdeploy's own checks. A failure stops the service
+                // deployment with rollback, unless it is not this deployment's.
+                let fail = |error: EcsError, sides: Sides| {
+                    let arn = arn.clone();
+                    let not_ours = followed.not_ours;
+                    async move {
+                        if not_ours {
+                            let detail = format!(
+                                "this deployment changed nothing: {} already ran {}; service deployment {} is not crossdeploy's and is left as it is",
+                                s.describe(),
+                                sides.new,
+                                short_id(&arn)
+                            );
+                            return Err(EcsError::left(error, sides.stands(Serving::Previous, detail)));
+                        }
+                        let reason = error.to_string();
+                        let stopping = Stopping { arn: &arn, since: now_secs(), reason: &reason };
+                        stop_and_follow(s, &sides, &stopping, deadline).await
+                    }
+                };
                 let firing = match firing_alarm(alarms.cloudwatch, alarms.names, s.account, work).await {
                     Ok(f) => f,
-                    Err(e) => return stop_and_follow(s, &sides, &arn, e.into(), deadline).await,
+                    Err(e) => return fail(e.into(), sides.clone()).await,
                 };
                 if let Some(firing) = firing {
                     tracing::error!(service = s.service, alarm = %firing.name, service_deployment = %arn, "alarm in ALARM: stopping the deployment with rollback");
@@ -431,7 +526,7 @@ async fn follow_service_deployment(
                         view.id(),
                         s.describe()
                     ));
-                    return stop_and_follow(s, &sides, &arn, error, deadline).await;
+                    return fail(error, sides.clone()).await;
                 }
                 let waited = now_secs().saturating_sub(followed.started_at);
                 if waited >= timeout.as_secs() {
@@ -442,7 +537,7 @@ async fn follow_service_deployment(
                         timeout.as_secs() / 60,
                         view.progress(new, previous)
                     ));
-                    return stop_and_follow(s, &sides, &arn, error, deadline).await;
+                    return fail(error, sides.clone()).await;
                 }
             }
         }
@@ -455,6 +550,7 @@ async fn follow_service_deployment(
                 started_at: followed.started_at,
                 deployment_id: followed.deployment_id.clone(),
                 service_deployment_arn: Some(arn.clone()),
+                not_ours: followed.not_ours,
             };
             let detail = format!("{}: {}", s.describe(), view.progress(new, previous));
             return Ok(Outcome::InProgress {
@@ -507,126 +603,146 @@ async fn succeeded(
     Outcome::Succeeded { summary, outputs }
 }
 
-/// crossdeploy fails the deployment (`error`): stop its service deployment with rollback and
-/// follow ECS's rollback. A deployment that finished before the stop reached it (or that ECS no
-/// longer knows) is put back with UpdateService instead.
+/// crossdeploy fails the deployment: stop its service deployment with rollback and follow ECS's
+/// rollback. The stop is a change: it is sent only with the time to act left, else the state to
+/// send it from is handed back. A deployment that finished before the stop reached it (or that
+/// ECS no longer knows) is put back with UpdateService instead.
 async fn stop_and_follow(
     s: &ServiceRef<'_>,
     sides: &Sides,
-    arn: &str,
-    error: EcsError,
+    stopping: &Stopping<'_>,
     deadline: Deadline,
 ) -> Result<Outcome, EcsError> {
-    let work = deadline.less(RESTORE_RESERVE);
-    match sd::stop_with_rollback(s, arn, work).await {
+    if !time_to_change(deadline) {
+        return Ok(rolling_back(s, sides, stopping, false, "about to stop it with rollback".to_owned()));
+    }
+    let error = || EcsError::Rollout(stopping.reason.to_owned());
+    match sd::stop_with_rollback(s, stopping.arn, deadline.less(RESTORE_RESERVE)).await {
         Ok(Stop::Stopping) => {
-            tracing::warn!(service = s.service, service_deployment = %arn, error = %error, "stopped the service deployment with rollback; following the rollback");
-            follow_rollback(s, sides, arn, now_secs(), &error.to_string(), deadline).await
+            tracing::warn!(service = s.service, service_deployment = %stopping.arn, reason = stopping.reason, "stopped the service deployment with rollback; following the rollback");
+            follow_rollback(s, sides, stopping, deadline).await
         }
         Ok(stop @ (Stop::Finished | Stop::NotFound)) => {
-            tracing::warn!(service = s.service, service_deployment = %arn, ?stop, "the service deployment could not be stopped; updating the service back");
-            Err(put_back_now(s, error, sides, deadline).await)
+            tracing::warn!(service = s.service, service_deployment = %stopping.arn, ?stop, "the service deployment could not be stopped; updating the service back");
+            Err(put_back_now(s, error(), sides, deadline).await)
+        }
+        // No answer, or a transient one: perhaps taken. Sent again by the next invocation
+        // (stopping a deployment that rolls back changes nothing).
+        Err(EcsError::Aws { error: info, .. })
+            if info.code.as_deref().is_none_or(crossdeploy_aws::is_transient_code) =>
+        {
+            Ok(rolling_back(s, sides, stopping, false, format!("the stop got no answer ({info}); sending it again")))
         }
         Err(e) => {
-            let error =
-                EcsError::Rollout(format!("{error}; stopping service deployment {} failed ({e})", short_id(arn)));
+            let error = EcsError::Rollout(format!(
+                "{}; stopping service deployment {} failed ({e})",
+                stopping.reason,
+                short_id(stopping.arn)
+            ));
             Err(put_back_now(s, error, sides, deadline).await)
         }
     }
 }
 
-/// Follows the rollback ECS does of the service deployment crossdeploy stopped for `reason`, to
-/// its end: the job fails with `reason` either way, saying what the service runs.
+/// The state of a rollback crossdeploy asked for (or is about to), to go on from.
+fn rolling_back(s: &ServiceRef<'_>, sides: &Sides, stopping: &Stopping<'_>, stop_taken: bool, how: String) -> Outcome {
+    let state = EcsState::RollingBack {
+        task_definition_arn: sides.new.clone(),
+        previous_task_definition_arn: sides.previous.clone(),
+        service_deployment_arn: stopping.arn.to_owned(),
+        stopped_at: stopping.since,
+        stop_taken,
+        reason: stopping.reason.to_owned(),
+    };
+    let detail = format!(
+        "{}: rolling service deployment {} back ({}): {how}",
+        s.describe(),
+        short_id(stopping.arn),
+        stopping.reason
+    );
+    Outcome::InProgress {
+        summary: detail.clone(),
+        percent_complete: 95,
+        state: serde_json::to_value(&state).unwrap_or_default(),
+        stands: Some(sides.stands(Serving::Shifting, detail)),
+    }
+}
+
+/// Follows the rollback ECS does of the service deployment crossdeploy stopped, to its end: the
+/// job fails with the stop's reason either way, saying what the service runs. Bounded by
+/// [`ROLLBACK_LIMIT`] from the stop.
 async fn follow_rollback(
     s: &ServiceRef<'_>,
     sides: &Sides,
-    arn: &str,
-    stopped_at: u64,
-    reason: &str,
+    stopping: &Stopping<'_>,
     deadline: Deadline,
 ) -> Result<Outcome, EcsError> {
     let work = deadline.less(RESTORE_RESERVE);
+    let reason = || EcsError::Rollout(stopping.reason.to_owned());
+    let id = short_id(stopping.arn);
     let mut pace = Pace::new();
     loop {
-        let d = match sd::describe(s, arn, work).await {
-            Ok(Lookup::Found(d)) => d,
+        let over = now_secs().saturating_sub(stopping.since) > ROLLBACK_LIMIT.as_secs();
+        let view = match sd::describe(s, stopping.arn, work).await {
+            Ok(Lookup::Found(d)) => Some(View::of(&d)),
             Ok(Lookup::Absent(code)) => {
-                // The API answered the stop, then went away: unlikely; say what is known.
+                // The API took the stop, then went away: put the service back the old way.
                 let e = EcsError::Rollout(format!(
-                    "{reason}; the rollback of service deployment {} could not be followed ({code})",
-                    short_id(arn)
+                    "{}; the rollback of service deployment {id} could not be followed ({code})",
+                    stopping.reason
                 ));
                 return Err(put_back_now(s, e, sides, deadline).await);
             }
+            // Not read this time: ECS goes on rolling back; read again, within the limit.
+            Err(e) if !over => {
+                tracing::warn!(service = s.service, service_deployment = %stopping.arn, error = %e, "the rollback could not be read; reading again");
+                None
+            }
             Err(e) => {
-                let detail = format!("the rollback of service deployment {} could not be read ({e})", short_id(arn));
-                return Err(EcsError::left(
-                    EcsError::Rollout(reason.to_owned()),
-                    sides.stands(Serving::Unknown, detail),
-                ));
+                let detail =
+                    format!("the rollback of service deployment {id} could not be read ({e}): check {}", s.describe());
+                return Err(EcsError::left(reason(), sides.stands(Serving::Unknown, detail)));
             }
         };
-        let view = View::of(&d);
-        match &view.status {
-            ServiceDeploymentStatus::RollbackSuccessful => {
-                let detail = format!(
-                    "ECS rolled {} back to {} (service deployment {} ROLLBACK_SUCCESSFUL)",
-                    s.describe(),
-                    sides.previous,
-                    view.id()
-                );
-                return Err(EcsError::left(
-                    EcsError::Rollout(reason.to_owned()),
-                    sides.stands(Serving::Previous, detail),
-                ));
+        if let Some(view) = &view {
+            match &view.status {
+                ServiceDeploymentStatus::RollbackSuccessful => {
+                    let what = format!("ECS rolled it back (service deployment {id} ROLLBACK_SUCCESSFUL)");
+                    let (stands, _) = after_rollback(s, sides, what, work).await;
+                    return Err(EcsError::left(reason(), stands));
+                }
+                // It finished before the stop took: put the service back the way ECS allows.
+                ServiceDeploymentStatus::Successful => return Err(put_back_now(s, reason(), sides, deadline).await),
+                status if !is_ongoing(status) => {
+                    let what = format!(
+                        "ECS's rollback of service deployment {id} ended {}: {}",
+                        status.as_str(),
+                        view.failure()
+                    );
+                    let (stands, _) = after_rollback(s, sides, what, work).await;
+                    let stands = Stands { serving: Serving::Unknown, ..stands };
+                    return Err(EcsError::left(reason(), stands));
+                }
+                _ => {}
             }
-            // It finished before the stop took: put the service back the way ECS allows.
-            ServiceDeploymentStatus::Successful => {
-                return Err(put_back_now(s, EcsError::Rollout(reason.to_owned()), sides, deadline).await);
-            }
-            status if !is_ongoing(status) => {
-                let detail = format!(
-                    "ECS's rollback of service deployment {} ended {}: {}; check {}",
-                    view.id(),
-                    status.as_str(),
-                    view.failure(),
-                    s.describe()
-                );
-                return Err(EcsError::left(
-                    EcsError::Rollout(reason.to_owned()),
-                    sides.stands(Serving::Unknown, detail),
-                ));
-            }
-            _ => {}
         }
-        if now_secs().saturating_sub(stopped_at) > ROLLBACK_LIMIT.as_secs() {
+        if over {
             let detail = format!(
                 "ECS is still rolling {} back after {} minutes ({}): check it",
                 s.describe(),
                 ROLLBACK_LIMIT.as_secs() / 60,
-                view.failure()
+                view.map(|v| v.failure()).unwrap_or_else(|| "not read".to_owned())
             );
-            return Err(EcsError::left(EcsError::Rollout(reason.to_owned()), sides.stands(Serving::Shifting, detail)));
+            return Err(EcsError::left(reason(), sides.stands(Serving::Shifting, detail)));
         }
         let room = deadline.remaining().saturating_sub(MUTATION_MARGIN + RESTORE_RESERVE);
         if room < Duration::from_secs(1) {
-            let state = EcsState::RollingBack {
-                task_definition_arn: sides.new.clone(),
-                previous_task_definition_arn: sides.previous.clone(),
-                service_deployment_arn: arn.to_owned(),
-                stopped_at,
-                reason: reason.to_owned(),
-            };
-            let detail =
-                format!("{}: rolling back ({reason}): {}", s.describe(), view.progress(&sides.new, &sides.previous));
-            return Ok(Outcome::InProgress {
-                summary: detail.clone(),
-                percent_complete: 95,
-                state: serde_json::to_value(&state).unwrap_or_default(),
-                stands: Some(sides.stands(Serving::Shifting, detail)),
-            });
+            let how = view
+                .map(|v| v.progress(&sides.new, &sides.previous))
+                .unwrap_or_else(|| "not read this time".to_owned());
+            return Ok(rolling_back(s, sides, stopping, true, how));
         }
-        tracing::info!(service = s.service, service_deployment = %arn, status = view.status.as_str(), "rollback in progress");
+        tracing::info!(service = s.service, service_deployment = %stopping.arn, status = ?view.as_ref().map(|v| v.status.as_str()), "rollback in progress");
         pace.wait(room).await;
     }
 }
@@ -634,10 +750,7 @@ async fn follow_rollback(
 /// Reads the service and puts it back ([`put_back`]).
 async fn put_back_now(s: &ServiceRef<'_>, error: EcsError, sides: &Sides, deadline: Deadline) -> EcsError {
     match describe_service(s, deadline).await {
-        Ok(service) => {
-            let runs_new = service.task_definition() == Some(sides.new.as_str());
-            put_back(s, error, runs_new, sides, deadline).await
-        }
+        Ok(service) => put_back(s, error, service.task_definition(), sides, deadline).await,
         Err(e) => {
             let detail = format!("{} could not be read to put it back ({e})", s.describe());
             EcsError::left(error, sides.stands(Serving::Unknown, detail))
@@ -674,7 +787,7 @@ async fn follow_deployments_list(
                 }
             },
         };
-        let runs_new = service.task_definition() == Some(new.as_str());
+        let runs = service.task_definition();
         match assess(&service, &new, followed_id.as_deref()) {
             Rollout::Completed { deployment_id } => {
                 tracing::info!(service = s.service, %deployment_id, "rollout completed");
@@ -688,7 +801,7 @@ async fn follow_deployments_list(
             }
             Rollout::Failed { reason, .. } => {
                 let error = EcsError::Rollout(format!("the deployment of {new} to {} failed: {reason}", s.describe()));
-                return Err(put_back(s, error, runs_new, sides, deadline).await);
+                return Err(put_back(s, error, runs, sides, deadline).await);
             }
             Rollout::RolledBack { reason } => {
                 let error = EcsError::Rollout(format!(
@@ -706,7 +819,7 @@ async fn follow_deployments_list(
                 followed_id = Some(deployment_id.clone());
                 let firing = match firing_alarm(alarms.cloudwatch, alarms.names, s.account, work).await {
                     Ok(f) => f,
-                    Err(e) => return Err(put_back(s, e.into(), runs_new, sides, deadline).await),
+                    Err(e) => return Err(put_back(s, e.into(), runs, sides, deadline).await),
                 };
                 if let Some(firing) = firing {
                     tracing::error!(service = s.service, alarm = %firing.name, "alarm in ALARM: restoring the service");
@@ -714,7 +827,7 @@ async fn follow_deployments_list(
                         "alarm {} in account {} is in ALARM ({}) during deployment {deployment_id} of {new}",
                         firing.name, s.account, firing.reason,
                     ));
-                    return Err(put_back(s, error, runs_new, sides, deadline).await);
+                    return Err(put_back(s, error, runs, sides, deadline).await);
                 }
                 let waited = now_secs().saturating_sub(followed.started_at);
                 if waited >= timeout.as_secs() {
@@ -723,7 +836,7 @@ async fn follow_deployments_list(
                         s.describe(),
                         timeout.as_secs() / 60
                     ));
-                    return Err(put_back(s, error, runs_new, sides, deadline).await);
+                    return Err(put_back(s, error, runs, sides, deadline).await);
                 }
                 // Follow until the deadline leaves only the time to act (and put back).
                 let room = deadline.remaining().saturating_sub(MUTATION_MARGIN + RESTORE_RESERVE);
@@ -735,6 +848,7 @@ async fn follow_deployments_list(
                         started_at: followed.started_at,
                         deployment_id: followed_id.clone(),
                         service_deployment_arn: None,
+                        not_ours: followed.not_ours,
                     };
                     let detail = format!("deployment {deployment_id} of {new} to {} in progress", s.describe());
                     return Ok(Outcome::InProgress {
@@ -752,11 +866,27 @@ async fn follow_deployments_list(
 }
 
 /// A rollout failed: put the service back on the previous task definition if it still runs the
-/// new one (ECS rolls that back out), and say what it runs either way.
-async fn put_back(s: &ServiceRef<'_>, error: EcsError, runs_new: bool, sides: &Sides, deadline: Deadline) -> EcsError {
-    if !runs_new {
-        let detail = format!("{} no longer runs {}", s.describe(), sides.new);
+/// new one (`runs`: what it runs; ECS rolls that back out), and say what it runs either way.
+async fn put_back(
+    s: &ServiceRef<'_>,
+    error: EcsError,
+    runs: Option<&str>,
+    sides: &Sides,
+    deadline: Deadline,
+) -> EcsError {
+    if runs == Some(sides.previous.as_str()) {
+        let detail = format!("{} runs {} again", s.describe(), sides.previous);
         return EcsError::left(error, sides.stands(Serving::Previous, detail));
+    }
+    if runs != Some(sides.new.as_str()) {
+        let detail = format!(
+            "{} runs {}, neither {} that stood before nor {}: someone changed it; left as it is",
+            s.describe(),
+            runs.unwrap_or("no task definition"),
+            sides.previous,
+            sides.new
+        );
+        return EcsError::left(error, sides.stands(Serving::Unknown, detail));
     }
     match update_service(s, &sides.previous, None, deadline).await {
         Ok(updated) => {

@@ -3,7 +3,7 @@
 
 use crate::deploy::describe_task_definition;
 use crate::service::{describe_service, update_service};
-use crate::service_deployment::{self as sd, is_ongoing, short_id, Lookup, Stop};
+use crate::service_deployment::{self as sd, short_id, Lookup, Stop};
 use crate::taskdef::{DEPLOYMENT_TAG, PREVIOUS_TAG};
 use crate::{EcsError, ServiceRef};
 use aws_sdk_ecs::types::ServiceDeploymentStatus;
@@ -112,26 +112,22 @@ async fn restore(
     let name = s.describe();
     if let Some(current) = service.current_service_deployment() {
         // Any trouble reading or stopping it: update the service back, which restores as well.
-        match sd::describe(s, current, deadline).await {
-            Ok(Lookup::Found(d)) if d.status().is_some_and(is_ongoing) => {
-                let status = d.status().map(|x| x.as_str()).unwrap_or("?");
-                let rolling_back = matches!(
-                    d.status(),
-                    Some(ServiceDeploymentStatus::RollbackRequested | ServiceDeploymentStatus::RollbackInProgress)
-                );
+        match ongoing_to_restore(s, current, spec, deadline).await {
+            Ok(Some(rolling_back)) => {
                 let stop =
                     if rolling_back { Ok(Stop::Stopping) } else { sd::stop_with_rollback(s, current, deadline).await };
                 if let Err(e) = &stop {
                     tracing::warn!(%request_id, error = %e, "rollback: the service deployment could not be stopped; updating the service back");
                 }
                 if matches!(stop, Ok(Stop::Stopping)) {
+                    let how = if rolling_back { "was rolling back already" } else { "stopped with rollback" };
                     let summary = format!(
-                        "{name}: service deployment {} of {} ({status}) stopped with rollback; ECS puts {} back (service deployment {current}): {reason}",
+                        "{name}: service deployment {} of {} {how}; ECS puts {} back (service deployment {current}): {reason}",
                         short_id(current),
                         spec.deployed_task_definition,
                         spec.restore_task_definition
                     );
-                    tracing::info!(%request_id, %summary, "rollback: stopped the service deployment with rollback");
+                    tracing::info!(%request_id, %summary, "rollback: through the service deployment");
                     return Ok(with_service_deployment(
                         RollbackResult::Restored.outcome(summary, &spec.restore_task_definition),
                         current,
@@ -139,8 +135,7 @@ async fn restore(
                 }
                 // It finished in the meantime: update the service back, below.
             }
-            Ok(Lookup::Found(_)) => {}
-            Ok(Lookup::Absent(code)) => sd::note_absent(s, &code),
+            Ok(None) => {}
             Err(e) => {
                 tracing::warn!(%request_id, error = %e, "rollback: the service deployment could not be read; updating the service back")
             }
@@ -160,6 +155,41 @@ async fn restore(
         Some(arn) => with_service_deployment(outcome, arn),
         None => outcome,
     })
+}
+
+/// Whether the service deployment `arn` rolls (or may be stopped to roll) the service back to
+/// what the rollback restores: `Some(true)` when ECS is rolling it back to that already,
+/// `Some(false)` when it is pending or in progress from that revision (a stop with rollback puts
+/// it back), `None` otherwise (finished, stopping, or from another revision: a stop would not
+/// restore what is asked, so the service is updated back). The API absent: `None`.
+async fn ongoing_to_restore(
+    s: &ServiceRef<'_>,
+    arn: &str,
+    spec: &EcsRollback,
+    deadline: Deadline,
+) -> Result<Option<bool>, EcsError> {
+    let d = match sd::describe(s, arn, deadline).await? {
+        Lookup::Found(d) => d,
+        Lookup::Absent(code) => {
+            sd::note_absent(s, &code);
+            return Ok(None);
+        }
+    };
+    let rolling_back = match d.status() {
+        Some(ServiceDeploymentStatus::Pending | ServiceDeploymentStatus::InProgress) => false,
+        Some(ServiceDeploymentStatus::RollbackRequested | ServiceDeploymentStatus::RollbackInProgress) => true,
+        _ => return Ok(None),
+    };
+    // ECS rolls back to the revision the service ran before: it must be the one to restore, and
+    // the deployment must bring the one deployed.
+    let target = d.target_service_revision().and_then(|t| t.arn()).map(str::to_owned);
+    let sources: Vec<String> = d.source_service_revisions().iter().filter_map(|r| r.arn().map(str::to_owned)).collect();
+    let asked: Vec<String> = target.iter().cloned().chain(sources.iter().cloned()).collect();
+    let runs = sd::revision_task_definitions(s, &asked, deadline).await?;
+    let brings = target.and_then(|t| runs.get(&t)).map(String::as_str);
+    let from_restore = !sources.is_empty()
+        && sources.iter().all(|r| runs.get(r).map(String::as_str) == Some(spec.restore_task_definition.as_str()));
+    Ok((brings == Some(spec.deployed_task_definition.as_str()) && from_restore).then_some(rolling_back))
 }
 
 fn with_service_deployment(outcome: Outcome, arn: &str) -> Outcome {

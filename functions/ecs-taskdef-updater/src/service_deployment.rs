@@ -137,21 +137,34 @@ pub async fn find(
     if revisions.is_empty() {
         return Ok(Lookup::Found(None));
     }
-    let out = retry("DescribeServiceRevisions", Backoff::CONTROL_PLANE, deadline, is_transient, || {
-        s.ecs.describe_service_revisions().set_service_revision_arns(Some(revisions.clone())).send()
-    })
-    .await
-    .map_err(|e| aws_error("describe the service revisions of", resource(), ErrorInfo::from_sdk(&e)))?;
-    let runs: HashMap<String, String> = out
-        .service_revisions
-        .unwrap_or_default()
-        .into_iter()
-        .filter_map(|r| Some((r.service_revision_arn?, r.task_definition?)))
-        .collect();
+    let runs = revision_task_definitions(s, &revisions, deadline).await?;
     Ok(Lookup::Found(briefs.into_iter().find_map(|b| {
         let td = runs.get(b.target_service_revision_arn()?)?;
         (td == task_definition).then(|| b.service_deployment_arn().map(str::to_owned)).flatten()
     })))
+}
+
+/// The task definition each service revision runs (`DescribeServiceRevisions`, at most 20).
+pub async fn revision_task_definitions(
+    s: &ServiceRef<'_>,
+    revisions: &[String],
+    deadline: Deadline,
+) -> Result<HashMap<String, String>, EcsError> {
+    if revisions.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let asked: Vec<String> = revisions.iter().take(20).cloned().collect();
+    let out = retry("DescribeServiceRevisions", Backoff::CONTROL_PLANE, deadline, is_transient, || {
+        s.ecs.describe_service_revisions().set_service_revision_arns(Some(asked.clone())).send()
+    })
+    .await
+    .map_err(|e| aws_error("describe the service revisions of", s.describe(), ErrorInfo::from_sdk(&e)))?;
+    Ok(out
+        .service_revisions
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|r| Some((r.service_revision_arn?, r.task_definition?)))
+        .collect())
 }
 
 /// How a stop request ended.
@@ -228,6 +241,8 @@ pub struct View {
     pub alarms: Vec<String>,
     pub rollback_reason: Option<String>,
     pub rollback_started: Option<DateTime>,
+    pub stopped_at: Option<DateTime>,
+    pub updated_at: Option<DateTime>,
 }
 
 impl View {
@@ -250,6 +265,8 @@ impl View {
             alarms,
             rollback_reason: d.rollback().and_then(|r| r.reason()).map(str::to_owned),
             rollback_started: d.rollback().and_then(|r| r.started_at()).copied(),
+            stopped_at: d.stopped_at().copied(),
+            updated_at: d.updated_at().copied(),
         }
     }
 

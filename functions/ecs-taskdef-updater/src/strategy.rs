@@ -136,6 +136,57 @@ pub fn configuration(service: &Service, asked: &Asked<'_>) -> Result<Option<Depl
     Ok((next != current).then_some(next))
 }
 
+/// How long the deployment bakes with `config`, in minutes: a canary's wait, a linear
+/// deployment's steps below 100% times their wait, and `bakeTimeInMinutes`; with ECS's defaults
+/// where a field is absent (canary 10 minutes, linear 10% every 6 minutes).
+pub fn bake_minutes(config: &DeploymentConfiguration) -> u64 {
+    let positive = |v: Option<i32>, default: i32| u64::try_from(v.unwrap_or(default)).unwrap_or(0);
+    let shift = match config.strategy() {
+        Some(DeploymentStrategy::Canary) => {
+            positive(config.canary_configuration().and_then(|c| c.canary_bake_time_in_minutes()), 10)
+        }
+        Some(DeploymentStrategy::Linear) => {
+            let linear = config.linear_configuration();
+            let step = linear.and_then(|l| l.step_percent()).unwrap_or(10.0).max(3.0);
+            let steps = ((100.0 / step).ceil() as u64).saturating_sub(1);
+            steps * positive(linear.and_then(|l| l.step_bake_time_in_minutes()), 6)
+        }
+        _ => 0,
+    };
+    let shifting = matches!(
+        config.strategy(),
+        Some(DeploymentStrategy::BlueGreen | DeploymentStrategy::Canary | DeploymentStrategy::Linear)
+    );
+    shift + if shifting { positive(config.bake_time_in_minutes(), 0) } else { 0 }
+}
+
+/// A ConfigurationError, before any change, when the deployment the service would run cannot
+/// end within `timeout` (TimeoutMinutes would stop it during its bake), or is blue/green with no
+/// bake time (ECS requires one).
+pub fn check_bakes(
+    s: &ServiceRef<'_>,
+    config: Option<&DeploymentConfiguration>,
+    timeout: std::time::Duration,
+) -> Result<(), EcsError> {
+    let Some(config) = config else { return Ok(()) };
+    if config.strategy() == Some(&DeploymentStrategy::BlueGreen) && config.bake_time_in_minutes().is_none() {
+        return Err(EcsError::Configuration(format!(
+            "{} would deploy BlueGreen with no bake time, which ECS requires: set BakeTimeMinutes (0 for none); nothing was changed",
+            s.describe()
+        )));
+    }
+    let bakes = bake_minutes(config);
+    let minutes = timeout.as_secs() / 60;
+    if bakes >= minutes {
+        return Err(EcsError::Configuration(format!(
+            "{} would deploy {} baking for {bakes} minutes (with the service's own settings), but TimeoutMinutes is {minutes}: make TimeoutMinutes longer, or crossdeploy stops the deployment during its bake; nothing was changed",
+            s.describe(),
+            config.strategy().map(|x| x.as_str()).unwrap_or("ROLLING")
+        )));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -200,6 +251,32 @@ mod tests {
         let bake = Asked { strategy: None, bake_time_minutes: Some(5), ecs_alarms: &[] };
         let e = check(&s, &bare, &bake).unwrap_err().to_string();
         assert!(e.contains("BakeTimeMinutes is given, but service web in cluster prod of account 222222222222 deploys with the rolling strategy"), "{e}");
+    }
+
+    #[test]
+    fn the_bakes_count_the_service_own_settings_and_blue_green_needs_a_bake_time() {
+        let ecs = client();
+        let s = sref(&ecs);
+        let minutes = |m: u64| std::time::Duration::from_secs(m * 60);
+        let service = |c: DeploymentConfiguration| Service::builder().deployment_configuration(c).build();
+        // The service's own 60-minute bake with BlueGreen asked: over a 30-minute timeout.
+        let own = DeploymentConfiguration::builder().bake_time_in_minutes(60).build();
+        let next = configuration(&service(own), &asked("BlueGreen")).unwrap().unwrap();
+        assert_eq!(bake_minutes(&next), 60);
+        let e = check_bakes(&s, Some(&next), minutes(30)).unwrap_err().to_string();
+        assert!(e.contains("baking for 60 minutes (with the service's own settings), but TimeoutMinutes is 30"), "{e}");
+        assert!(check_bakes(&s, Some(&next), minutes(61)).is_ok());
+        // Blue/green with no bake time at all: ECS requires one.
+        let next = configuration(&Service::builder().build(), &asked("BlueGreen")).unwrap().unwrap();
+        let e = check_bakes(&s, Some(&next), minutes(30)).unwrap_err().to_string();
+        assert!(e.contains("no bake time, which ECS requires"), "{e}");
+        // ECS's defaults where absent: linear 10% every 6 minutes is 9 steps of 6.
+        let linear = DeploymentConfiguration::builder().strategy(DeploymentStrategy::Linear).build();
+        assert_eq!(bake_minutes(&linear), 54);
+        let linear =
+            configuration(&Service::builder().build(), &asked("Linear25PercentEvery2Minutes")).unwrap().unwrap();
+        assert_eq!(bake_minutes(&linear), 6);
+        assert!(check_bakes(&s, None, minutes(1)).is_ok(), "a service with no configuration deploys rolling");
     }
 
     #[test]

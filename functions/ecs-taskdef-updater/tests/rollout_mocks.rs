@@ -272,6 +272,7 @@ async fn a_rollout_that_outlives_timeout_minutes_puts_the_service_back_and_fails
         started_at: now - 31 * 60,
         deployment_id: None,
         service_deployment_arn: None,
+        not_ours: false,
     };
 
     let err = follow(&target(&ecs), state, TIMEOUT, &no_alarms(&cw()), minute()).await.unwrap_err();
@@ -400,6 +401,7 @@ async fn an_alarm_during_the_rollout_puts_the_service_back_and_fails_naming_it()
         started_at: now,
         deployment_id: None,
         service_deployment_arn: None,
+        not_ours: false,
     };
 
     let err =
@@ -645,6 +647,7 @@ fn following(started_at: u64) -> EcsState {
         started_at,
         deployment_id: Some("ecs-svc/new".into()),
         service_deployment_arn: Some(SD.into()),
+        not_ours: false,
     }
 }
 
@@ -740,7 +743,8 @@ async fn an_alarm_stops_the_deployment_with_rollback_and_no_second_update() {
         })
         .then_output(|| StopServiceDeploymentOutput::builder().service_deployment_arn(SD).build());
     let restore = restore_ok();
-    let ecs = mock_client!(aws_sdk_ecs, RuleMode::MatchAny, [&follow_sd, &stop, &restore]);
+    let describe = mock!(Client::describe_services).then_output(|| service(OLD, vec![], &[]));
+    let ecs = mock_client!(aws_sdk_ecs, RuleMode::MatchAny, [&follow_sd, &stop, &restore, &describe]);
     let (cw, names) = (cw(), vec!["web-5xx".to_owned()]);
 
     let err = follow(&target(&ecs), following(now()), TIMEOUT, &Alarms { names: &names, cloudwatch: &cw }, minute())
@@ -749,7 +753,10 @@ async fn an_alarm_stops_the_deployment_with_rollback_and_no_second_update() {
 
     let msg = err.to_string();
     assert!(msg.contains("alarm web-5xx in account 333333333333 is in ALARM (Threshold Crossed: 5xx above 1%) during service deployment sd-new"), "{msg}");
-    assert!(msg.contains("ECS rolled service web in cluster prod of account 333333333333 back to"), "{msg}");
+    assert!(
+        msg.contains(&format!("runs {OLD} again: ECS rolled it back (service deployment sd-new ROLLBACK_SUCCESSFUL)")),
+        "{msg}"
+    );
     assert_eq!((stop.num_calls(), restore.num_calls()), (1, 0), "stopped once, never updated back");
     assert_eq!(err.stands().map(|s| s.serving), Some(Serving::Previous));
 }
@@ -786,7 +793,8 @@ async fn a_rollback_that_outlives_the_invocation_hands_back_its_state_and_the_fa
     let follow_sd = describe_sd(SD, statuses);
     let stop = mock!(Client::stop_service_deployment)
         .then_output(|| StopServiceDeploymentOutput::builder().service_deployment_arn(SD).build());
-    let ecs = mock_client!(aws_sdk_ecs, RuleMode::MatchAny, [&follow_sd, &stop]);
+    let describe = mock!(Client::describe_services).then_output(|| service(OLD, vec![], &[]));
+    let ecs = mock_client!(aws_sdk_ecs, RuleMode::MatchAny, [&follow_sd, &stop, &describe]);
 
     let first = follow(
         &target(&ecs),
@@ -845,6 +853,7 @@ async fn without_the_answer_naming_it_the_deployment_is_found_by_the_revision_it
         started_at: now(),
         deployment_id: Some("ecs-svc/new".into()),
         service_deployment_arn: None,
+        not_ours: false,
     };
 
     let outcome = follow(&target(&ecs), state, TIMEOUT, &no_alarms(&cw()), minute()).await.unwrap();
@@ -876,4 +885,249 @@ async fn ecs_refusing_the_strategy_is_a_configuration_error_and_nothing_stands()
     );
     assert!(err.to_string().contains("not supported with a Network Load Balancer"), "{err}");
     assert!(err.stands().is_none(), "nothing of the deployment stands");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_rollback_to_another_revision_than_what_stood_before_is_recorded_unknown() {
+    use ServiceDeploymentStatus as S;
+    let follow_sd =
+        describe_sd(SD, vec![(S::RollbackSuccessful, Some("ECS deployment circuit breaker: tasks failed to start."))]);
+    // ECS rolled back to the last deployment that succeeded: web:6, not web:7 read before.
+    let six = "arn:aws:ecs:us-east-1:333333333333:task-definition/web:6";
+    let describe = mock!(Client::describe_services).then_output(move || service(six, vec![], &[]));
+    let ecs = mock_client!(aws_sdk_ecs, RuleMode::MatchAny, [&follow_sd, &describe]);
+
+    let err = follow(&target(&ecs), following(now()), TIMEOUT, &no_alarms(&cw()), minute()).await.unwrap_err();
+
+    let stands = err.stands().unwrap();
+    assert_eq!(stands.serving, Serving::Unknown, "{stands:?}");
+    assert!(stands.detail.contains(&format!("runs {six}, not {OLD} that stood before")), "{}", stands.detail);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_deployment_that_is_not_ours_is_never_stopped() {
+    use ServiceDeploymentStatus as S;
+    let follow_sd = describe_sd(SD, vec![(S::InProgress, None)]);
+    let stop = mock!(Client::stop_service_deployment)
+        .then_output(|| StopServiceDeploymentOutput::builder().service_deployment_arn(SD).build());
+    let ecs = mock_client!(aws_sdk_ecs, RuleMode::MatchAny, [&follow_sd, &stop]);
+    let (cw, names) = (cw(), vec!["web-5xx".to_owned()]);
+    // The service already ran these images, in someone else's revision still deploying.
+    let state = EcsState::FollowingRollout {
+        task_definition_arn: NEW.into(),
+        previous_task_definition_arn: NEW.into(),
+        started_at: now(),
+        deployment_id: None,
+        service_deployment_arn: Some(SD.into()),
+        not_ours: true,
+    };
+
+    let err =
+        follow(&target(&ecs), state, TIMEOUT, &Alarms { names: &names, cloudwatch: &cw }, minute()).await.unwrap_err();
+
+    assert_eq!(stop.num_calls(), 0, "someone else's deployment is left alone");
+    let stands = err.stands().unwrap();
+    assert_eq!(stands.serving, Serving::Previous);
+    assert!(stands.detail.contains("this deployment changed nothing"), "{}", stands.detail);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stop_is_not_sent_without_the_time_to_act_and_the_next_invocation_sends_it() {
+    use ServiceDeploymentStatus as S;
+    let follow_sd =
+        describe_sd(SD, vec![(S::InProgress, None), (S::RollbackInProgress, None), (S::RollbackSuccessful, None)]);
+    let stop = mock!(Client::stop_service_deployment)
+        .then_output(|| StopServiceDeploymentOutput::builder().service_deployment_arn(SD).build());
+    let describe = mock!(Client::describe_services).then_output(|| service(OLD, vec![], &[]));
+    let ecs = mock_client!(aws_sdk_ecs, RuleMode::MatchAny, [&follow_sd, &stop, &describe]);
+
+    // 14 s left: less than the 15 s a change needs.
+    let first = follow(
+        &target(&ecs),
+        following(now() - 31 * 60),
+        TIMEOUT,
+        &no_alarms(&cw()),
+        Deadline::after(Duration::from_secs(14)),
+    )
+    .await
+    .unwrap();
+    assert_eq!(stop.num_calls(), 0);
+    let Outcome::InProgress { state, .. } = first else { panic!("{first:?}") };
+    let state: EcsState = serde_json::from_value(state).unwrap();
+    assert!(matches!(state, EcsState::RollingBack { stop_taken: false, .. }), "{state:?}");
+
+    let err = follow(&target(&ecs), state, TIMEOUT, &no_alarms(&cw()), minute()).await.unwrap_err();
+    assert_eq!(stop.num_calls(), 1);
+    assert!(err.to_string().contains("TimeoutMinutes"), "{err}");
+    assert_eq!(err.stands().map(|s| s.serving), Some(Serving::Previous));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stop_whose_answer_is_lost_is_sent_again_by_the_next_invocation() {
+    use ServiceDeploymentStatus as S;
+    let follow_sd = describe_sd(SD, vec![(S::InProgress, None), (S::RollbackSuccessful, None)]);
+    let stop = mock!(Client::stop_service_deployment)
+        .sequence()
+        .error(|| {
+            StopServiceDeploymentError::generic(
+                ErrorMetadata::builder().code("ServiceUnavailable").message("try later").build(),
+            )
+        })
+        .times(40)
+        .output(|| StopServiceDeploymentOutput::builder().service_deployment_arn(SD).build())
+        .build();
+    let restore = restore_ok();
+    let describe = mock!(Client::describe_services).then_output(|| service(OLD, vec![], &[]));
+    let ecs = mock_client!(aws_sdk_ecs, RuleMode::MatchAny, [&follow_sd, &stop, &restore, &describe]);
+
+    let first = follow(
+        &target(&ecs),
+        following(now() - 31 * 60),
+        TIMEOUT,
+        &no_alarms(&cw()),
+        Deadline::after(Duration::from_secs(40)),
+    )
+    .await
+    .unwrap();
+    let Outcome::InProgress { state, stands, .. } = first else { panic!("{first:?}") };
+    let state: EcsState = serde_json::from_value(state).unwrap();
+    assert!(matches!(state, EcsState::RollingBack { stop_taken: false, .. }), "{state:?}");
+    assert_eq!(stands.map(|s| s.serving), Some(Serving::Shifting));
+    assert_eq!(restore.num_calls(), 0, "no second mutation racing a stop that may have been taken");
+
+    let err = follow(&target(&ecs), state, TIMEOUT, &no_alarms(&cw()), Deadline::after(Duration::from_secs(600)))
+        .await
+        .unwrap_err();
+    assert_eq!(err.stands().map(|s| s.serving), Some(Serving::Previous));
+    assert_eq!(restore.num_calls(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_update_refused_after_an_earlier_attempt_took_effect_follows_the_deployment() {
+    use ServiceDeploymentStatus as S;
+    let describe = mock!(Client::describe_services)
+        .sequence()
+        .output(settled_on_old)
+        // Re-read after the refusal: the lost first attempt had updated it.
+        .output(|| {
+            DescribeServicesOutput::builder()
+                .services(
+                    Service::builder()
+                        .service_name("web")
+                        .status("ACTIVE")
+                        .task_definition(NEW)
+                        .current_service_deployment(SD)
+                        .build(),
+                )
+                .build()
+        })
+        .times(2)
+        .build();
+    let refused = mock!(Client::update_service).then_error(|| {
+        UpdateServiceError::InvalidParameterException(
+            aws_sdk_ecs::types::error::InvalidParameterException::builder().message("no change").build(),
+        )
+    });
+    let list = mock!(Client::list_service_deployments).then_output(|| {
+        ListServiceDeploymentsOutput::builder()
+            .service_deployments(
+                ServiceDeploymentBrief::builder()
+                    .service_deployment_arn(SD)
+                    .target_service_revision_arn("rev-new")
+                    .created_at(aws_smithy_types::DateTime::from_secs(now() as i64))
+                    .build(),
+            )
+            .build()
+    });
+    let revisions = mock!(Client::describe_service_revisions).then_output(|| {
+        DescribeServiceRevisionsOutput::builder()
+            .service_revisions(ServiceRevision::builder().service_revision_arn("rev-new").task_definition(NEW).build())
+            .build()
+    });
+    let follow_sd = describe_sd(SD, vec![(S::Successful, None)]);
+    let (td, register) = (describe_td("web:old"), register_ok());
+    let ecs = mock_client!(
+        aws_sdk_ecs,
+        RuleMode::MatchAny,
+        [&describe, &td, &register, &refused, &list, &revisions, &follow_sd]
+    );
+
+    let outcome =
+        deploy_images(&target(&ecs), &web_new(), &keep(), TIMEOUT, &no_alarms(&cw()), minute()).await.unwrap();
+
+    let Outcome::Succeeded { outputs, .. } = outcome else { panic!("{outcome:?}") };
+    assert_eq!(outputs["ServiceDeploymentArn"], SD);
+}
+
+/// deploy-rollback's request while the deployment's service deployment is in progress: stopped
+/// with rollback only when ECS would roll back to the revision to restore; else updated back.
+#[tokio::test(start_paused = true)]
+async fn a_rollback_stops_the_service_deployment_only_when_ecs_would_restore_what_is_asked() {
+    let in_progress_from = |source: &'static str| {
+        mock!(Client::describe_service_deployments).then_output(move || {
+            DescribeServiceDeploymentsOutput::builder()
+                .service_deployments(
+                    ServiceDeployment::builder()
+                        .service_deployment_arn(SD)
+                        .status(ServiceDeploymentStatus::InProgress)
+                        .source_service_revisions(ServiceRevisionSummary::builder().arn(source).build())
+                        .target_service_revision(ServiceRevisionSummary::builder().arn("rev-new").build())
+                        .build(),
+                )
+                .build()
+        })
+    };
+    let revisions = mock!(Client::describe_service_revisions).then_output(|| {
+        let rev =
+            |arn: &str, td: &str| ServiceRevision::builder().service_revision_arn(arn).task_definition(td).build();
+        DescribeServiceRevisionsOutput::builder()
+            .service_revisions(rev("rev-old", OLD))
+            .service_revisions(rev("rev-new", NEW))
+            .service_revisions(rev("rev-six", "arn:aws:ecs:us-east-1:333333333333:task-definition/web:6"))
+            .build()
+    });
+    let deploying = || {
+        DescribeServicesOutput::builder()
+            .services(
+                Service::builder()
+                    .service_name("web")
+                    .status("ACTIVE")
+                    .task_definition(NEW)
+                    .current_service_deployment(SD)
+                    .build(),
+            )
+            .build()
+    };
+    let stop = || {
+        mock!(Client::stop_service_deployment)
+            .then_output(|| StopServiceDeploymentOutput::builder().service_deployment_arn(SD).build())
+    };
+    let back = || {
+        mock!(Client::update_service)
+            .match_requests(|r| r.task_definition() == Some(OLD))
+            .then_output(|| UpdateServiceOutput::builder().build())
+    };
+
+    // From web:7, the revision to restore: stopped with rollback, not updated back.
+    let (describe, from_old, stop1, back1) =
+        (mock!(Client::describe_services).then_output(deploying), in_progress_from("rev-old"), stop(), back());
+    let ecs = mock_client!(aws_sdk_ecs, RuleMode::MatchAny, [&describe, &from_old, &revisions, &stop1, &back1]);
+    let outcome = ecs_taskdef_updater::rollback_service(&target(&ecs), &rollback_spec(), None, "r-1", "x", minute())
+        .await
+        .unwrap();
+    let Outcome::Succeeded { outputs, summary } = outcome else { panic!("expected success") };
+    assert!(summary.contains("stopped with rollback"), "{summary}");
+    assert_eq!((outputs["RollbackResult"].as_str(), outputs["ServiceDeploymentArn"].as_str()), ("Restored", SD));
+    assert_eq!((stop1.num_calls(), back1.num_calls()), (1, 0));
+
+    // From web:6: a stop would put web:6 back, not web:7; the service is updated back to web:7.
+    let (describe, from_six, stop2, back2) =
+        (mock!(Client::describe_services).then_output(deploying), in_progress_from("rev-six"), stop(), back());
+    let ecs = mock_client!(aws_sdk_ecs, RuleMode::MatchAny, [&describe, &from_six, &revisions, &stop2, &back2]);
+    let outcome = ecs_taskdef_updater::rollback_service(&target(&ecs), &rollback_spec(), None, "r-2", "x", minute())
+        .await
+        .unwrap();
+    let Outcome::Succeeded { outputs, .. } = outcome else { panic!("expected success") };
+    assert_eq!(outputs["RollbackResult"], "Restored");
+    assert_eq!((stop2.num_calls(), back2.num_calls()), (0, 1));
 }
