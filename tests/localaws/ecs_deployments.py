@@ -241,6 +241,20 @@ class Deployment:
                 continue
             if self.status == "IN_PROGRESS":
                 stage, seconds, weight = self.plan[self.phase]
+                # Deployment alarms are watched the whole time it is in progress.
+                if self.alarm_names:
+                    states = _alarm_states(self.backend.account_id, self.backend.region_name, self.alarm_names)
+                    firing = [n for n in self.alarm_names if states.get(n) == "ALARM"]
+                    if firing:
+                        self.triggered = firing
+                        self.alarm_status = "TRIGGERED"
+                        reason = f"CloudWatch alarm(s) {', '.join(firing)} in ALARM."
+                        _event(self.service, f"deployment {_short(self.arn)} failed: alarm(s) {', '.join(firing)} in ALARM", now)
+                        if self.alarm_rollback:
+                            self._roll_back(reason, now)
+                        else:
+                            self._stop("STOPPED", reason, now)
+                        continue
                 if self._tasks_start_in(stage) and self.broken:
                     failed = int((now - self.phase_at) / STEP) + 1
                     self.failures = max(self.failures, failed)
@@ -259,19 +273,6 @@ class Deployment:
                     return
                 if self._tasks_start_in(stage) and self.stuck:
                     return
-                if self.alarm_names:
-                    states = _alarm_states(self.backend.account_id, self.backend.region_name, self.alarm_names)
-                    firing = [n for n in self.alarm_names if states.get(n) == "ALARM"]
-                    if firing:
-                        self.triggered = firing
-                        self.alarm_status = "TRIGGERED"
-                        reason = f"CloudWatch alarm(s) {', '.join(firing)} in ALARM."
-                        _event(self.service, f"deployment {_short(self.arn)} failed: alarm(s) {', '.join(firing)} in ALARM", now)
-                        if self.alarm_rollback:
-                            self._roll_back(reason, now)
-                        else:
-                            self._stop("STOPPED", reason, now)
-                        continue
                 self.weight = weight
                 if now < self.phase_at + seconds:
                     return
