@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 /// A deployment record read from its item, with its rollback.
-fn record_of(item: &HashMap<String, AttributeValue>) -> Option<DeploymentRecord> {
+pub(crate) fn record_of(item: &HashMap<String, AttributeValue>) -> Option<DeploymentRecord> {
     let mut record: DeploymentRecord = serde_json::from_str(get_s(item, "data")?).ok()?;
     record.rollback = rollback_of(item);
     Some(record)

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 /// A lease item is kept a day past its end, then DynamoDB's TTL removes it.
 const LEASE_RETENTION_SECS: u64 = 24 * 3600;
 
-fn holder_of(item: &HashMap<String, AttributeValue>) -> LeaseHolder {
+pub(crate) fn holder_of(item: &HashMap<String, AttributeValue>) -> LeaseHolder {
     let mut holder =
         get_s(item, "data").and_then(|d| serde_json::from_str::<LeaseHolder>(d).ok()).unwrap_or_else(|| LeaseHolder {
             deployment_id: get_s(item, "holder").unwrap_or("unknown").to_owned(),

@@ -24,6 +24,7 @@
 //!   continuation token CodePipeline carries is only this key.
 
 mod deployments;
+mod inventory;
 mod jobs;
 mod leases;
 mod origin;
@@ -31,6 +32,7 @@ mod records;
 mod steps;
 
 pub use deployments::Finished;
+pub use inventory::{Filter, HeldLease};
 pub use jobs::{Claim, Decided, JobState, PolledJob, RecordedAnswer};
 pub use origin::{check_origin, not_checked, vouches, Origin, OriginError};
 pub use records::{

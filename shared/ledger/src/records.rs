@@ -50,6 +50,13 @@ impl TargetKey {
         &self.0
     }
 
+    /// A target key as [`TargetKey::as_str`] writes it (`lambda/<account>/<region>/<function>/<alias>`,
+    /// `ecs/<account>/<region>/<cluster>/<service>`); `None` for anything else.
+    pub fn parse(text: &str) -> Option<TargetKey> {
+        let key = TargetKey(text.to_owned());
+        key.parts().is_some().then_some(key)
+    }
+
     /// The target's parts, read back from the key.
     pub fn parts(&self) -> Option<TargetParts> {
         let mut it = self.0.split('/');

@@ -216,5 +216,14 @@ async fn rollback_scene(local: &LocalAws) -> crossdeploy_local::Result<()> {
             println!("   ledger: deployment {} rollback {} ({})", r.deployment_id, rb.status.as_str(), rb.trigger);
         }
     }
+
+    // What an operator sees of it all: the ledger's history, through the command line.
+    println!("\n$ crossdeploy history --table {}", local.ledger_table);
+    let cli = crossdeploy_cli::Cli::from_args(["crossdeploy", "history", "--table", &local.ledger_table])
+        .map_err(|e| e.to_string())?;
+    let code = crossdeploy_cli::run_with(cli, &local.shared, &mut std::io::stdout(), &mut std::io::stderr()).await;
+    if code != crossdeploy_cli::exit::OK {
+        return Err(format!("crossdeploy history exited with {code}").into());
+    }
     Ok(())
 }

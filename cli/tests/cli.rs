@@ -1,0 +1,181 @@
+//! The `crossdeploy` binary against the local AWS: the history of what a pipeline job deployed,
+//! a held lease in the status, and a rollback through deploy-rollback running under cargo-lambda.
+
+use assert_cmd::Command;
+use aws_credential_types::provider::ProvideCredentials;
+use crossdeploy_aws::Deadline;
+use crossdeploy_ledger::{LeaseHolder, TargetKey};
+use crossdeploy_local::accounts::{self, REGION, TARGET_ACCOUNT};
+use crossdeploy_local::fixtures::{build_artifact, lambda_package};
+use crossdeploy_local::{Answer, LocalAws};
+use pipeline_job_worker::handle_invoke_event;
+use serde_json::Value;
+use std::time::Duration;
+
+const FUNCTION: &str = "orders-api";
+const ALIAS: &str = "live";
+
+/// The local AWS with `orders-api` (alias live -> 1), and version 2 deployed by a pipeline job.
+async fn deployed() -> LocalAws {
+    let local = LocalAws::start().await.expect("the local AWS starts");
+    accounts::create_function(&local.target, FUNCTION, ALIAS, lambda_package("v1")).await.unwrap();
+    let params = serde_json::json!({
+        "Kind": "Lambda", "TargetRoleArn": accounts::target_role(TARGET_ACCOUNT), "FunctionName": FUNCTION,
+        "Alias": ALIAS, "ArtifactPath": "lambda.zip",
+    });
+    let artifact =
+        local.upload("orders/BuildOutput/v2.zip", build_artifact("lambda.zip", &lambda_package("v2"))).await.unwrap();
+    let event = local.job("DeployLambda", &params.to_string(), artifact);
+    handle_invoke_event(event.clone(), local.worker(), Deadline::after(Duration::from_secs(60)), "test-run")
+        .await
+        .unwrap();
+    assert!(matches!(&local.answers_for(&event)[..], [Answer::Success { .. }]));
+    local
+}
+
+/// `crossdeploy` as an operator in the shared services account runs it: AWS found through the
+/// standard variables, the table through CROSSDEPLOY_LEDGER_TABLE.
+async fn crossdeploy(local: &LocalAws) -> Command {
+    let creds = local.shared.credentials_provider().unwrap().provide_credentials().await.unwrap();
+    let mut cmd = Command::cargo_bin("crossdeploy").unwrap();
+    cmd.env_clear()
+        .env("AWS_ENDPOINT_URL", &local.moto.endpoint)
+        .env("AWS_REGION", REGION)
+        .env("AWS_ACCESS_KEY_ID", creds.access_key_id())
+        .env("AWS_SECRET_ACCESS_KEY", creds.secret_access_key())
+        .env("AWS_SESSION_TOKEN", creds.session_token().unwrap_or_default())
+        .env("CROSSDEPLOY_LEDGER_TABLE", &local.ledger_table);
+    cmd
+}
+
+fn target() -> String {
+    TargetKey::lambda(TARGET_ACCOUNT, REGION, FUNCTION, ALIAS).as_str().to_owned()
+}
+
+#[tokio::test]
+async fn history_lists_what_a_pipeline_job_deployed_as_a_table_and_as_json() {
+    let local = deployed().await;
+
+    let out = crossdeploy(&local).await.args(["history"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(
+        lines[0].starts_with("STARTED") && lines[0].contains("TARGET  ") && lines[0].ends_with("PIPELINE"),
+        "{text}"
+    );
+    assert!(lines[1].contains(&target()) && lines[1].contains("Succeeded") && lines[1].contains("Deployed"), "{text}");
+
+    let out = crossdeploy(&local).await.args(["history", "--output", "json", "--target", &target()]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let records: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(records.as_array().map(Vec::len), Some(1), "{records}");
+    assert_eq!((records[0]["Previous"].as_str(), records[0]["Deployed"].as_str()), (Some("1"), Some("2")), "{records}");
+    assert_eq!(records[0]["Status"], "Succeeded");
+
+    // Another target's history is empty; a pipeline that deployed nothing too.
+    let out = crossdeploy(&local).await.args(["history", "--output", "json", "--pipeline", "nobody"]).output().unwrap();
+    assert_eq!(serde_json::from_slice::<Value>(&out.stdout).unwrap(), serde_json::json!([]));
+}
+
+#[tokio::test]
+async fn status_shows_a_held_lease_and_by_whom() {
+    let local = LocalAws::start().await.expect("the local AWS starts");
+    let key = TargetKey::lambda(TARGET_ACCOUNT, REGION, FUNCTION, ALIAS);
+    let holder = LeaseHolder {
+        deployment_id: "job-7".into(),
+        pipeline: Some("orders".into()),
+        execution_id: Some("exec-1".into()),
+        job_id: Some("job-7".into()),
+        since: crossdeploy_ledger::now_secs(),
+        ..LeaseHolder::default()
+    };
+    let until = crossdeploy_ledger::now_secs() + 600;
+    local.ledger().acquire_lease(&key, &holder, until).await.unwrap();
+
+    let out = crossdeploy(&local).await.args(["status"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("Leases held: 1"), "{text}");
+    let row = text.lines().find(|l| l.starts_with(key.as_str())).unwrap_or_else(|| panic!("{text}"));
+    assert!(row.contains("job-7") && row.contains("pipeline orders execution exec-1"), "{text}");
+
+    let out = crossdeploy(&local).await.args(["status", "--output", "json"]).output().unwrap();
+    let status: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(status["Leases"][0]["Target"], key.as_str());
+    assert_eq!(status["Leases"][0]["Until"], until);
+}
+
+#[tokio::test]
+async fn rollback_puts_the_alias_back_through_deploy_rollback_and_asks_first() {
+    let local = deployed().await;
+    let (lambda, _logs) = local.run_functions().await.expect("the functions run under cargo-lambda");
+    let rollback = |yes: bool| {
+        let local = &local;
+        let endpoint = lambda.endpoint.clone();
+        async move {
+            let mut cmd = crossdeploy(local).await;
+            cmd.env("AWS_ENDPOINT_URL_LAMBDA", endpoint)
+                .env("CROSSDEPLOY_ROLLBACK_FUNCTION", "deploy-rollback")
+                .args(["rollback", "--target", &target(), "--reason", "bad release"]);
+            if yes {
+                cmd.arg("--yes");
+            }
+            cmd.output().unwrap()
+        }
+    };
+
+    // No terminal to ask on, no --yes: refused, nothing changed.
+    let refused = rollback(false).await;
+    assert_eq!(refused.status.code(), Some(3), "{}", String::from_utf8_lossy(&refused.stderr));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("pass --yes"));
+    assert_eq!(accounts::function_state(&local.target, FUNCTION, ALIAS).await.unwrap().alias_version, "2");
+
+    let done = rollback(true).await;
+    assert_eq!(
+        done.status.code(),
+        Some(0),
+        "{}\n{}",
+        String::from_utf8_lossy(&done.stdout),
+        String::from_utf8_lossy(&done.stderr)
+    );
+    let text = String::from_utf8_lossy(&done.stdout);
+    assert!(text.contains("Restored"), "{text}");
+    assert_eq!(accounts::function_state(&local.target, FUNCTION, ALIAS).await.unwrap().alias_version, "1");
+
+    // The history shows the rollback on the deployment.
+    let out = crossdeploy(&local).await.args(["history", "--output", "json"]).output().unwrap();
+    let records: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(records[0]["Rollback"]["Status"], "Restored", "{records}");
+}
+
+#[tokio::test]
+async fn bad_usage_and_configuration_have_their_exit_codes() {
+    let local = LocalAws::start().await.expect("the local AWS starts");
+    let out = crossdeploy(&local).await.env_remove("CROSSDEPLOY_LEDGER_TABLE").args(["history"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no ledger table: give --table or set CROSSDEPLOY_LEDGER_TABLE")
+    );
+    let out = crossdeploy(&local)
+        .await
+        .args(["rollback", "--target", "orders-api", "--yes", "--function", "deploy-rollback"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("is not a target"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = crossdeploy(&local).await.args(["history", "--execution", "e1"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "--execution needs --pipeline");
+    // A table the caller may not read, or that does not exist: an AWS failure.
+    let out = crossdeploy(&local).await.args(["history", "--table", "no-such-table"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("ResourceNotFoundException"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
