@@ -109,7 +109,7 @@ async fn status_shows_a_held_lease_and_by_whom() {
 #[tokio::test]
 async fn rollback_puts_the_alias_back_through_deploy_rollback_and_asks_first() {
     let local = deployed().await;
-    let (lambda, _logs) = local.run_functions().await.expect("the functions run under cargo-lambda");
+    let (lambda, logs) = local.run_functions().await.expect("the functions run under cargo-lambda");
     let rollback = |yes: bool| {
         let local = &local;
         let endpoint = lambda.endpoint.clone();
@@ -147,6 +147,17 @@ async fn rollback_puts_the_alias_back_through_deploy_rollback_and_asks_first() {
     let out = crossdeploy(&local).await.args(["history", "--output", "json"]).output().unwrap();
     let records: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(records[0]["Rollback"]["Status"], "Restored", "{records}");
+
+    // deploy-rollback's metric of it, in the embedded metric format.
+    let log = logs.iter().find(|l| l.to_string_lossy().contains("deploy-rollback")).unwrap();
+    let metrics = crossdeploy_local::emf_lines(log).unwrap();
+    let rollback = metrics.iter().find(|m| m["Rollbacks"] == 1.0).unwrap_or_else(|| panic!("{metrics:?}"));
+    assert_eq!((rollback["Trigger"].as_str(), rollback["Result"].as_str()), (Some("Direct"), Some("Restored")));
+    assert_eq!(
+        rollback["_aws"]["CloudWatchMetrics"][0]["Dimensions"][2],
+        serde_json::json!(["Result"]),
+        "the rollup the alarm watches"
+    );
 }
 
 #[tokio::test]

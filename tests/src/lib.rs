@@ -131,3 +131,38 @@ pub(crate) fn unique() -> u64 {
     static NEXT: AtomicU64 = AtomicU64::new(1);
     NEXT.fetch_add(1, Ordering::Relaxed)
 }
+
+/// The CloudWatch embedded-metric-format lines in a function's log (its stdout), as CloudWatch
+/// Logs would read them: JSON objects with an `_aws.CloudWatchMetrics` directive. Each is checked
+/// as CloudWatch checks it: every dimension and metric the directive names has a value in the
+/// line, the namespace is crossdeploy's, and the timestamp is a number.
+pub fn emf_lines(log: &std::path::Path) -> Result<Vec<serde_json::Value>> {
+    let text = std::fs::read_to_string(log)?;
+    let mut found = Vec::new();
+    for line in text.lines() {
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else { continue };
+        let Some(directives) = v["_aws"]["CloudWatchMetrics"].as_array() else { continue };
+        if !v["_aws"]["Timestamp"].is_u64() {
+            return Err(format!("an EMF line without a numeric Timestamp: {line}").into());
+        }
+        for d in directives {
+            if d["Namespace"] != crossdeploy_aws::metrics::NAMESPACE {
+                return Err(format!("an EMF line in another namespace: {line}").into());
+            }
+            for set in d["Dimensions"].as_array().into_iter().flatten() {
+                for name in set.as_array().into_iter().flatten() {
+                    if !v[name.as_str().unwrap_or_default()].is_string() {
+                        return Err(format!("EMF dimension {name} has no value: {line}").into());
+                    }
+                }
+            }
+            for m in d["Metrics"].as_array().into_iter().flatten() {
+                if !v[m["Name"].as_str().unwrap_or_default()].is_number() {
+                    return Err(format!("EMF metric {} has no value: {line}", m["Name"]).into());
+                }
+            }
+        }
+        found.push(v);
+    }
+    Ok(found)
+}

@@ -225,7 +225,7 @@ async fn the_real_binaries_roll_the_service_out_under_cargo_lambda() {
     let (local, first) = spawn_local().await;
     let artifact = local.upload("orders/BuildOutput/img.zip", image_definitions("web", NEW_IMAGE)).await.unwrap();
     let event = local.job("DeployEcs", &params(&[]), artifact);
-    let (mut lambda, _logs) = local.run_functions().await.expect("the functions run under cargo-lambda");
+    let (mut lambda, logs) = local.run_functions().await.expect("the functions run under cargo-lambda");
 
     let (function_error, body) = lambda
         .invoke(&local.shared, "pipeline-job-worker", event.to_string().as_bytes(), Duration::from_secs(120))
@@ -237,4 +237,10 @@ async fn the_real_binaries_roll_the_service_out_under_cargo_lambda() {
     let Answer::Success { output_variables, .. } = &answers[0] else { panic!("{answers:?}") };
     assert_eq!(output_variables["PreviousTaskDefinitionArn"], first);
     assert_eq!(ecs::service_state(&local.target).await.unwrap().task_definition, output_variables["TaskDefinitionArn"]);
+    // The worker's metric of the deployment's end, in the embedded metric format (its log is its stdout).
+    let worker_log = logs.iter().find(|l| l.to_string_lossy().contains("pipeline-job-worker")).unwrap();
+    let metrics = crossdeploy_local::emf_lines(worker_log).unwrap();
+    let ended = metrics.iter().find(|m| m["Deployments"] == 1.0).unwrap_or_else(|| panic!("{metrics:?}"));
+    assert_eq!((ended["Kind"].as_str(), ended["Outcome"].as_str()), (Some("Ecs"), Some("Succeeded")), "{ended}");
+    assert!(ended["DeploymentDuration"].as_f64().is_some_and(|d| d > 0.0), "{ended}");
 }

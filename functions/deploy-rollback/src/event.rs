@@ -40,6 +40,17 @@ pub enum Trigger {
 }
 
 impl Trigger {
+    /// The kind of trigger, as the `Rollbacks` metric's `Trigger` dimension names it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Trigger::ActionFailed { .. } => "StageFailed",
+            Trigger::Alarm { .. } => "Alarm",
+            Trigger::EcsDeploymentFailed { .. } => "EcsDeploymentFailed",
+            Trigger::Direct { .. } => "Direct",
+            Trigger::Ignored(_) => "Ignored",
+        }
+    }
+
     /// One line saying what happened, for the logs and the ledger.
     pub fn describe(&self) -> String {
         match self {

@@ -298,6 +298,14 @@ pub async fn handle<I: Invoke>(
             report.rollbacks.push(roll_back(rb, latest, &trigger, restore.as_deref(), request_id, deadline).await?);
         }
     }
+    for r in &report.rollbacks {
+        let result =
+            serde_json::to_value(r.result).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+        crossdeploy_aws::metrics::emit(
+            &[("Trigger", trigger.kind()), ("Result", &result)],
+            &[("Rollbacks", 1.0, crossdeploy_aws::metrics::Unit::Count)],
+        );
+    }
     let failed: Vec<_> = report.rollbacks.iter().filter(|r| r.result == Handled::Failed).collect();
     if !failed.is_empty() {
         return Err(RollbackError::Failed {

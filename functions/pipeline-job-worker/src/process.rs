@@ -215,7 +215,7 @@ async fn deliver<I: Invoke>(
     deadline: Deadline,
 ) -> Result<HandledJob, WorkerError> {
     match recorded {
-        true => post(worker, job_id, answer, deadline).await,
+        true => post(worker, job_id, answer, true, deadline).await,
         false => send(worker, job_id, run_id, answer, deadline).await,
     }
 }
@@ -846,6 +846,7 @@ async fn conclude<I: Invoke>(
     match ledger.end(&end).await {
         Ok(true) => {
             progress.recorded.store(true, Ordering::SeqCst);
+            deployment_ended(p, ended.status);
             return answer;
         }
         Ok(false) => {}
@@ -1097,6 +1098,21 @@ fn recorded_outputs(outputs: Option<&BTreeMap<String, String>>, stands: Option<&
     recorded
 }
 
+/// The `Deployments` and `DeploymentDuration` metrics of a deployment's end (see
+/// `crossdeploy_aws::metrics`).
+fn deployment_ended(p: &Prepared, status: DeploymentStatus) {
+    use crossdeploy_aws::metrics::{emit, Unit};
+    let kind = match &p.request.spec {
+        DeploySpec::Lambda(_) => "Lambda",
+        DeploySpec::Ecs(_) => "Ecs",
+    };
+    let took = crossdeploy_ledger::now_millis().saturating_sub(p.started_at) as f64;
+    emit(
+        &[("Kind", kind), ("Outcome", status.as_str())],
+        &[("Deployments", 1.0, Unit::Count), ("DeploymentDuration", took, Unit::Milliseconds)],
+    );
+}
+
 /// Records how the deployment ended and gives the target back. Ledger trouble here is logged:
 /// the job's answer stands, and an unreleased lease expires soon after this run's deadline.
 async fn finish(
@@ -1108,6 +1124,7 @@ async fn finish(
     stands: Option<&Stands>,
 ) -> Option<crossdeploy_ledger::Finished> {
     let record = record(p, status, outputs, message, stands);
+    deployment_ended(p, status);
     let finished = match ledger.finish_deployment(&record).await {
         Ok(f) => Some(f),
         Err(e) => {
@@ -1149,7 +1166,7 @@ async fn send<I: Invoke>(
             answer.clone()
         }
     };
-    post(worker, job_id, &to_send, deadline).await
+    post(worker, job_id, &to_send, true, deadline).await
 }
 
 /// Sends an answer recorded earlier (by this run before a crash, or by Lambda's first attempt of
@@ -1166,23 +1183,41 @@ pub(crate) async fn resend<I: Invoke>(
         return Ok(HandledJob { job_id: job_id.to_owned(), answer: earlier.label, already_answered: true });
     };
     tracing::info!(job_id, answer = %earlier.label, "sending the answer recorded before");
-    post(worker, job_id, &answer, deadline).await
+    post(worker, job_id, &answer, false, deadline).await
 }
 
+/// Sends `answer`. `first`: this run decided it (not an answer recorded earlier, sent again):
+/// only then does it count in the metrics.
 async fn post<I: Invoke>(
     worker: &Worker<I>,
     job_id: &str,
     answer: &JobAnswer,
+    first: bool,
     deadline: Deadline,
 ) -> Result<HandledJob, WorkerError> {
     let answered = answer_job(&worker.codepipeline, job_id, answer, deadline).await?;
     let label = answer.label();
+    if first {
+        answer_metrics(answer, answered == Answered::Already);
+    }
     tracing::info!(job_id, answer = label, already = answered == Answered::Already, "job answered");
     Ok(HandledJob {
         job_id: job_id.to_owned(),
         answer: label.to_owned(),
         already_answered: answered == Answered::Already,
     })
+}
+
+/// The `JobsFailed` (by failure type) and `JobsAnsweredLate` metrics of an answer sent.
+/// `already`: CodePipeline was no longer waiting for it (the job had timed out or was answered).
+fn answer_metrics(answer: &JobAnswer, already: bool) {
+    use crossdeploy_aws::metrics::{emit, Unit};
+    if let JobAnswer::Failure { failure_type, .. } = answer {
+        emit(&[("FailureType", failure_type.as_str())], &[("JobsFailed", 1.0, Unit::Count)]);
+    }
+    if already {
+        emit(&[], &[("JobsAnsweredLate", 1.0, Unit::Count)]);
+    }
 }
 
 fn failure(failure_type: FailureType, job_id: &str, message: String) -> JobAnswer {

@@ -6,6 +6,7 @@ mod deadline;
 mod error;
 #[cfg(feature = "invoke")]
 pub mod invoke;
+pub mod metrics;
 mod retry;
 mod updater;
 
