@@ -7,6 +7,7 @@
 //! `CROSSDEPLOY_ROLLBACK_FUNCTION`. Output is a table for people, `--output json` for scripts.
 //! Exit codes: [`exit`].
 
+pub mod deploy;
 mod output;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -104,6 +105,83 @@ pub enum Command {
         #[arg(long)]
         role_arn: Option<String>,
     },
+    /// Deploys from here, in this process, as a pipeline job would: the same ledger claim,
+    /// lease, strategies, alarm gates and record. Progress on a terminal, plain lines otherwise.
+    Deploy {
+        #[command(subcommand)]
+        kind: DeployKind,
+    },
+}
+
+/// What `deploy` deploys, with the action's keys as flags (or from `--config`).
+#[derive(Debug, Subcommand)]
+pub enum DeployKind {
+    /// A new version of a Lambda function behind an alias.
+    Lambda {
+        #[command(flatten)]
+        common: DeployCommon,
+        #[arg(long)]
+        function_name: Option<String>,
+        #[arg(long)]
+        alias: Option<String>,
+        /// The package's path inside a zip artifact; absent: the artifact is the package.
+        #[arg(long)]
+        artifact_path: Option<String>,
+        /// Container-image functions: the file in the artifact naming the image.
+        #[arg(long)]
+        image_file: Option<String>,
+        /// AllAtOnce, Canary<N>Percent<M>Minutes or Linear<N>PercentEvery<M>Minute(s).
+        #[arg(long)]
+        strategy: Option<String>,
+    },
+    /// New images for an ECS service.
+    Ecs {
+        #[command(flatten)]
+        common: DeployCommon,
+        #[arg(long)]
+        cluster: Option<String>,
+        #[arg(long)]
+        service: Option<String>,
+        /// imagedefinitions.json (default) or an imageDetail.json.
+        #[arg(long)]
+        file_name: Option<String>,
+        #[arg(long)]
+        container_name: Option<String>,
+        #[arg(long)]
+        timeout_minutes: Option<u32>,
+        /// Rolling, BlueGreen, Canary<N>Percent<M>Minutes or Linear<N>PercentEvery<M>Minute(s).
+        #[arg(long)]
+        strategy: Option<String>,
+        #[arg(long)]
+        bake_time_minutes: Option<u32>,
+        /// Also set AlarmNames as the service's deployment alarms.
+        #[arg(long)]
+        ecs_alarms: bool,
+    },
+}
+
+/// The keys and options both kinds take.
+#[derive(Debug, clap::Args)]
+pub struct DeployCommon {
+    /// The artifact: a file (uploaded to --artifact-bucket first) or s3://bucket/key.
+    #[arg(long)]
+    pub artifact: String,
+    /// Where a file artifact is uploaded.
+    #[arg(long, env = "CROSSDEPLOY_ARTIFACT_BUCKET")]
+    pub artifact_bucket: Option<String>,
+    /// The action's keys as a JSON object (an Invoke action's UserParameters); flags override it.
+    #[arg(long)]
+    pub config: Option<std::path::PathBuf>,
+    #[arg(long)]
+    pub role_arn: Option<String>,
+    /// Comma-separated alarms in the target account that gate the deployment.
+    #[arg(long)]
+    pub alarm_names: Option<String>,
+    #[arg(long)]
+    pub region: Option<String>,
+    /// The name the ledger records as the deployment's pipeline.
+    #[arg(long, default_value = "crossdeploy-cli")]
+    pub pipeline: String,
 }
 
 /// Why a command failed, and its exit code.
@@ -217,6 +295,157 @@ async fn execute(cli: &Cli, config: &aws_config::SdkConfig, out: &mut dyn Write)
             output::rollback(out, cli.output, &report).map_err(io)?;
             Ok(rollback_code(&report))
         }
+        Command::Deploy { kind } => {
+            let (common, parameters) = parameters(kind)?;
+            let ledger = ledger()?;
+            let table = cli.table.clone().unwrap_or_default();
+            let artifact =
+                deploy::artifact(config, &common.artifact, common.artifact_bucket.as_deref(), &mut std::io::stderr())
+                    .await?;
+            let deployment = deploy::LocalDeployment { parameters, artifact, pipeline: common.pipeline.clone() };
+                        let worker = std::sync::Arc::new(local_worker(config, ledger, &table));
+            // On a terminal a spinner with the time gone and where the deployment stands (as of
+            // its last continuation); elsewhere a plain line at each continuation.
+            let terminal = std::io::stderr().is_terminal();
+            let latest = std::sync::Arc::new(std::sync::Mutex::new("starting".to_owned()));
+            let spinner = terminal.then(|| {
+                let latest = latest.clone();
+                tokio::spawn(async move {
+                    const SPIN: [char; 4] = ['|', '/', '-', '\\'];
+                    let started = std::time::Instant::now();
+                    for n in 0usize.. {
+                        let text = latest.lock().map(|t| t.clone()).unwrap_or_default();
+                        let gone = started.elapsed().as_secs();
+                        eprint!("\r\x1b[2K{} {:>2}m{:02}s  {text}", SPIN[n % 4], gone / 60, gone % 60);
+                        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+                    }
+                })
+            });
+            let mut progress = |summary: &str, percent: Option<u8>| {
+                let percent = percent.map(|p| format!("{p}%")).unwrap_or_else(|| "-".to_owned());
+                if terminal {
+                    if let Ok(mut t) = latest.lock() {
+                        *t = format!("{percent:>4}  {summary}");
+                    }
+                } else {
+                    eprintln!("in progress ({percent}): {summary}");
+                }
+            };
+            let ended = deploy::run(worker, &deployment, &mut progress).await;
+            if let Some(spinner) = spinner {
+                spinner.abort();
+                eprintln!();
+            }
+            let ended = ended?;
+            output::deployed(out, cli.output, &ended).map_err(io)?;
+            Ok(match &ended.answer {
+                crossdeploy_pipeline_job::JobAnswer::Success(_) => exit::OK,
+                crossdeploy_pipeline_job::JobAnswer::Failure { failure_type, .. } => match failure_type {
+                    crossdeploy_protocol::FailureType::ConfigurationError => exit::CONFIGURATION,
+                    crossdeploy_protocol::FailureType::PermissionError => exit::PERMISSION,
+                    crossdeploy_protocol::FailureType::JobFailed => exit::FAILED,
+                },
+            })
+        }
+    }
+}
+
+/// The action's keys: `--config`'s, with the flags set over them, and `Kind`.
+fn parameters(kind: &DeployKind) -> Result<(&DeployCommon, serde_json::Value), CliError> {
+    let (common, kind_name, keys): (&DeployCommon, &str, Vec<(&str, Option<String>)>) = match kind {
+        DeployKind::Lambda { common, function_name, alias, artifact_path, image_file, strategy } => (
+            common,
+            "Lambda",
+            vec![
+                ("FunctionName", function_name.clone()),
+                ("Alias", alias.clone()),
+                ("ArtifactPath", artifact_path.clone()),
+                ("ImageFile", image_file.clone()),
+                ("DeploymentStrategy", strategy.clone()),
+            ],
+        ),
+        DeployKind::Ecs {
+            common,
+            cluster,
+            service,
+            file_name,
+            container_name,
+            timeout_minutes,
+            strategy,
+            bake_time_minutes,
+            ecs_alarms,
+        } => (
+            common,
+            "Ecs",
+            vec![
+                ("ClusterName", cluster.clone()),
+                ("ServiceName", service.clone()),
+                ("FileName", file_name.clone()),
+                ("ContainerName", container_name.clone()),
+                ("TimeoutMinutes", timeout_minutes.map(|m| m.to_string())),
+                ("DeploymentStrategy", strategy.clone()),
+                ("BakeTimeMinutes", bake_time_minutes.map(|m| m.to_string())),
+                ("EcsAlarms", ecs_alarms.then(|| "true".to_owned())),
+            ],
+        ),
+    };
+    let mut parameters = match &common.config {
+        None => serde_json::json!({}),
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| CliError::Configuration(format!("cannot read {}: {e}", path.display())))?;
+            let value: serde_json::Value = serde_json::from_str(&text)
+                .map_err(|e| CliError::Configuration(format!("{} is not JSON: {e}", path.display())))?;
+            if !value.is_object() {
+                return Err(CliError::Configuration(format!(
+                    "{} is not a JSON object of the action's keys",
+                    path.display()
+                )));
+            }
+            value
+        }
+    };
+    parameters["Kind"] = serde_json::Value::String(kind_name.to_owned());
+    let common_keys = [
+        ("TargetRoleArn", common.role_arn.clone()),
+        ("AlarmNames", common.alarm_names.clone()),
+        ("Region", common.region.clone()),
+    ];
+    for (key, value) in common_keys.into_iter().chain(keys) {
+        if let Some(v) = value {
+            parameters[key] = serde_json::Value::String(v);
+        }
+    }
+    Ok((common, parameters))
+}
+
+/// The worker, local: both updaters in this process, answers recorded and never sent. The
+/// updaters find their allow-list and ExternalId where the functions do
+/// (`CROSSDEPLOY_ALLOWED_TARGET_ROLES`, `CROSSDEPLOY_EXTERNAL_ID`), and the deploy policy too
+/// (`CROSSDEPLOY_DEPLOY_POLICY`).
+fn local_worker(
+    config: &aws_config::SdkConfig,
+    ledger: Ledger,
+    table: &str,
+) -> pipeline_job_worker::Worker<deploy::InProcessUpdaters> {
+    let region = config.region().map(|r| r.to_string()).unwrap_or_else(|| "us-east-1".to_owned());
+    let mut settings = pipeline_job_worker::Settings::new(region);
+    settings.local = true;
+    settings.policy = match crossdeploy_pipeline_job::policy::DeployPolicy::from_env() {
+        Ok(None) => pipeline_job_worker::Policy::None,
+        Ok(Some(policy)) => pipeline_job_worker::Policy::Enforced(std::sync::Arc::new(policy)),
+        Err(e) => pipeline_job_worker::Policy::Broken(e),
+    };
+    pipeline_job_worker::Worker {
+        codepipeline: aws_sdk_codepipeline::Client::new(config),
+        invoker: deploy::InProcessUpdaters::new(
+            config,
+            || crossdeploy_credentials::TargetSessions::from_env(config),
+            table,
+        ),
+        updaters: deploy::InProcessUpdaters::updaters(),
+        ledger,
+        settings,
     }
 }
 

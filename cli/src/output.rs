@@ -153,6 +153,26 @@ pub fn status(out: &mut dyn Write, format: Format, status: &Status) -> io::Resul
     Ok(())
 }
 
+pub fn deployed(out: &mut dyn Write, format: Format, ended: &crate::deploy::Ended) -> io::Result<()> {
+    if format == Format::Json {
+        return json(out, &serde_json::json!({"DeploymentId": ended.deployment_id, "Answer": ended.answer}));
+    }
+    match &ended.answer {
+        crossdeploy_pipeline_job::JobAnswer::Success(s) => {
+            writeln!(out, "Succeeded: {}", s.summary)?;
+            writeln!(out, "deployment {}", ended.deployment_id)?;
+            for (k, v) in &s.output_variables {
+                writeln!(out, "  {k} = {v}")?;
+            }
+            Ok(())
+        }
+        crossdeploy_pipeline_job::JobAnswer::Failure { failure_type, message, .. } => {
+            writeln!(out, "{}: {message}", failure_type.as_str())?;
+            writeln!(out, "deployment {}", ended.deployment_id)
+        }
+    }
+}
+
 pub fn rollback(out: &mut dyn Write, format: Format, report: &Report) -> io::Result<()> {
     if format == Format::Json {
         return json(out, report);

@@ -190,3 +190,150 @@ async fn bad_usage_and_configuration_have_their_exit_codes() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// `crossdeploy` with what the updaters need to act: the allow-list and the ExternalId, as the
+/// functions have them.
+async fn deployer(local: &LocalAws) -> Command {
+    let mut cmd = crossdeploy(local).await;
+    cmd.env("CROSSDEPLOY_ALLOWED_TARGET_ROLES", LocalAws::allowed_roles())
+        .env("CROSSDEPLOY_EXTERNAL_ID", accounts::EXTERNAL_ID)
+        .env("CROSSDEPLOY_ARTIFACT_BUCKET", &local.bucket);
+    cmd
+}
+
+fn file(name: &str, bytes: &[u8]) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("crossdeploy-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
+
+#[tokio::test]
+async fn deploy_lambda_from_the_command_line_gives_the_result_and_record_a_pipeline_job_gives() {
+    let local = deployed().await;
+    let package = file("v3.zip", &lambda_package("v3"));
+    let role = accounts::target_role(TARGET_ACCOUNT);
+
+    let out = deployer(&local)
+        .await
+        .args(["deploy", "lambda", "--role-arn", &role, "--function-name", FUNCTION, "--alias", ALIAS, "--artifact"])
+        .arg(&package)
+        .output()
+        .unwrap();
+
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with("Succeeded: ") && text.contains("FunctionVersion = 3"), "{text}");
+    let state = accounts::function_state(&local.target, FUNCTION, ALIAS).await.unwrap();
+    assert_eq!(state.alias_version, "3");
+    // The same record as the pipeline job's (version 2, before it), field for field.
+    let records =
+        local.ledger().deployments(&TargetKey::lambda(TARGET_ACCOUNT, REGION, FUNCTION, ALIAS)).await.unwrap();
+    let (cli, job) = (&records[0], &records[1]);
+    assert_eq!((cli.previous.as_deref(), cli.deployed.as_deref()), (Some("2"), Some("3")));
+    assert_eq!((cli.status, cli.serving), (job.status, job.serving));
+    assert_eq!(cli.role_arn, job.role_arn);
+    assert_eq!(cli.outputs.keys().collect::<Vec<_>>(), job.outputs.keys().collect::<Vec<_>>());
+    assert_eq!(cli.outputs["CodeSha256"], state.alias_version_sha);
+    assert_eq!(cli.pipeline.pipeline_name.as_deref(), Some("crossdeploy-cli"));
+    assert!(
+        local
+            .ledger()
+            .lease_holder(&cli.target)
+            .await
+            .unwrap()
+            .is_none_or(|h| h.until <= crossdeploy_ledger::now_secs()),
+        "the lease is given back"
+    );
+}
+
+#[tokio::test]
+async fn deploy_exits_by_failure_type_and_deploys_an_ecs_image_file() {
+    let local = deployed().await;
+    let package = file("v4.zip", &lambda_package("v4"));
+    let role = accounts::target_role(TARGET_ACCOUNT);
+    let deploy = |role: String, alias: &'static str| {
+        let local = &local;
+        let package = package.clone();
+        async move {
+            deployer(local)
+                .await
+                .args([
+                    "deploy",
+                    "lambda",
+                    "--role-arn",
+                    &role,
+                    "--function-name",
+                    FUNCTION,
+                    "--alias",
+                    alias,
+                    "--artifact",
+                ])
+                .arg(&package)
+                .output()
+                .unwrap()
+        }
+    };
+    // A bad key: ConfigurationError, 3.
+    let out = deploy(role.clone(), "not an alias!").await;
+    assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).starts_with("ConfigurationError: "),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    // A role off the allow-list: PermissionError, 4.
+    let out = deploy("arn:aws:iam::555555555555:role/crossdeploy-target".into(), ALIAS).await;
+    assert_eq!(out.status.code(), Some(4), "{}", String::from_utf8_lossy(&out.stdout));
+    assert_eq!(
+        accounts::function_state(&local.target, FUNCTION, ALIAS).await.unwrap().alias_version,
+        "2",
+        "nothing deployed"
+    );
+
+    // ECS, from an imagedefinitions.json file (zipped for the updater, as a pipeline's artifact).
+    let first = crossdeploy_local::ecs::create_fargate_service(&local.moto.endpoint, &local.target).await.unwrap();
+    let images = file(
+        "imagedefinitions.json",
+        br#"[{"name":"web","imageUri":"111111111111.dkr.ecr.us-east-1.amazonaws.com/web:cli"}]"#,
+    );
+    let out = deployer(&local)
+        .await
+        .args([
+            "deploy",
+            "ecs",
+            "--role-arn",
+            &role,
+            "--cluster",
+            "prod",
+            "--service",
+            "web",
+            "--output",
+            "json",
+            "--artifact",
+        ])
+        .arg(&images)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let answer: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let outputs = &answer["Answer"]["Success"]["output_variables"];
+    assert_eq!(outputs["PreviousTaskDefinitionArn"], first.as_str());
+    assert!(
+        outputs["ServiceDeploymentArn"].as_str().is_some_and(|a| a.contains(":service-deployment/prod/web/")),
+        "{answer}"
+    );
+}

@@ -53,7 +53,7 @@ impl LocalAws {
 
     /// The worker with both updaters in process, answering jobs through the emulator.
     pub fn worker(&self) -> Arc<Worker<InProcessUpdater>> {
-        Arc::new(self.worker_with(InProcessUpdater::new(
+        Arc::new(self.worker_with(InProcessUpdater::with_allow_list(
             &self.shared,
             &Self::allowed_roles(),
             EXTERNAL_ID,
@@ -76,7 +76,12 @@ impl LocalAws {
     pub fn rollback(&self) -> deploy_rollback::Rollback<InProcessUpdater> {
         deploy_rollback::Rollback {
             ledger: self.ledger(),
-            invoker: InProcessUpdater::new(&self.shared, &Self::allowed_roles(), EXTERNAL_ID, &self.ledger_table),
+            invoker: InProcessUpdater::with_allow_list(
+                &self.shared,
+                &Self::allowed_roles(),
+                EXTERNAL_ID,
+                &self.ledger_table,
+            ),
             updaters: InProcessUpdater::updaters(),
             settings: deploy_rollback::Settings::new(accounts::REGION),
         }

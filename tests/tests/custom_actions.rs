@@ -239,7 +239,12 @@ impl Invoke for Slow {
 
 fn slow_worker(local: &LocalAws, lease_wait: Duration) -> Arc<Worker<Slow>> {
     let mut w = local.worker_with(Slow(
-        InProcessUpdater::new(&local.shared, &LocalAws::allowed_roles(), accounts::EXTERNAL_ID, &local.ledger_table),
+        InProcessUpdater::with_allow_list(
+            &local.shared,
+            &LocalAws::allowed_roles(),
+            accounts::EXTERNAL_ID,
+            &local.ledger_table,
+        ),
         Duration::from_millis(1500),
     ));
     w.settings.lease_wait = lease_wait;

@@ -32,7 +32,7 @@ async fn start() -> LocalAws {
 /// long deployment goes on through continuation jobs.
 fn worker(local: &LocalAws, budget: Duration) -> Arc<Worker<InProcessUpdater>> {
     let mut updaters =
-        InProcessUpdater::new(&local.shared, &LocalAws::allowed_roles(), EXTERNAL_ID, &local.ledger_table);
+        InProcessUpdater::with_allow_list(&local.shared, &LocalAws::allowed_roles(), EXTERNAL_ID, &local.ledger_table);
     updaters.budget = budget;
     Arc::new(local.worker_with(updaters))
 }

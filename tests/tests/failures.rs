@@ -101,7 +101,7 @@ async fn doomed_worker(
     tx: tokio::sync::oneshot::Sender<()>,
 ) -> Arc<Worker<ThenSignal>> {
     let shared = accounts::account_config(local_endpoint, SHARED_ACCOUNT).await.unwrap();
-    let updaters = InProcessUpdater::new(&shared, &LocalAws::allowed_roles(), EXTERNAL_ID, table);
+    let updaters = InProcessUpdater::with_allow_list(&shared, &LocalAws::allowed_roles(), EXTERNAL_ID, table);
     Arc::new(Worker {
         codepipeline: aws_sdk_codepipeline::Client::from_conf(
             aws_sdk_codepipeline::config::Builder::from(&shared).endpoint_url(emulator).build(),
@@ -263,7 +263,7 @@ async fn a_run_that_dies_mid_deployment_frees_its_target_a_minute_after_its_dead
     let deadline_secs = now_secs() + 300;
     run_then_kill(move |killed| async move {
         let shared = accounts::account_config(&endpoint, SHARED_ACCOUNT).await.unwrap();
-        let updaters = InProcessUpdater::new(&shared, &LocalAws::allowed_roles(), EXTERNAL_ID, &table);
+        let updaters = InProcessUpdater::with_allow_list(&shared, &LocalAws::allowed_roles(), EXTERNAL_ID, &table);
         let worker = Arc::new(Worker {
             codepipeline: aws_sdk_codepipeline::Client::from_conf(
                 aws_sdk_codepipeline::config::Builder::from(&shared).endpoint_url(&emulator).build(),
@@ -322,7 +322,7 @@ async fn a_stage_that_fails_while_a_deployment_runs_has_it_rolled_back_when_it_e
     assert_eq!(accounts::function_state(&local.target, "orders-api", ALIAS).await.unwrap().alias_version, "2");
     let b = job(&local, "orders-worker", "b2", Some(execution)).await;
     let slow = Arc::new(local.worker_with(Slow(
-        InProcessUpdater::new(&local.shared, &LocalAws::allowed_roles(), EXTERNAL_ID, &local.ledger_table),
+        InProcessUpdater::with_allow_list(&local.shared, &LocalAws::allowed_roles(), EXTERNAL_ID, &local.ledger_table),
         Duration::from_secs(4),
     )));
     let running =
@@ -636,7 +636,7 @@ async fn a_deployment_condemned_while_it_runs_that_then_fails_half_way_is_put_ba
     assert_eq!(half_shift(&local, None).await, "2");
     let execution = "exec-half";
     let event = job(&local, "orders-api", "v2", Some(execution)).await;
-    let worker = Arc::new(local.worker_with(FailsHalfShifted(InProcessUpdater::new(
+    let worker = Arc::new(local.worker_with(FailsHalfShifted(InProcessUpdater::with_allow_list(
         &local.shared,
         &LocalAws::allowed_roles(),
         EXTERNAL_ID,
@@ -695,7 +695,8 @@ async fn shifted_then_unheard(execution: &str) -> (LocalAws, Value, Arc<Worker<D
         job_id(&event)
     );
     assert_eq!(half_shift(&local, Some(&mark)).await, "2");
-    let updaters = InProcessUpdater::new(&local.shared, &LocalAws::allowed_roles(), EXTERNAL_ID, &local.ledger_table);
+    let updaters =
+        InProcessUpdater::with_allow_list(&local.shared, &LocalAws::allowed_roles(), EXTERNAL_ID, &local.ledger_table);
     let worker = Arc::new(local.worker_with(DiesUnheard(updaters)));
     (local, event, worker)
 }

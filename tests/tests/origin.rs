@@ -23,7 +23,8 @@ const ALIAS: &str = "live";
 async fn spawn() -> (LocalAws, PathBuf, InProcessUpdater) {
     let (local, log) = LocalAws::start_with_access_log("origin").await.expect("the local AWS starts");
     accounts::create_function(&local.target, FUNCTION, ALIAS, lambda_package("v1")).await.unwrap();
-    let updaters = InProcessUpdater::new(&local.shared, &LocalAws::allowed_roles(), EXTERNAL_ID, &local.ledger_table);
+    let updaters =
+        InProcessUpdater::with_allow_list(&local.shared, &LocalAws::allowed_roles(), EXTERNAL_ID, &local.ledger_table);
     (local, log, updaters)
 }
 

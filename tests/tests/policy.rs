@@ -36,7 +36,7 @@ fn prod_only_from_orders() -> DeployPolicy {
 }
 
 fn worker(local: &LocalAws, policy: DeployPolicy) -> Arc<Worker<InProcessUpdater>> {
-    let mut w = local.worker_with(InProcessUpdater::new(
+    let mut w = local.worker_with(InProcessUpdater::with_allow_list(
         &local.shared,
         &LocalAws::allowed_roles(),
         EXTERNAL_ID,
@@ -124,7 +124,7 @@ async fn a_job_whose_pipeline_codepipeline_does_not_establish_is_refused_where_t
 async fn an_unreadable_policy_refuses_every_job_saying_why() {
     let (local, log) = spawn_local(true).await;
     let assumed_before = assume_role_calls(&log);
-    let mut w = local.worker_with(InProcessUpdater::new(
+    let mut w = local.worker_with(InProcessUpdater::with_allow_list(
         &local.shared,
         &LocalAws::allowed_roles(),
         EXTERNAL_ID,

@@ -22,7 +22,7 @@ async fn spawn_local() -> (LocalAws, Arc<Worker<InProcessUpdater>>) {
     accounts::create_function(&local.target, FUNCTION, ALIAS, lambda_package("v1")).await.unwrap();
     accounts::create_alarm(&local.target, ALARM).await.unwrap();
     let mut updaters =
-        InProcessUpdater::new(&local.shared, &LocalAws::allowed_roles(), EXTERNAL_ID, &local.ledger_table);
+        InProcessUpdater::with_allow_list(&local.shared, &LocalAws::allowed_roles(), EXTERNAL_ID, &local.ledger_table);
     updaters.budget = Duration::from_secs(40);
     let worker = Arc::new(local.worker_with(updaters));
     (local, worker)

@@ -49,6 +49,9 @@ pub struct Settings {
     pub concurrency: usize,
     /// Who may deploy where (`CROSSDEPLOY_DEPLOY_POLICY`).
     pub policy: Policy,
+    /// Jobs come from the crossdeploy command line, not CodePipeline: answers are recorded in
+    /// the ledger (where the command line reads them) and never sent.
+    pub local: bool,
 }
 
 /// The deploy policy the worker enforces.
@@ -73,6 +76,7 @@ impl Settings {
             min_slice: MIN_SLICE,
             concurrency: 4,
             policy: Policy::None,
+            local: false,
         }
     }
 }

@@ -99,7 +99,7 @@ pub async fn poll_and_process<I: Invoke>(
                 JobSource::Poll { nonce, provider } => {
                     Some(PolledJob { job_id: j.id.clone(), provider: provider.clone(), nonce: nonce.clone() })
                 }
-                JobSource::Invoke => None,
+                JobSource::Invoke | JobSource::Local => None,
             })
             .collect();
         if let Err(e) = ledger.record_polled(run_id, &notes).await {

@@ -329,7 +329,7 @@ async fn prepare<I: Invoke>(
     deadline: Deadline,
 ) -> Result<Prepared, JobAnswer> {
     let mut pipeline = job.pipeline.clone();
-    if pipeline.pipeline_name.is_none() {
+    if pipeline.pipeline_name.is_none() && job.source != crossdeploy_pipeline_job::JobSource::Local {
         // An Invoke action's job: its pipeline and stage are established only if CodePipeline
         // serves its details (documented for custom actions only; either answer is safe: a
         // target the deploy policy restricts to pipelines refuses a job it cannot place).
@@ -347,7 +347,11 @@ async fn prepare<I: Invoke>(
         crate::Policy::None => {}
         crate::Policy::Broken(e) => return Err(failure(FailureType::PermissionError, &job.id, e.to_string())),
         crate::Policy::Enforced(policy) => {
-            let origin = Origin { pipeline: pipeline.pipeline_name.as_deref(), stage: pipeline.stage.as_deref() };
+            // A local deployment's pipeline is only what its caller says: not established.
+            let origin = match job.source {
+                crossdeploy_pipeline_job::JobSource::Local => Origin { pipeline: None, stage: None },
+                _ => Origin { pipeline: pipeline.pipeline_name.as_deref(), stage: pipeline.stage.as_deref() },
+            };
             policy.check(origin, &config.target.role_arn).map_err(|why| {
                 tracing::warn!(job_id = %job.id, pipeline = ?origin.pipeline, stage = ?origin.stage, role = %config.target.role_arn, "refused by the deploy policy");
                 failure(FailureType::PermissionError, &job.id, why)
@@ -1195,7 +1199,11 @@ async fn post<I: Invoke>(
     first: bool,
     deadline: Deadline,
 ) -> Result<HandledJob, WorkerError> {
-    let answered = answer_job(&worker.codepipeline, job_id, answer, deadline).await?;
+    // A local job's answer is in the ledger already, where the command line reads it.
+    let answered = match worker.settings.local {
+        true => Answered::Now,
+        false => answer_job(&worker.codepipeline, job_id, answer, deadline).await?,
+    };
     let label = answer.label();
     if first {
         answer_metrics(answer, answered == Answered::Already);

@@ -62,8 +62,19 @@ pub fn line(timestamp_ms: u64, dimensions: &[(&str, &str)], metrics: &[(&str, f6
     serde_json::Value::Object(root).to_string()
 }
 
-/// Writes one EMF line to stdout, where Lambda sends it to CloudWatch Logs.
+/// Whether this process runs as a Lambda function (the runtime sets `AWS_LAMBDA_FUNCTION_NAME`),
+/// whose stdout goes to CloudWatch Logs. Elsewhere (the command line, in-process tests) stdout
+/// is someone's answer channel, and no metric is written.
+fn in_lambda() -> bool {
+    static IN_LAMBDA: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *IN_LAMBDA.get_or_init(|| std::env::var_os("AWS_LAMBDA_FUNCTION_NAME").is_some_and(|v| !v.is_empty()))
+}
+
+/// Writes one EMF line to stdout, where Lambda sends it to CloudWatch Logs; nothing outside Lambda.
 pub fn emit(dimensions: &[(&str, &str)], metrics: &[(&str, f64, Unit)]) {
+    if !in_lambda() {
+        return;
+    }
     let text = line(crate::now_epoch_millis(), dimensions, metrics);
     let mut out = std::io::stdout().lock();
     // A metric lost to a closed stdout is not worth failing a deployment for.

@@ -128,7 +128,7 @@ pub fn check_durations(config: &DeployConfig, limit: ActionLimit) -> Result<(), 
 /// checked against what CodePipeline lets that kind of action run.
 pub fn job_configuration(job: &crate::Job) -> Result<DeployConfig, ConfigError> {
     let (config, limit) = match &job.source {
-        crate::JobSource::Invoke => {
+        crate::JobSource::Invoke | crate::JobSource::Local => {
             (parse_user_parameters(job.configuration.get("UserParameters").map(String::as_str))?, INVOKE_ACTION_LIMIT)
         }
         crate::JobSource::Poll { provider, .. } => {

@@ -9,6 +9,9 @@ pub enum JobSource {
     Invoke,
     /// PollForJobs for a custom action of `provider`; the nonce acknowledges it.
     Poll { nonce: String, provider: String },
+    /// A deployment the crossdeploy command line runs, outside CodePipeline: its configuration
+    /// is an Invoke action's `UserParameters`, and its answer is recorded, never sent.
+    Local,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

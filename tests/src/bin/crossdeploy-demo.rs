@@ -122,8 +122,12 @@ async fn canary_scene(local: &LocalAws) -> crossdeploy_local::Result<()> {
     let package = lambda_package("v3");
     let artifact = local.upload("orders/BuildOutput/v3.zip", zip_of(&[("lambda.zip", &package)])).await?;
     // Updaters with 20 s per invocation: the canary's bake goes on through continuation jobs.
-    let mut updaters =
-        InProcessUpdater::new(&local.shared, &LocalAws::allowed_roles(), accounts::EXTERNAL_ID, &local.ledger_table);
+    let mut updaters = InProcessUpdater::with_allow_list(
+        &local.shared,
+        &LocalAws::allowed_roles(),
+        accounts::EXTERNAL_ID,
+        &local.ledger_table,
+    );
     updaters.budget = Duration::from_secs(20);
     let worker = std::sync::Arc::new(local.worker_with(updaters));
     let params = serde_json::json!({
