@@ -20,11 +20,25 @@ use std::time::Duration;
 pub const LAMBDA_UPDATER: &str = "lambda-alias-updater";
 pub const ECS_UPDATER: &str = "ecs-taskdef-updater";
 
-/// How long one worker run of a local deployment lasts: the deployment reports its progress
-/// at the end of each (a continuation), as CodePipeline shows it.
+/// How long one worker run of a local deployment lasts by default: the deployment reports its
+/// progress at the end of each (a continuation), as CodePipeline shows it.
 pub const RUN: Duration = Duration::from_secs(90);
-/// The most continuation jobs one deployment takes (24 hours of runs, as an Invoke action).
-const MAX_RUNS: u32 = 24 * 3600 / 90;
+/// `CROSSDEPLOY_CLI_RUN_SECONDS`: another length for each run (30 to 900 seconds).
+pub const RUN_ENV: &str = "CROSSDEPLOY_CLI_RUN_SECONDS";
+/// A deployment goes on through continuation jobs for at most 24 hours, as an Invoke action.
+const LONGEST: Duration = Duration::from_secs(24 * 3600);
+
+/// Each run's length: [`RUN_ENV`], else [`RUN`].
+pub fn run_length() -> Result<Duration, CliError> {
+    match std::env::var(RUN_ENV).ok().filter(|v| !v.trim().is_empty()) {
+        None => Ok(RUN),
+        Some(v) => {
+            v.trim().parse::<u64>().ok().filter(|s| (30..=900).contains(s)).map(Duration::from_secs).ok_or_else(|| {
+                CliError::Configuration(format!("{RUN_ENV} is {v:?}: give a whole number of seconds from 30 to 900"))
+            })
+        }
+    }
+}
 
 /// Both updaters in this process: the worker's request and the updater's outcome still go
 /// through JSON, as over Lambda Invoke.
@@ -128,8 +142,10 @@ pub struct Ended {
 pub async fn run(
     worker: Arc<Worker<InProcessUpdaters>>,
     deployment: &LocalDeployment,
+    run: Duration,
     progress: &mut dyn FnMut(&str, Option<u8>),
 ) -> Result<Ended, CliError> {
+    let runs = (LONGEST.as_secs() / run.as_secs().max(1)).max(1) as u32;
     let first_id = format!("local-{}", unique_id());
     let mut job = Job {
         id: first_id.clone(),
@@ -146,9 +162,9 @@ pub async fn run(
             action: Some("crossdeploy-deploy".into()),
         },
     };
-    for n in 1..=MAX_RUNS {
+    for n in 1..=runs {
         let run_id = format!("{}-run-{n}", job.id);
-        let handled = pipeline_job_worker::handle_job(job.clone(), worker.clone(), Deadline::after(RUN), &run_id)
+        let handled = pipeline_job_worker::handle_job(job.clone(), worker.clone(), Deadline::after(run), &run_id)
             .await
             .map_err(|e| CliError::Failed(format!("the deployment could not go on: {e}")))?;
         if handled.is_none() {
@@ -169,7 +185,7 @@ pub async fn run(
         job.pipeline.job_id = next;
         job.continuation_token = Some(token);
     }
-    Err(CliError::Failed(format!("deployment {first_id} still goes on after {MAX_RUNS} runs (24 hours)")))
+    Err(CliError::Failed(format!("deployment {first_id} still goes on after {runs} runs (24 hours)")))
 }
 
 async fn recorded_answer(ledger: &Ledger, job_id: &str) -> Result<JobAnswer, CliError> {

@@ -1,5 +1,5 @@
-//! `crossdeploy`: the ledger's history and status, and rollbacks through deploy-rollback, from a
-//! terminal or a script.
+//! `crossdeploy`: the ledger's history and status, rollbacks through deploy-rollback, and
+//! deployments run from here ([`deploy`]), from a terminal or a script.
 //!
 //! It finds AWS as every AWS tool does (profiles, `AWS_REGION`, `AWS_ENDPOINT_URL` and the
 //! per-service `AWS_ENDPOINT_URL_<SERVICE>`), the ledger table from `--table` or
@@ -31,7 +31,7 @@ pub mod exit {
 }
 
 #[derive(Debug, Parser)]
-#[command(name = "crossdeploy", version, about = "crossdeploy's ledger and rollbacks, for the people on call")]
+#[command(name = "crossdeploy", version, about = "crossdeploy's ledger, rollbacks and deployments, from anywhere")]
 pub struct Cli {
     /// The ledger's DynamoDB table.
     #[arg(long, env = "CROSSDEPLOY_LEDGER_TABLE", global = true)]
@@ -297,13 +297,14 @@ async fn execute(cli: &Cli, config: &aws_config::SdkConfig, out: &mut dyn Write)
         }
         Command::Deploy { kind } => {
             let (common, parameters) = parameters(kind)?;
+            let run = deploy::run_length()?;
             let ledger = ledger()?;
             let table = cli.table.clone().unwrap_or_default();
             let artifact =
                 deploy::artifact(config, &common.artifact, common.artifact_bucket.as_deref(), &mut std::io::stderr())
                     .await?;
             let deployment = deploy::LocalDeployment { parameters, artifact, pipeline: common.pipeline.clone() };
-                        let worker = std::sync::Arc::new(local_worker(config, ledger, &table));
+            let worker = std::sync::Arc::new(local_worker(config, ledger, &table));
             // On a terminal a spinner with the time gone and where the deployment stands (as of
             // its last continuation); elsewhere a plain line at each continuation.
             let terminal = std::io::stderr().is_terminal();
@@ -331,7 +332,7 @@ async fn execute(cli: &Cli, config: &aws_config::SdkConfig, out: &mut dyn Write)
                     eprintln!("in progress ({percent}): {summary}");
                 }
             };
-            let ended = deploy::run(worker, &deployment, &mut progress).await;
+            let ended = deploy::run(worker, &deployment, run, &mut progress).await;
             if let Some(spinner) = spinner {
                 spinner.abort();
                 eprintln!();

@@ -337,3 +337,29 @@ async fn deploy_exits_by_failure_type_and_deploys_an_ecs_image_file() {
         "{answer}"
     );
 }
+
+/// A canary from the command line: it goes on through continuation jobs (each run 30 s here),
+/// reporting where it stands after each, and ends with all the traffic moved.
+#[tokio::test]
+async fn a_canary_from_the_command_line_goes_on_through_continuations_and_reports_its_progress() {
+    let local = deployed().await;
+    let package = file("v5.zip", &lambda_package("v5"));
+    let role = accounts::target_role(TARGET_ACCOUNT);
+
+    let out = deployer(&local)
+        .await
+        .env("CROSSDEPLOY_CLI_RUN_SECONDS", "30")
+        .args(["deploy", "lambda", "--role-arn", &role, "--function-name", FUNCTION, "--alias", ALIAS])
+        .args(["--strategy", "Canary10Percent1Minutes", "--artifact"])
+        .arg(&package)
+        .output()
+        .unwrap();
+
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    let progress: Vec<&str> = stderr.lines().filter(|l| l.starts_with("in progress (")).collect();
+    assert!(!progress.is_empty(), "{stderr}");
+    assert!(progress.iter().any(|l| l.contains("10%")), "the canary's share is reported: {stderr}");
+    let state = accounts::function_state(&local.target, FUNCTION, ALIAS).await.unwrap();
+    assert_eq!((state.alias_version.as_str(), state.alias_routing.len()), ("3", 0), "all the traffic on version 3");
+}
