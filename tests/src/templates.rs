@@ -152,6 +152,7 @@ pub const MOTO_UNSUPPORTED: &[(&str, &str)] = &[
     ("AWS::Lambda::EventInvokeConfig", "not implemented in moto's CloudFormation"),
     ("AWS::Lambda::Url", "not implemented in moto's CloudFormation"),
     ("AWS::SQS::QueuePolicy", "not implemented in moto's CloudFormation"),
+    ("AWS::CloudWatch::Alarm", "not implemented in moto's CloudFormation (the tests check the template's alarms)"),
     (
         "AWS::S3::BucketPolicy",
         "not implemented in moto's CloudFormation (and moto applies Deny statements to every caller)",

@@ -119,6 +119,30 @@ async fn the_templates_deploy_into_the_local_aws() {
     .await
     .unwrap();
 
+    // The dashboard, deployed; the alarms on failed rollbacks (the metric deploy-rollback emits)
+    // and on the dead-letter queues, as the template declares them (moto's CloudFormation makes
+    // no alarms).
+    let dashboard =
+        aws_sdk_cloudwatch::Client::new(&shared).get_dashboard().dashboard_name("crossdeploy").send().await.unwrap();
+    let body: Value = serde_json::from_str(dashboard.dashboard_body().unwrap_or_default()).unwrap();
+    let titles: Vec<&str> =
+        body["widgets"].as_array().unwrap().iter().filter_map(|w| w["properties"]["title"].as_str()).collect();
+    assert!(titles.contains(&"Rollbacks by trigger and result") && titles.contains(&"Alarms"), "{titles:?}");
+    let declared = &translated["Resources"];
+    let rollbacks = &declared["RollbackFailuresAlarm"]["Properties"];
+    assert_eq!(
+        (rollbacks["Namespace"].as_str(), rollbacks["MetricName"].as_str()),
+        (Some("crossdeploy"), Some("Rollbacks"))
+    );
+    assert_eq!(rollbacks["Dimensions"], json!([{"Name": "Result", "Value": "Failed"}]));
+    for (alarm, queue) in
+        [("FailedInvocationsAlarm", "FailedInvocationsQueue"), ("UndeliveredEventsAlarm", "UndeliveredEventsQueue")]
+    {
+        let p = &declared[alarm]["Properties"];
+        assert_eq!(p["MetricName"], "ApproximateNumberOfMessagesVisible", "{alarm}");
+        assert_eq!(p["Dimensions"][0]["Value"]["Fn::GetAtt"][0], queue, "{alarm}");
+    }
+
     // The four functions, as template.yaml says.
     let lambda = aws_sdk_lambda::Client::new(&shared);
     for name in ["pipeline-job-worker", "lambda-alias-updater", "ecs-taskdef-updater", "deploy-rollback"] {
