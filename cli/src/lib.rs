@@ -207,28 +207,18 @@ impl CliError {
     fn aws(what: &str, code: Option<&str>, message: impl std::fmt::Display) -> Self {
         let text = format!("{what}: {}: {message}", code.unwrap_or("no answer from AWS"));
         match code {
-            Some(c) if crossdeploy_aws_codes::is_access_denied(c) => CliError::Permission(text),
+            Some(c) if crossdeploy_aws::is_access_denied_code(c) => CliError::Permission(text),
             _ => CliError::Failed(text),
         }
     }
 
     fn ledger(e: crossdeploy_ledger::LedgerError) -> Self {
-        let denied = e.error.code.as_deref().is_some_and(crossdeploy_aws_codes::is_access_denied);
+        let denied = e.error.code.as_deref().is_some_and(crossdeploy_aws::is_access_denied_code);
         if denied {
             CliError::Permission(e.to_string())
         } else {
             CliError::Failed(e.to_string())
         }
-    }
-}
-
-/// AWS error codes that mean "denied".
-mod crossdeploy_aws_codes {
-    pub fn is_access_denied(code: &str) -> bool {
-        matches!(
-            code,
-            "AccessDenied" | "AccessDeniedException" | "UnauthorizedOperation" | "UnrecognizedClientException"
-        )
     }
 }
 
