@@ -145,7 +145,7 @@ pub async fn run(
     run: Duration,
     progress: &mut dyn FnMut(&str, Option<u8>),
 ) -> Result<Ended, CliError> {
-    let runs = (LONGEST.as_secs() / run.as_secs().max(1)).max(1) as u32;
+    let started = std::time::Instant::now();
     let first_id = format!("local-{}", unique_id());
     let mut job = Job {
         id: first_id.clone(),
@@ -162,15 +162,9 @@ pub async fn run(
             action: Some("crossdeploy-deploy".into()),
         },
     };
-    for n in 1..=runs {
-        let run_id = format!("{}-run-{n}", job.id);
-        let handled = pipeline_job_worker::handle_job(job.clone(), worker.clone(), Deadline::after(run), &run_id)
-            .await
-            .map_err(|e| CliError::Failed(format!("the deployment could not go on: {e}")))?;
-        if handled.is_none() {
-            return Err(CliError::Failed(format!("job {} was claimed by another run", job.id)));
-        }
-        let answer = recorded_answer(&worker.ledger, &job.id).await?;
+    while started.elapsed() < LONGEST {
+        let run_started = std::time::Instant::now();
+        let answer = run_job(&worker, &job, run).await?;
         let token = match &answer {
             JobAnswer::Success(s) => s.continuation_token.clone(),
             JobAnswer::Failure { .. } => None,
@@ -179,13 +173,45 @@ pub async fn run(
         if let JobAnswer::Success(s) = &answer {
             progress(&s.summary, s.percent_complete);
         }
+        // A run that ended at once (its target busy, waiting for the lease): the next job a
+        // little later, as the worker's lease wait expects, not in a tight loop.
+        if run_started.elapsed() < PAUSE_UNDER {
+            tokio::time::sleep(PAUSE).await;
+        }
         // The next job, as CodePipeline sends it: a new id, the same action, the token.
         let next = format!("local-{}", unique_id());
         job.id = next.clone();
         job.pipeline.job_id = next;
         job.continuation_token = Some(token);
     }
-    Err(CliError::Failed(format!("deployment {first_id} still goes on after {runs} runs (24 hours)")))
+    Err(CliError::Failed(format!("deployment {first_id} still goes on after 24 hours: check crossdeploy status")))
+}
+
+/// A run shorter than this is followed by [`PAUSE`] before the next job.
+const PAUSE_UNDER: Duration = Duration::from_secs(10);
+const PAUSE: Duration = Duration::from_secs(15);
+/// Runs of one job, at most, when a run fails or leaves no answer: each later run has the same
+/// job id and run id, and finds its own claim or recorded answer, as Lambda's retry of a run does.
+const ATTEMPTS: u32 = 5;
+
+/// One job, to its recorded answer.
+async fn run_job(worker: &Arc<Worker<InProcessUpdaters>>, job: &Job, run: Duration) -> Result<JobAnswer, CliError> {
+    let run_id = format!("{}-run", job.id);
+    let mut last = None;
+    for attempt in 1..=ATTEMPTS {
+        match pipeline_job_worker::handle_job(job.clone(), worker.clone(), Deadline::after(run), &run_id).await {
+            Ok(Some(_)) => match recorded_answer(&worker.ledger, &job.id).await {
+                Ok(answer) => return Ok(answer),
+                Err(e) => last = Some(e),
+            },
+            Ok(None) => return Err(CliError::Failed(format!("job {} was claimed by another run", job.id))),
+            Err(e) => last = Some(CliError::Failed(format!("job {} could not go on: {e}", job.id))),
+        }
+        if attempt < ATTEMPTS {
+            tokio::time::sleep(Duration::from_secs(2u64 << attempt)).await;
+        }
+    }
+    Err(last.unwrap_or_else(|| CliError::Failed(format!("job {} ended without an answer", job.id))))
 }
 
 async fn recorded_answer(ledger: &Ledger, job_id: &str) -> Result<JobAnswer, CliError> {

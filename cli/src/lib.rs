@@ -307,7 +307,13 @@ async fn execute(cli: &Cli, config: &aws_config::SdkConfig, out: &mut dyn Write)
                     for n in 0usize.. {
                         let text = latest.lock().map(|t| t.clone()).unwrap_or_default();
                         let gone = started.elapsed().as_secs();
-                        eprint!("\r\x1b[2K{} {:>2}m{:02}s  {text}", SPIN[n % 4], gone / 60, gone % 60);
+                        let _ = write!(
+                            std::io::stderr(),
+                            "\r\x1b[2K{} {:>2}m{:02}s  {text}",
+                            SPIN[n % 4],
+                            gone / 60,
+                            gone % 60
+                        );
                         tokio::time::sleep(std::time::Duration::from_millis(250)).await;
                     }
                 })
@@ -319,13 +325,14 @@ async fn execute(cli: &Cli, config: &aws_config::SdkConfig, out: &mut dyn Write)
                         *t = format!("{percent:>4}  {summary}");
                     }
                 } else {
-                    eprintln!("in progress ({percent}): {summary}");
+                    // A closed stderr must not stop the deployment.
+                    let _ = writeln!(std::io::stderr(), "in progress ({percent}): {summary}");
                 }
             };
             let ended = deploy::run(worker, &deployment, run, &mut progress).await;
             if let Some(spinner) = spinner {
                 spinner.abort();
-                eprintln!();
+                let _ = writeln!(std::io::stderr());
             }
             let ended = ended?;
             output::deployed(out, cli.output, &ended).map_err(io)?;
@@ -444,8 +451,14 @@ fn io(e: std::io::Error) -> CliError {
     CliError::Failed(format!("could not write the answer: {e}"))
 }
 
+/// The target's latest successful deployment (what deploy-rollback restores from).
 async fn latest(ledger: &Ledger, key: &TargetKey) -> Result<Option<DeploymentRecord>, CliError> {
-    Ok(ledger.deployments(key).await.map_err(CliError::ledger)?.into_iter().next())
+    Ok(ledger
+        .deployments(key)
+        .await
+        .map_err(CliError::ledger)?
+        .into_iter()
+        .find(|r| r.status == DeploymentStatus::Succeeded))
 }
 
 /// What `status` shows.
@@ -558,7 +571,7 @@ fn confirm(target: &str, to: Option<&str>) -> Result<(), CliError> {
         ));
     }
     let what = to.map(|t| format!("to {t}")).unwrap_or_else(|| "to what stood before its latest deployment".to_owned());
-    eprint!("Roll {target} back {what}? [y/N] ");
+    let _ = write!(std::io::stderr(), "Roll {target} back {what}? [y/N] ");
     let mut answer = String::new();
     std::io::stdin()
         .lock()
@@ -593,10 +606,16 @@ async fn invoke_rollback(
     request: &serde_json::Value,
 ) -> Result<Report, CliError> {
     let lambda = aws_sdk_lambda::Client::new(config);
+    // Lambda runs a function for at most 15 minutes: an answer later than that will not come.
+    let timeouts = aws_sdk_lambda::config::timeout::TimeoutConfig::builder()
+        .operation_timeout(std::time::Duration::from_secs(16 * 60))
+        .build();
     let out = lambda
         .invoke()
         .function_name(function)
         .payload(aws_smithy_types::Blob::new(request.to_string()))
+        .customize()
+        .config_override(aws_sdk_lambda::config::Config::builder().timeout_config(timeouts))
         .send()
         .await
         .map_err(|e| {
@@ -610,7 +629,18 @@ async fn invoke_rollback(
     let body = out.payload.map(|p| p.into_inner()).unwrap_or_default();
     let text = String::from_utf8_lossy(&body);
     if let Some(kind) = out.function_error {
-        return Err(CliError::Failed(format!("deploy-rollback ({function}) failed ({kind}): {text}")));
+        // deploy-rollback names its errors (`errorType`): a refused caller, nothing recorded to
+        // restore, a request it cannot read.
+        let error_type = serde_json::from_slice::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| v["errorType"].as_str().map(str::to_owned))
+            .unwrap_or_default();
+        let message = format!("deploy-rollback ({function}) failed ({kind}): {text}");
+        return Err(match error_type.as_str() {
+            "crossdeploy.NotAllowed" => CliError::Permission(message),
+            "crossdeploy.NothingRecorded" | "crossdeploy.BadEvent" => CliError::Configuration(message),
+            _ => CliError::Failed(message),
+        });
     }
     serde_json::from_slice(&body).map_err(|e| {
         CliError::Failed(format!("deploy-rollback ({function}) answered what is not its report ({e}): {text}"))

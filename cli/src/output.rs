@@ -128,7 +128,7 @@ pub fn status(out: &mut dyn Write, format: Format, status: &Status) -> io::Resul
                     (Some(p), None) => format!("pipeline {p}"),
                     _ => l.job_id.as_ref().map(|j| format!("job {j}")).unwrap_or_else(|| "-".to_owned()),
                 };
-                vec![l.target.clone(), l.deployment_id.clone(), by, time(l.until * 1000)]
+                vec![l.target.clone(), l.deployment_id.clone(), by, time(l.until.saturating_mul(1000))]
             })
             .collect();
         table(out, &["TARGET", "HELD BY DEPLOYMENT", "FOR", "UNTIL"], &rows)?;

@@ -363,3 +363,38 @@ async fn a_canary_from_the_command_line_goes_on_through_continuations_and_report
     let state = accounts::function_state(&local.target, FUNCTION, ALIAS).await.unwrap();
     assert_eq!((state.alias_version.as_str(), state.alias_routing.len()), ("3", 0), "all the traffic on version 3");
 }
+
+/// A target another deployment holds: the command line waits for it through continuation jobs,
+/// a pause between them (not a tight loop), and deploys once the lease is free.
+#[tokio::test]
+async fn deploy_waits_for_a_busy_target_and_then_deploys() {
+    let local = deployed().await;
+    let key = TargetKey::lambda(TARGET_ACCOUNT, REGION, FUNCTION, ALIAS);
+    let holder = LeaseHolder {
+        deployment_id: "someone-else".into(),
+        pipeline: Some("orders".into()),
+        execution_id: Some("exec-9".into()),
+        job_id: Some("someone-else".into()),
+        since: crossdeploy_ledger::now_secs(),
+        ..LeaseHolder::default()
+    };
+    local.ledger().acquire_lease(&key, &holder, crossdeploy_ledger::now_secs() + 20).await.unwrap();
+    let package = file("v6.zip", &lambda_package("v6"));
+    let started = std::time::Instant::now();
+
+    let out = deployer(&local)
+        .await
+        .env("CROSSDEPLOY_CLI_RUN_SECONDS", "30")
+        .args(["deploy", "lambda", "--role-arn", &accounts::target_role(TARGET_ACCOUNT), "--function-name", FUNCTION])
+        .args(["--alias", ALIAS, "--artifact"])
+        .arg(&package)
+        .output()
+        .unwrap();
+
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    let waits = stderr.lines().filter(|l| l.contains("waiting for") && l.contains("someone-else")).count();
+    assert!((1..=3).contains(&waits), "waited with a pause between jobs, not in a tight loop: {stderr}");
+    assert!(started.elapsed() >= std::time::Duration::from_secs(15), "it waited for the lease");
+    assert_eq!(accounts::function_state(&local.target, FUNCTION, ALIAS).await.unwrap().alias_version, "3");
+}

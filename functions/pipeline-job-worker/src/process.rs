@@ -329,7 +329,7 @@ async fn prepare<I: Invoke>(
     deadline: Deadline,
 ) -> Result<Prepared, JobAnswer> {
     let mut pipeline = job.pipeline.clone();
-    if pipeline.pipeline_name.is_none() && job.source != crossdeploy_pipeline_job::JobSource::Local {
+    if pipeline.pipeline_name.is_none() && !worker.settings.local {
         // An Invoke action's job: its pipeline and stage are established only if CodePipeline
         // serves its details (documented for custom actions only; either answer is safe: a
         // target the deploy policy restricts to pipelines refuses a job it cannot place).
@@ -348,9 +348,9 @@ async fn prepare<I: Invoke>(
         crate::Policy::Broken(e) => return Err(failure(FailureType::PermissionError, &job.id, e.to_string())),
         crate::Policy::Enforced(policy) => {
             // A local deployment's pipeline is only what its caller says: not established.
-            let origin = match job.source {
-                crossdeploy_pipeline_job::JobSource::Local => Origin { pipeline: None, stage: None },
-                _ => Origin { pipeline: pipeline.pipeline_name.as_deref(), stage: pipeline.stage.as_deref() },
+            let origin = match worker.settings.local {
+                true => Origin { pipeline: None, stage: None },
+                false => Origin { pipeline: pipeline.pipeline_name.as_deref(), stage: pipeline.stage.as_deref() },
             };
             policy.check(origin, &config.target.role_arn).map_err(|why| {
                 tracing::warn!(job_id = %job.id, pipeline = ?origin.pipeline, stage = ?origin.stage, role = %config.target.role_arn, "refused by the deploy policy");
@@ -1165,6 +1165,9 @@ async fn send<I: Invoke>(
                 already_answered: false,
             });
         }
+        // A local job's answer lives only in the ledger: not recorded, not answered (the command
+        // line runs the job again, as Lambda retries a run, and finds its claim).
+        Err(e) if worker.settings.local => return Err(e.into()),
         Err(e) => {
             tracing::error!(job_id, error = %e, "could not record the answer in the ledger; sending it anyway");
             answer.clone()

@@ -69,8 +69,16 @@ impl Ledger {
                 _ => return Ok(items),
             }
         }
-        tracing::warn!(table = %self.table, action, pages = MAX_SCAN_PAGES, "stopped reading after the page limit");
-        Ok(items)
+        Err(LedgerError {
+            action,
+            table: self.table.clone(),
+            error: crossdeploy_aws::ErrorInfo {
+                code: Some("TooManyPages".into()),
+                message: format!(
+                    "more than {MAX_SCAN_PAGES} pages of 1 MB: narrow the listing to a target (history --target)"
+                ),
+            },
+        })
     }
 
     /// The deployments `filter` keeps, newest first, at most `limit`.
