@@ -756,6 +756,20 @@ impl Soak {
             }
         }
         if let Some((_, version, i)) = last_success {
+            // A failed action whose deployment left the alias elsewhere (an updater whose
+            // answers were all lost after it had moved it): CodePipeline emits the action's
+            // FAILED event, and deploy-rollback puts back what stood before it, as in the
+            // single-pipeline scenarios.
+            let moved = accounts::function_state(&self.target, &function, ALIAS)
+                .await
+                .is_ok_and(|s| s.alias_version != version || !s.alias_routing.is_empty());
+            if moved {
+                for chain in chains.iter().flatten() {
+                    if chain.succeeded().is_none() && chain.failure().is_some() {
+                        self.finish_failed_action(chain, &format!("Deploy-{function}")).await;
+                    }
+                }
+            }
             let state = accounts::function_state(&self.target, &function, ALIAS).await;
             match state {
                 Ok(s)
