@@ -121,8 +121,10 @@ async fn restore(
                 }
                 if matches!(stop, Ok(Stop::Stopping)) {
                     let how = if rolling_back { "was rolling back already" } else { "stopped with rollback" };
+                    // ECS rolls it back: followed to its end while the request's time allows.
+                    let ended = rolled_back(s, current, deadline).await?;
                     let summary = format!(
-                        "{name}: service deployment {} of {} {how}; ECS puts {} back (service deployment {current}): {reason}",
+                        "{name}: service deployment {} of {} {how}; ECS puts {} back (service deployment {current}, {ended}): {reason}",
                         short_id(current),
                         spec.deployed_task_definition,
                         spec.restore_task_definition
@@ -190,6 +192,39 @@ async fn ongoing_to_restore(
     let from_restore = !sources.is_empty()
         && sources.iter().all(|r| runs.get(r).map(String::as_str) == Some(spec.restore_task_definition.as_str()));
     Ok((brings == Some(spec.deployed_task_definition.as_str()) && from_restore).then_some(rolling_back))
+}
+
+/// Follows ECS's rollback of service deployment `arn` until it ends, or until 10 s before
+/// `deadline`: the status it ended with, or that it is still rolling back. A rollback ECS could
+/// not finish is an error: the service's state is for people to check.
+async fn rolled_back(s: &ServiceRef<'_>, arn: &str, deadline: Deadline) -> Result<String, EcsError> {
+    let mut wait = std::time::Duration::from_millis(500);
+    loop {
+        let status = match sd::describe(s, arn, deadline).await {
+            Ok(Lookup::Found(d)) => d.status().cloned(),
+            Ok(Lookup::Absent(_)) | Err(_) => return Ok("its end not read".to_owned()),
+        };
+        match status {
+            Some(ServiceDeploymentStatus::RollbackSuccessful) => return Ok("ROLLBACK_SUCCESSFUL".to_owned()),
+            Some(
+                ref st @ (ServiceDeploymentStatus::RollbackFailed
+                | ServiceDeploymentStatus::Stopped
+                | ServiceDeploymentStatus::Successful),
+            ) => {
+                return Err(EcsError::Rollout(format!(
+                    "ECS's rollback of service deployment {arn} of {} ended {}: check the service",
+                    s.describe(),
+                    st.as_str()
+                )))
+            }
+            _ => {}
+        }
+        if deadline.remaining() < std::time::Duration::from_secs(10) + wait {
+            return Ok(format!("still {}", status.map(|x| x.as_str().to_owned()).unwrap_or_default()));
+        }
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(std::time::Duration::from_secs(5));
+    }
 }
 
 fn with_service_deployment(outcome: Outcome, arn: &str) -> Outcome {
